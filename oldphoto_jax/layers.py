@@ -1,0 +1,227 @@
+"""PyTorch-compatible primitives in NHWC, exact to float32 noise.
+
+Every network of oldphoto-jax is built from these pieces so that a converted official checkpoint
+computes what the official PyTorch code computes. The semantics follow the reference (section 0):
+
+* reflection padding mirrors without repeating the edge pixel (``numpy`` ``mode="reflect"``);
+* instance norm is per sample and channel, biased variance, eps 1e-5, no affine parameters;
+* bilinear resizing is ``F.interpolate(..., mode="bilinear", align_corners=False)`` *without*
+  antialiasing, also when downsampling (``jax.image.resize`` would antialias);
+* nearest resizing is PyTorch's legacy ``mode="nearest"`` (``floor(dst * in/out)``);
+* transposed convolution is ``nn.ConvTranspose2d`` (lhs-dilated convolution with a flipped kernel).
+
+Layout: activations are NHWC, convolution kernels HWIO (``[kh, kw, in, out]``).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+Precision = Any  # None, "default", "high", "highest" or a jax.lax.Precision
+
+# PyTorch's Conv2d default bias init is U(-1/sqrt(fan_in), 1/sqrt(fan_in)); the official training
+# code re-initialises conv weights with N(0, 0.02) (reference section 10.1).
+official_kernel_init = nn.initializers.normal(stddev=0.02)
+
+
+def torch_bias_init(fan_in: int) -> Callable:
+    bound = 1.0 / np.sqrt(max(fan_in, 1))
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def reflect_pad(x: Array, pad: int | Sequence[int]) -> Array:
+    """``nn.ReflectionPad2d`` on an NHWC tensor. ``pad`` is an int or (top, bottom, left, right)."""
+    if isinstance(pad, int):
+        pad = (pad, pad, pad, pad)
+    top, bottom, left, right = pad
+    if top == bottom == left == right == 0:
+        return x
+    return jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), mode="reflect")
+
+
+def conv2d(x: Array, kernel: Array, stride: int = 1, padding: int = 0, dilation: int = 1,
+           groups: int = 1, lhs_dilation: int = 1,
+           padding_hw: tuple[tuple[int, int], tuple[int, int]] | None = None,
+           precision: Precision = "highest") -> Array:
+    """Plain NHWC x HWIO convolution with zero padding (no bias)."""
+    if padding_hw is None:
+        padding_hw = ((padding, padding), (padding, padding))
+    return jax.lax.conv_general_dilated(
+        x, kernel.astype(x.dtype),
+        window_strides=(stride, stride),
+        padding=padding_hw,
+        lhs_dilation=(lhs_dilation, lhs_dilation),
+        rhs_dilation=(dilation, dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=groups,
+        precision=precision,
+    )
+
+
+class Conv2d(nn.Module):
+    """``nn.Conv2d`` with either zero padding or a preceding ``nn.ReflectionPad2d``.
+
+    Parameters: ``kernel`` [kh, kw, in, out] and ``bias`` [out] (when ``use_bias``).
+    """
+
+    features: int
+    kernel_size: int = 3
+    stride: int = 1
+    padding: int = 0
+    pad_mode: str = "zeros"  # "zeros" or "reflect"
+    dilation: int = 1
+    use_bias: bool = True
+    precision: Precision = "highest"
+    kernel_init: Callable = official_kernel_init
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        in_features = x.shape[-1]
+        k = self.kernel_size
+        kernel = self.param("kernel", self.kernel_init, (k, k, in_features, self.features))
+        if self.pad_mode == "reflect":
+            x = reflect_pad(x, self.padding * self.dilation)
+            pad = 0
+        elif self.pad_mode == "zeros":
+            pad = self.padding * self.dilation
+        else:
+            raise ValueError(f"unknown pad_mode {self.pad_mode!r}")
+        y = conv2d(x, kernel, stride=self.stride, padding=pad, dilation=self.dilation,
+                   precision=self.precision)
+        if self.use_bias:
+            bias = self.param("bias", torch_bias_init(in_features * k * k), (self.features,))
+            y = y + bias.astype(y.dtype)
+        return y
+
+
+class ConvTranspose2d(nn.Module):
+    """``nn.ConvTranspose2d(in, out, k, stride, padding, output_padding)``.
+
+    The ``kernel`` parameter is stored as the *equivalent forward convolution* kernel in HWIO:
+    torch's ``[in, out, kh, kw]`` weight flipped spatially and transposed
+    (``w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)``). The convolution inserts ``stride - 1`` zeros
+    between input pixels and zero-pads by ``k - 1 - padding`` (plus ``output_padding`` at the end).
+    """
+
+    features: int
+    kernel_size: int = 4
+    stride: int = 2
+    padding: int = 1
+    output_padding: int = 0
+    use_bias: bool = True
+    precision: Precision = "highest"
+    kernel_init: Callable = official_kernel_init
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        in_features = x.shape[-1]
+        k = self.kernel_size
+        kernel = self.param("kernel", self.kernel_init, (k, k, in_features, self.features))
+        lo = k - 1 - self.padding
+        hi = lo + self.output_padding
+        y = conv2d(x, kernel, stride=1, lhs_dilation=self.stride,
+                   padding_hw=((lo, hi), (lo, hi)), precision=self.precision)
+        if self.use_bias:
+            # PyTorch's ConvTranspose2d computes fan_in from weight.size(1) * k * k = out * k * k.
+            bias = self.param("bias", torch_bias_init(self.features * k * k), (self.features,))
+            y = y + bias.astype(y.dtype)
+        return y
+
+
+def instance_norm(x: Array, eps: float = 1e-5) -> Array:
+    """``nn.InstanceNorm2d(affine=False)``: per sample and channel over H, W; biased variance."""
+    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+    centered = x - mean
+    var = jnp.mean(centered * centered, axis=(1, 2), keepdims=True)
+    return centered * jax.lax.rsqrt(var + eps)
+
+
+def linear_source_taps(in_size: int, out_size: int, scale: float | None = None):
+    """Source indices and weights of PyTorch's align_corners=False linear interpolation."""
+    if scale is None:
+        scale = np.float32(in_size) / np.float32(out_size)
+    scale = np.float32(scale)
+    dst = np.arange(out_size, dtype=np.float32)
+    src = (dst + np.float32(0.5)) * scale - np.float32(0.5)
+    src = np.maximum(src, np.float32(0.0))
+    i0 = np.floor(src).astype(np.int64)
+    i0 = np.minimum(i0, in_size - 1)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    w1 = (src - i0.astype(np.float32)).astype(np.float32)
+    w0 = (np.float32(1.0) - w1).astype(np.float32)
+    return i0, i1, w0, w1
+
+
+def _interp_axis(x: Array, axis: int, out_size: int, scale: float | None) -> Array:
+    in_size = x.shape[axis]
+    if in_size == out_size and scale is None:
+        return x
+    i0, i1, w0, w1 = linear_source_taps(in_size, out_size, scale)
+    shape = [1] * x.ndim
+    shape[axis] = out_size
+    a = jnp.take(x, jnp.asarray(i0), axis=axis)
+    b = jnp.take(x, jnp.asarray(i1), axis=axis)
+    w0 = jnp.asarray(w0, x.dtype).reshape(shape)
+    w1 = jnp.asarray(w1, x.dtype).reshape(shape)
+    return a * w0 + b * w1
+
+
+def resize_bilinear(x: Array, size: tuple[int, int],
+                    scale_factor: float | None = None) -> Array:
+    """``F.interpolate(x, size, mode="bilinear", align_corners=False)`` on NHWC, no antialias.
+
+    With ``scale_factor`` (as ``nn.Upsample(scale_factor=s)``) PyTorch uses ``1/s`` as the
+    source-to-destination scale instead of ``in/out``; for exact factors both are equal.
+    """
+    scale = None if scale_factor is None else 1.0 / scale_factor
+    y = _interp_axis(x, 1, size[0], scale)
+    return _interp_axis(y, 2, size[1], scale)
+
+
+def nearest_source_indices(in_size: int, out_size: int) -> np.ndarray:
+    if in_size == out_size:
+        return np.arange(out_size)
+    if out_size == 2 * in_size:
+        return np.arange(out_size) >> 1
+    scale = np.float32(in_size) / np.float32(out_size)
+    src = np.floor(np.arange(out_size, dtype=np.float32) * scale).astype(np.int64)
+    return np.minimum(src, in_size - 1)
+
+
+def resize_nearest(x: Array, size: tuple[int, int]) -> Array:
+    """PyTorch's legacy ``F.interpolate(x, size, mode="nearest")`` on NHWC."""
+    rows = nearest_source_indices(x.shape[1], size[0])
+    cols = nearest_source_indices(x.shape[2], size[1])
+    if len(rows) != x.shape[1] or not np.array_equal(rows, np.arange(x.shape[1])):
+        x = jnp.take(x, jnp.asarray(rows), axis=1)
+    if len(cols) != x.shape[2] or not np.array_equal(cols, np.arange(x.shape[2])):
+        x = jnp.take(x, jnp.asarray(cols), axis=2)
+    return x
+
+
+def upsample_nearest2x(x: Array) -> Array:
+    """``nn.Upsample(scale_factor=2)`` (nearest): every pixel repeated 2x2."""
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def l1_normalize(x: Array, axis: int, eps: float = 1e-12) -> Array:
+    """``F.normalize(x, p=1, dim=axis)``."""
+    return x / jnp.maximum(jnp.sum(jnp.abs(x), axis=axis, keepdims=True), eps)
+
+
+def l2_normalize(x: Array, axis: int, eps: float = 1e-12) -> Array:
+    """``F.normalize(x, p=2, dim=axis)``."""
+    return x / jnp.maximum(jnp.sqrt(jnp.sum(x * x, axis=axis, keepdims=True)), eps)
+
+
+def leaky_relu(x: Array, slope: float = 0.2) -> Array:
+    return jnp.where(x >= 0, x, slope * x)
