@@ -150,8 +150,10 @@ def linear_source_taps(in_size: int, out_size: int, scale: float | None = None):
     if scale is None:
         scale = np.float32(in_size) / np.float32(out_size)
     scale = np.float32(scale)
-    dst = np.arange(out_size, dtype=np.float32)
-    src = (dst + np.float32(0.5)) * scale - np.float32(0.5)
+    # PyTorch's CPU kernel evaluates (dst + 0.5) * scale - 0.5 with a single rounding (fused
+    # multiply-add); computing it in float64 and rounding once to float32 reproduces its weights.
+    dst = np.arange(out_size, dtype=np.float64)
+    src = ((dst + 0.5) * np.float64(scale) - 0.5).astype(np.float32)
     src = np.maximum(src, np.float32(0.0))
     i0 = np.floor(src).astype(np.int64)
     i0 = np.minimum(i0, in_size - 1)

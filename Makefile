@@ -1,0 +1,30 @@
+# Set-up and everyday commands. `make test` and `make restore` create the virtualenv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-all parity clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,faces]'
+	touch $(STAMP)
+
+# The default test suite (what CI runs).
+test: setup
+	$(PY) -m pytest -q
+
+# Also the heavy checks marked slow.
+test-all: setup
+	$(PY) -m pytest -q -m "slow or not slow"
+
+# Every parity case with its measured error and tolerance.
+parity: setup
+	$(PY) -m oldphoto_jax.parity
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,213 @@
+"""The one checkpoint format of oldphoto-jax, shared by the converter, ``train.py`` and ``infer.py``.
+
+A *model* is a directory::
+
+    <model>/
+      manifest.json          {"format": "oldphoto-jax-model", "version": 1,
+                              "networks": {<role>: <subdirectory>, ...}, "source": "..."}
+      <network>/
+        config.json          {"format": "oldphoto-jax-network", "version": 1,
+                              "class": "<registered class name>", "args": {...}, "source": "..."}
+        params/              orbax checkpoint of the Flax variables ({"params": ..., ...})
+
+Roles name what a network is used for (see ``ROLES``); a model holds the networks it has (a model
+without faces simply has no ``face_256``). Every write goes to a temporary sibling directory that is
+renamed into place at the end, so a failed or interrupted write leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+from typing import Any, Mapping
+
+import flax.linen as nn
+import numpy as np
+
+from oldphoto_jax.models.registry import build_network, network_args
+
+MODEL_FORMAT = "oldphoto-jax-model"
+NETWORK_FORMAT = "oldphoto-jax-network"
+VERSION = 1
+
+# What each role is, for manifests and error messages.
+ROLES = {
+    "vae_a": "VAE_A: its encoder maps old photos into the shared latent space",
+    "vae_b_quality": "VAE_B for quality restoration: its decoder renders clean photos",
+    "vae_b_scratch": "VAE_B for scratch restoration (also HR): its decoder renders clean photos",
+    "mapping_quality": "Mapping_Model: latent translation without scratch handling",
+    "mapping_scratch": "Mapping_Model_with_mask: partial non-local block guided by the scratch mask",
+    "mapping_hr": "Mapping_Model_with_mask_2: multi-scale patch attention for high resolution",
+    "scratch_detector": "UNet that predicts the scratch mask",
+    "face_256": "SPADE face generator, 256x256 faces",
+    "face_512": "SPADE face generator, 512x512 faces (--HR)",
+}
+
+
+class CheckpointError(Exception):
+    """A checkpoint directory is missing, incomplete or of another format."""
+
+
+def _write_json(path: pathlib.Path, data: Mapping[str, Any]) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
+def _read_json(path: pathlib.Path) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+
+
+def _to_numpy(tree):
+    if isinstance(tree, Mapping):
+        return {k: _to_numpy(v) for k, v in tree.items()}
+    return np.asarray(tree)
+
+
+def _write_network(directory: pathlib.Path, module: nn.Module, variables: Mapping,
+                   source: str) -> None:
+    import orbax.checkpoint as ocp
+
+    directory.mkdir(parents=True)
+    _write_json(directory / "config.json", {
+        "format": NETWORK_FORMAT,
+        "version": VERSION,
+        "class": type(module).__name__,
+        "args": network_args(module),
+        "source": source,
+    })
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(directory / "params", _to_numpy(variables))
+    checkpointer.wait_until_finished()
+
+
+class _AtomicDirectory:
+    """Context manager: yields a temporary directory that replaces ``target`` on success."""
+
+    def __init__(self, target: pathlib.Path, overwrite: bool):
+        self.target = pathlib.Path(target).absolute()
+        self.overwrite = overwrite
+
+    def __enter__(self) -> pathlib.Path:
+        if self.target.exists() and not self.overwrite:
+            raise CheckpointError(f"{self.target} already exists (pass overwrite=True to replace)")
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-",
+                                                 dir=self.target.parent))
+        return self.tmp / "content"
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return False
+        old = None
+        if self.target.exists():
+            old = self.tmp / "old"
+            os.rename(self.target, old)
+        os.rename(self.tmp / "content", self.target)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return False
+
+
+def save_network(directory: str | os.PathLike, module: nn.Module, variables: Mapping, *,
+                 source: str = "", overwrite: bool = False) -> pathlib.Path:
+    """Write one network (class, constructor arguments and variables) atomically."""
+    with _AtomicDirectory(pathlib.Path(directory), overwrite) as tmp:
+        _write_network(tmp, module, variables, source)
+    return pathlib.Path(directory)
+
+
+def read_network_config(directory: str | os.PathLike) -> dict:
+    directory = pathlib.Path(directory)
+    config = _read_json(directory / "config.json")
+    if config.get("format") != NETWORK_FORMAT:
+        raise CheckpointError(f"{directory}/config.json is not an oldphoto-jax network config")
+    if config.get("version", 0) > VERSION:
+        raise CheckpointError(f"{directory}: format version {config['version']} is newer than "
+                              f"this oldphoto-jax understands ({VERSION})")
+    return config
+
+
+def load_network(directory: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """Rebuild the network of a checkpoint directory and load its variables (numpy arrays)."""
+    import orbax.checkpoint as ocp
+
+    directory = pathlib.Path(directory).absolute()
+    config = read_network_config(directory)
+    module = build_network(config["class"], config.get("args", {}))
+    params_dir = directory / "params"
+    if not params_dir.is_dir():
+        raise CheckpointError(f"{directory}: no params/ directory")
+    variables = ocp.StandardCheckpointer().restore(params_dir)
+    return module, _to_numpy(variables)
+
+
+def save_model(directory: str | os.PathLike,
+               networks: Mapping[str, tuple[nn.Module, Mapping]], *, source: str = "",
+               overwrite: bool = False) -> pathlib.Path:
+    """Write a model: each ``role -> (module, variables)`` in its own subdirectory, plus manifest.
+
+    All or nothing: the directory appears only once every network has been written.
+    """
+    unknown = sorted(set(networks) - set(ROLES))
+    if unknown:
+        raise ValueError(f"unknown network roles {unknown}; known: {sorted(ROLES)}")
+    with _AtomicDirectory(pathlib.Path(directory), overwrite) as tmp:
+        tmp.mkdir()
+        for role, (module, variables) in networks.items():
+            _write_network(tmp / role, module, variables, source)
+        _write_json(tmp / "manifest.json", {
+            "format": MODEL_FORMAT,
+            "version": VERSION,
+            "networks": {role: role for role in networks},
+            "source": source,
+        })
+    return pathlib.Path(directory)
+
+
+class Model:
+    """A model directory: its manifest, and its networks loaded on first use."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = pathlib.Path(directory).absolute()
+        if not self.directory.is_dir():
+            raise CheckpointError(f"model directory {self.directory} does not exist")
+        self.manifest = _read_json(self.directory / "manifest.json")
+        if self.manifest.get("format") != MODEL_FORMAT:
+            raise CheckpointError(f"{self.directory}/manifest.json is not an oldphoto-jax manifest")
+        if self.manifest.get("version", 0) > VERSION:
+            raise CheckpointError(f"{self.directory}: format version {self.manifest['version']} "
+                                  f"is newer than this oldphoto-jax understands ({VERSION})")
+        self._cache: dict[str, tuple[nn.Module, dict]] = {}
+
+    @property
+    def roles(self) -> list[str]:
+        return sorted(self.manifest["networks"])
+
+    @property
+    def source(self) -> str:
+        return self.manifest.get("source", "")
+
+    def has(self, role: str) -> bool:
+        return role in self.manifest["networks"]
+
+    def network(self, role: str) -> tuple[nn.Module, dict]:
+        if not self.has(role):
+            what = ROLES.get(role, role)
+            raise CheckpointError(f"model {self.directory} has no '{role}' network ({what}); "
+                                  f"it has: {', '.join(self.roles) or 'none'}")
+        if role not in self._cache:
+            self._cache[role] = load_network(self.directory / self.manifest["networks"][role])
+        return self._cache[role]
+
+
+def load_model(directory: str | os.PathLike) -> Model:
+    return Model(directory)

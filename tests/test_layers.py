@@ -1,0 +1,90 @@
+"""The torch-compatible primitives against PyTorch itself (installed for the tests)."""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from oldphoto_jax import layers
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+RNG = np.random.default_rng(0)
+X = RNG.standard_normal((2, 5, 13, 17)).astype(np.float32)  # NCHW, as torch sees it
+XJ = jnp.asarray(X.transpose(0, 2, 3, 1))
+
+
+def _nhwc(t):
+    return t.detach().numpy().transpose(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("size", [(6, 9), (26, 34), (7, 17), (32, 40), (3, 4), (13, 17), (1, 1)])
+def test_bilinear_matches_interpolate_without_antialias(size):
+    expected = _nhwc(F.interpolate(torch.tensor(X), size, mode="bilinear"))
+    np.testing.assert_allclose(layers.resize_bilinear(XJ, size), expected, atol=1e-6, rtol=0)
+
+
+def test_bilinear_scale_factor_matches_upsample():
+    expected = _nhwc(torch.nn.Upsample(scale_factor=2, mode="bilinear")(torch.tensor(X)))
+    np.testing.assert_allclose(layers.resize_bilinear(XJ, (26, 34), scale_factor=2), expected,
+                               atol=1e-6, rtol=0)
+
+
+def test_bilinear_downsampling_does_not_antialias():
+    # An exact 2x down-factor is plain 2x2 average pooling (reference section 0).
+    x = RNG.standard_normal((1, 8, 8, 3)).astype(np.float32)
+    pooled = x.reshape(1, 4, 2, 4, 2, 3).mean(axis=(2, 4))
+    np.testing.assert_allclose(layers.resize_bilinear(jnp.asarray(x), (4, 4)), pooled, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(6, 9), (26, 34), (7, 17), (32, 40), (3, 4), (13, 17)])
+def test_nearest_matches_legacy_nearest(size):
+    expected = _nhwc(F.interpolate(torch.tensor(X), size, mode="nearest"))
+    np.testing.assert_array_equal(layers.resize_nearest(XJ, size), expected)
+
+
+def test_upsample_nearest2x():
+    expected = _nhwc(torch.nn.Upsample(scale_factor=2)(torch.tensor(X)))
+    np.testing.assert_array_equal(layers.upsample_nearest2x(XJ), expected)
+
+
+def test_instance_norm_and_reflect_pad():
+    np.testing.assert_allclose(layers.instance_norm(XJ),
+                               _nhwc(torch.nn.InstanceNorm2d(5)(torch.tensor(X))), atol=2e-6)
+    np.testing.assert_array_equal(layers.reflect_pad(XJ, 3),
+                                  _nhwc(torch.nn.ReflectionPad2d(3)(torch.tensor(X))))
+    np.testing.assert_array_equal(layers.reflect_pad(XJ, (1, 2, 3, 0)),
+                                  _nhwc(torch.nn.ReflectionPad2d((3, 0, 1, 2))(torch.tensor(X))))
+
+
+@pytest.mark.parametrize("stride,padding,output_padding", [(2, 1, 0), (2, 1, 1), (1, 0, 0)])
+def test_conv_transpose_matches_torch(stride, padding, output_padding):
+    torch.manual_seed(0)
+    ct = torch.nn.ConvTranspose2d(5, 4, 4, stride, padding, output_padding=output_padding)
+    w = ct.weight.detach().numpy()
+    params = {"kernel": jnp.asarray(w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).copy()),
+              "bias": jnp.asarray(ct.bias.detach().numpy())}
+    module = layers.ConvTranspose2d(4, 4, stride, padding, output_padding)
+    ours = module.apply({"params": params}, XJ)
+    np.testing.assert_allclose(ours, _nhwc(ct(torch.tensor(X))), atol=2e-6)
+
+
+@pytest.mark.parametrize("kernel,stride,padding,mode", [(4, 2, 1, "zeros"), (3, 1, 1, "reflect"),
+                                                        (7, 1, 3, "reflect"), (1, 1, 0, "zeros")])
+def test_conv_matches_torch(kernel, stride, padding, mode):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(5, 4, kernel, stride, padding, padding_mode=mode)
+    params = {"kernel": jnp.asarray(conv.weight.detach().numpy().transpose(2, 3, 1, 0)),
+              "bias": jnp.asarray(conv.bias.detach().numpy())}
+    module = layers.Conv2d(4, kernel, stride, padding, pad_mode=mode)
+    ours = module.apply({"params": params}, XJ)
+    np.testing.assert_allclose(ours, _nhwc(conv(torch.tensor(X))), atol=2e-6)
+
+
+def test_normalize_helpers():
+    t = torch.tensor(X)
+    np.testing.assert_allclose(layers.l1_normalize(XJ, axis=-1),
+                               _nhwc(F.normalize(t, p=1, dim=1)), atol=1e-7)
+    np.testing.assert_allclose(layers.l2_normalize(XJ, axis=-1),
+                               _nhwc(F.normalize(t, p=2, dim=1)), atol=1e-7)
+    zeros = jnp.zeros((1, 2, 2, 3))
+    assert not np.any(np.isnan(layers.l1_normalize(zeros, axis=-1)))
