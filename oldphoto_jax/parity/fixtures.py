@@ -34,7 +34,7 @@ def list_cases(directory: pathlib.Path | None = None) -> dict[str, dict]:
 
 
 @functools.lru_cache(maxsize=4)
-def _make_weights_module(fixture_root: str):
+def make_weights_module(fixture_root: str):
     path = pathlib.Path(fixture_root) / "make_weights.py"
     spec = importlib.util.spec_from_file_location(f"_parity_make_weights_{abs(hash(fixture_root))}",
                                                   path)
@@ -69,7 +69,7 @@ class Case:
         if keys_name not in seeds:
             raise KeyError(f"case {self.name} has no network {keys_name!r}")
         root = self.directory.parent
-        make_weights = _make_weights_module(str(root))
+        make_weights = make_weights_module(str(root))
         sd = make_weights.make_state_dict(str(root / "keys" / f"{keys_name}.txt"), seeds[keys_name])
         prefix = f"override/{keys_name}/"
         sd.update({k[len(prefix):]: v for k, v in self.arrays.items() if k.startswith(prefix)})
