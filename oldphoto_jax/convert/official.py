@@ -34,13 +34,13 @@ class OfficialFile:
 
 OFFICIAL_FILES = (
     OfficialFile("vae_a", "global", "checkpoints/restoration/VAE_A_quality/latest_net_G.pth",
-                 "VAE", {"needs": "encoder"}),
+                 "VAE", {"required": "encoder"}),
     OfficialFile("vae_b_quality", "global",
                  "checkpoints/restoration/VAE_B_quality/latest_net_G.pth",
-                 "VAE", {"needs": "decoder"}),
+                 "VAE", {"required": "decoder"}),
     OfficialFile("vae_b_scratch", "global",
                  "checkpoints/restoration/VAE_B_scratch/latest_net_G.pth",
-                 "VAE", {"needs": "decoder"}),
+                 "VAE", {"required": "decoder"}),
     OfficialFile("mapping_quality", "global",
                  "checkpoints/restoration/mapping_quality/latest_net_mapping_net.pth",
                  "MappingModel"),

@@ -25,7 +25,15 @@ def build_network(class_name: str, args: dict[str, Any] | None = None) -> nn.Mod
     if class_name not in NETWORK_CLASSES:
         known = ", ".join(sorted(NETWORK_CLASSES))
         raise ValueError(f"unknown network class {class_name!r} (known: {known})")
-    return NETWORK_CLASSES[class_name](**(args or {}))
+    # JSON turns tuples into lists; modules must stay hashable (they are static jit arguments).
+    args = {k: _as_tuples(v) for k, v in (args or {}).items()}
+    return NETWORK_CLASSES[class_name](**args)
+
+
+def _as_tuples(value):
+    if isinstance(value, (list, tuple)):
+        return tuple(_as_tuples(v) for v in value)
+    return value
 
 
 def network_args(module: nn.Module) -> dict[str, Any]:

@@ -1,0 +1,229 @@
+"""One training record of a stage as a pure function of (config, photos, global record index).
+
+``StageRecords(config, photos)(index)`` returns a dict of numpy arrays: images float32
+``H x W x C`` in [-1, 1], masks float32 {0, 1} ``H x W x 1``, flags float32 scalars. Every random
+choice of record ``index`` comes from generators seeded with
+``(config.seed, stage code, index, stream)``:
+
+* stream 0 (layout): photo choice, real-or-synthetic, crop offset, flip, grayscale, empty mask;
+* stream 1: the ``data_synth.degrade`` seed, so a degradation can be replayed on its own;
+* stream 2 with the epoch instead of the index: the photo order of that epoch.
+
+So the record does not depend on which process makes it, on worker count or on what was made
+before; grain only decides which indices are asked for.
+
+Photo choice: ``domain_a`` and ``domain_b`` draw photos uniformly with replacement (the official
+loaders ignore the index; ``domain_a`` picks one of the old-photo sets uniformly, then a photo of
+that set). The other stages make passes over the photos in a shuffled order that changes each
+epoch: record ``index`` is photo ``order(epoch)[position]`` with
+``epoch, position = divmod(index, number of photos)``.
+
+Records per stage (reference sections 10.2-10.4, 11.2):
+
+* ``domain_a``: ``image``, ``real_old`` (1 real old photo, 0 degraded clean photo), ``grayscale``;
+* ``domain_b``: ``image``, ``grayscale``;
+* ``mapping``: ``degraded``, ``clean``, ``grayscale``;
+* ``mapping_mask``: ``degraded``, ``clean``, ``mask``, ``grayscale``;
+* ``detection``: ``image`` (1 luma channel or RGB), ``mask``, ``grayscale``;
+* ``faces``: ``degraded``, ``clean``, ``grayscale``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+import data_synth
+from oldphoto_jax.data import config as config_lib
+from oldphoto_jax.data import transforms
+from oldphoto_jax.data.photos import PhotoSource
+
+LAYOUT_STREAM = 0
+DEGRADE_STREAM = 1
+ORDER_STREAM = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class StagePhotos:
+    """The photo collections a stage reads.
+
+    ``clean``: clean photos (every stage but ``faces``); ``old``: sets of real old photos
+    (``domain_a``; the official run uses two, grey and colour, each drawn with equal
+    probability); ``faces``: aligned clean faces (``faces``; see ``face_bank``).
+    """
+
+    clean: PhotoSource | None = None
+    old: tuple[PhotoSource, ...] = ()
+    faces: PhotoSource | None = None
+
+    def indexed(self, stage: str) -> PhotoSource:
+        """The collection the shuffled passes of an indexed stage run over."""
+        return self.faces if stage == "faces" else self.clean
+
+
+def record_seed(config: config_lib.InputConfig, index: int, stream: int) -> tuple[int, ...]:
+    """The seed of one random stream of record ``index``."""
+    return (config.seed, config.stage_code, int(index), stream)
+
+
+@functools.lru_cache(maxsize=8)
+def epoch_order(seed: int, stage_code: int, epoch: int, count: int) -> np.ndarray:
+    """The shuffled photo order of one epoch (cached: consecutive records share it)."""
+    order = np.random.default_rng((seed, stage_code, epoch, ORDER_STREAM)).permutation(count)
+    order.setflags(write=False)
+    return order
+
+
+def indexed_photo(config: config_lib.InputConfig, index: int, count: int) -> int:
+    """The photo of record ``index`` in the stage's shuffled passes over ``count`` photos."""
+    epoch, position = divmod(int(index), count)
+    return int(epoch_order(config.seed, config.stage_code, epoch, count)[position])
+
+
+def _check_photos(config: config_lib.InputConfig, photos: StagePhotos) -> None:
+    if config.stage == "faces":
+        if photos.faces is None or len(photos.faces) == 0:
+            raise ValueError("the faces stage needs aligned faces (StagePhotos.faces)")
+        return
+    if photos.clean is None or len(photos.clean) == 0:
+        raise ValueError(f"the {config.stage} stage needs clean photos (StagePhotos.clean)")
+    if config.stage == "domain_a" and config.real_old_p > 0:
+        if not photos.old or any(len(source) == 0 for source in photos.old):
+            raise ValueError("domain_a with real_old_p > 0 needs old photos (StagePhotos.old)")
+
+
+class StageRecords:
+    """Callable making record ``index`` of ``config.stage`` from ``photos`` (picklable, so grain
+    workers can run it)."""
+
+    def __init__(self, config: config_lib.InputConfig, photos: StagePhotos):
+        _check_photos(config, photos)
+        self.config = config
+        self.photos = photos
+        damaged = config.degradation_config()
+        undamaged = config_lib.without_local_damage(damaged)
+        self.damaged_recipe = damaged
+        self.undamaged_recipe = undamaged
+        self.domain_a_recipe = damaged if config.domain_a_local_damage else undamaged
+        self.empty_mask_p = config.resolved_empty_mask_p()
+
+    def __call__(self, index: int) -> dict[str, np.ndarray]:
+        return getattr(self, f"_{self.config.stage}")(int(index))
+
+    def __repr__(self) -> str:
+        return f"StageRecords({self.config.stage}, seed={self.config.seed})"
+
+    # --- shared steps --------------------------------------------------------------------------
+
+    def _layout_rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng(record_seed(self.config, index, LAYOUT_STREAM))
+
+    def _window(self, image: np.ndarray, rng: np.random.Generator) -> tuple[int, int, bool]:
+        """(top, left, flip) of the record's crop."""
+        top, left = transforms.crop_offset(*image.shape[:2], self.config.crop_size, rng)
+        return top, left, bool(rng.random() < self.config.flip_p)
+
+    def _cut(self, image: np.ndarray, window: tuple[int, int, bool]) -> np.ndarray:
+        top, left, flip = window
+        out = transforms.crop(image, top, left, self.config.crop_size)
+        return transforms.hflip(out) if flip else out
+
+    def _uniform_photo(self, source: PhotoSource, rng: np.random.Generator) -> np.ndarray:
+        photo = source[int(rng.integers(len(source)))]
+        return transforms.upscale_short_side(photo, self.config.crop_size)
+
+    def _indexed_photo(self, index: int) -> np.ndarray:
+        source = self.photos.indexed(self.config.stage)
+        return source[indexed_photo(self.config, index, len(source))]
+
+    def _degraded_pair(self, photo: np.ndarray, index: int, rng: np.random.Generator, recipe,
+                       full_image: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """(degraded crop, clean target crop, mask crop, grayscale) with one shared crop and flip.
+
+        ``full_image``: degrade the photo, then crop (VAE_A, quality mapping); else crop, then
+        degrade the crop (scratch mapping). The flip comes after the degradation in both.
+        """
+        seed = record_seed(self.config, index, DEGRADE_STREAM)
+        window = self._window(photo, rng)
+        if full_image:
+            sample = data_synth.degrade(photo, seed, recipe)
+            clean = sample.target(self._cut(photo, window))
+            return (self._cut(sample.degraded, window), clean, self._cut(sample.mask, window),
+                    sample.grayscale)
+        top, left, flip = window
+        clean = transforms.crop(photo, top, left, self.config.crop_size)
+        sample = data_synth.degrade(clean, seed, recipe)
+        pair = (sample.degraded, sample.target(clean), sample.mask)
+        if flip:
+            pair = tuple(transforms.hflip(a) for a in pair)
+        return (*pair, sample.grayscale)
+
+    def _masked_recipe(self, rng: np.random.Generator):
+        """The recipe of a ``mapping_mask``/``detection`` record: no local damage with
+        probability ``empty_mask_p``."""
+        empty = rng.random() < self.empty_mask_p
+        return self.undamaged_recipe if empty else self.damaged_recipe
+
+    # --- stages --------------------------------------------------------------------------------
+
+    def _domain_a(self, index: int) -> dict[str, np.ndarray]:
+        rng = self._layout_rng(index)
+        real = bool(rng.random() < self.config.real_old_p)
+        if real:
+            old = self.photos.old[int(rng.integers(len(self.photos.old)))]
+            photo = self._uniform_photo(old, rng)
+            image = self._cut(photo, self._window(photo, rng))
+            gray = bool(rng.random() < self.config.grayscale_p)
+            if gray:
+                image = transforms.grayscale(image)
+        else:
+            photo = self._uniform_photo(self.photos.clean, rng)
+            image, _, _, gray = self._degraded_pair(
+                photo, index, rng, self.domain_a_recipe, self.config.degrade_full_image)
+        return {"image": transforms.to_signed_unit(image), "real_old": np.float32(real),
+                "grayscale": np.float32(gray)}
+
+    def _domain_b(self, index: int) -> dict[str, np.ndarray]:
+        rng = self._layout_rng(index)
+        photo = self._uniform_photo(self.photos.clean, rng)
+        image = self._cut(photo, self._window(photo, rng))
+        gray = bool(rng.random() < self.config.grayscale_p)
+        if gray:
+            image = transforms.grayscale(image)
+        return {"image": transforms.to_signed_unit(image), "grayscale": np.float32(gray)}
+
+    def _mapping(self, index: int) -> dict[str, np.ndarray]:
+        rng = self._layout_rng(index)
+        photo = transforms.upscale_short_side(self._indexed_photo(index), self.config.crop_size)
+        degraded, clean, _, gray = self._degraded_pair(
+            photo, index, rng, self.undamaged_recipe, self.config.degrade_full_image)
+        return {"degraded": transforms.to_signed_unit(degraded),
+                "clean": transforms.to_signed_unit(clean), "grayscale": np.float32(gray)}
+
+    def _mapping_mask(self, index: int) -> dict[str, np.ndarray]:
+        rng = self._layout_rng(index)
+        photo = transforms.upscale_short_side(self._indexed_photo(index), self.config.crop_size)
+        recipe = self._masked_recipe(rng)
+        degraded, clean, mask, gray = self._degraded_pair(photo, index, rng, recipe, False)
+        return {"degraded": transforms.to_signed_unit(degraded),
+                "clean": transforms.to_signed_unit(clean),
+                "mask": transforms.binary_mask(mask), "grayscale": np.float32(gray)}
+
+    def _detection(self, index: int) -> dict[str, np.ndarray]:
+        rng = self._layout_rng(index)
+        photo = transforms.upscale_short_side(self._indexed_photo(index), self.config.crop_size)
+        recipe = self._masked_recipe(rng)
+        degraded, _, mask, gray = self._degraded_pair(photo, index, rng, recipe, False)
+        if self.config.detection_channels == 1:
+            degraded = transforms.luma(degraded)
+        return {"image": transforms.to_signed_unit(degraded),
+                "mask": transforms.binary_mask(mask), "grayscale": np.float32(gray)}
+
+    def _faces(self, index: int) -> dict[str, np.ndarray]:
+        rng = self._layout_rng(index)
+        face = transforms.resize_square(self._indexed_photo(index), self.config.crop_size)
+        degraded, clean, _, gray = self._degraded_pair(
+            face, index, rng, self.undamaged_recipe, True)
+        return {"degraded": transforms.to_signed_unit(degraded),
+                "clean": transforms.to_signed_unit(clean), "grayscale": np.float32(gray)}

@@ -1,0 +1,79 @@
+"""Pure image functions of the training pipeline: resize, crop, flip and conversion to model inputs.
+
+Images are uint8 ``H x W x 3`` RGB numpy arrays until ``to_signed_unit`` turns them into float32 in
+[-1, 1] (``u8 / 127.5 - 1``, reference section 10.1). Random choices are drawn from a
+``numpy.random.Generator`` passed in, so every function is deterministic given its generator.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from data_synth import pixels, unstructured
+
+
+def upscale_short_side(image: np.ndarray, size: int) -> np.ndarray:
+    """Pillow bicubic resize so the short side is ``size`` when it is smaller (reference sections
+    10.2 and 10.5.7); the long side becomes ``floor(size * long / short)``. Larger images are
+    returned unchanged (never downscaled)."""
+    height, width = image.shape[:2]
+    short = min(height, width)
+    if short >= size:
+        return image
+    if height <= width:
+        new_height, new_width = size, width * size // height
+    else:
+        new_height, new_width = height * size // width, size
+    resized = Image.fromarray(image).resize((new_width, new_height), Image.Resampling.BICUBIC)
+    return np.asarray(resized)
+
+
+def crop_offset(height: int, width: int, size: int, rng: np.random.Generator) -> tuple[int, int]:
+    """(top, left) of a ``size`` square crop, uniform integers in [0, H - size] x [0, W - size]."""
+    if height < size or width < size:
+        raise ValueError(f"cannot crop {size} px from a {height} x {width} image")
+    top = int(rng.integers(0, height - size + 1))
+    left = int(rng.integers(0, width - size + 1))
+    return top, left
+
+
+def crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
+    """The ``size`` square at (top, left), as a contiguous copy."""
+    return np.ascontiguousarray(image[top : top + size, left : left + size])
+
+
+def hflip(image: np.ndarray) -> np.ndarray:
+    """Mirror left-right (works for H x W and H x W x C)."""
+    return np.ascontiguousarray(image[:, ::-1])
+
+
+def grayscale(image: np.ndarray) -> np.ndarray:
+    """Pillow "L" luma copied to three channels (reference section 11.2)."""
+    return unstructured.to_grayscale(image)
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+    """Pillow "L" luma as ``H x W x 1`` uint8 (the scratch detector's grey input)."""
+    return pixels.luma_uint8(image)[..., None]
+
+
+def to_signed_unit(image: np.ndarray) -> np.ndarray:
+    """uint8 to float32 in [-1, 1]: ``u8 / 127.5 - 1``."""
+    return image.astype(np.float32) * np.float32(1.0 / 127.5) - np.float32(1.0)
+
+
+def binary_mask(mask: np.ndarray) -> np.ndarray:
+    """A damage mask (float in [0, 1], ``H x W``) as float32 {0, 1} ``H x W x 1``: 1 where >= 0.5.
+
+    Drawn damage is binary already; grey-level mask files blend holes, and the half-visible
+    blend counts as damaged.
+    """
+    return (np.asarray(mask) >= 0.5).astype(np.float32)[..., None]
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Pillow bicubic resize to ``size x size`` (aligned faces of another size); a no-op when the
+    image already has that size."""
+    if image.shape[:2] == (size, size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BICUBIC))

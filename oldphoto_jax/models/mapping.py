@@ -1,0 +1,480 @@
+"""The latent mapping networks of the global restoration stage (reference section 5).
+
+All three map a VAE_A latent (B x h x w x nc, official nc = 64) to a VAE_B latent of the same
+shape through a 512-channel trunk at the same resolution:
+
+* :class:`MappingModel` — ``Mapping_Model`` (quality restoration, no mask);
+* :class:`MappingModelWithMask` — ``Mapping_Model_with_mask`` (scratch restoration): a partial
+  non-local block that fills scratched latent cells from unscratched ones;
+* :class:`MappingModelWithMask2` — ``Mapping_Model_with_mask_2`` (``--HR``): multi-scale patch
+  attention that copies whole unscratched patches into mostly-scratched ones.
+
+Masks are full-resolution NHWC scratch masks (B x H x W x 1, 1 = scratch); the networks resize
+them to the latent grid themselves, exactly as the official code does.
+
+Width rule (fields ``nc``, ``mc``, ``n_up``): channels at level ``i`` are ``min(nc * 2**i, mc)``.
+The *head* is ``n_up`` x [Conv 3x3 (zero pad) + IN + ReLU] from level 0 to level ``n_up``; the
+*tail* is ``n_up - 1`` x [Conv 3x3 + IN + ReLU] from level ``n_up`` back to level 1 and a final
+Conv 3x3 to level 0 without norm or activation. Official: 64 -> 128 -> 256 -> 512 -> 512 and
+512 -> 512 -> 256 -> 128 -> 64. (The official code hard-codes 64 where ``nc`` stands here; with
+the official nc = 64 that is the same.) ResnetBlocks have ``min(nc * 2**n_up, mc)`` channels.
+
+Param trees: MappingHead/MappingTail = {convs_0, ...}; ResnetStack = {blocks_0, ...}.
+* MappingModel: {head, trunk, tail}.
+* MappingModelWithMask: {head, nl: {theta, phi, g, W, res}, trunk, tail}.
+* MappingModelWithMask2: {head, pre, attn_0, between_0, attn_1, between_1, attn_2, post, tail}
+  with attn_s = {res_block, combine}.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from oldphoto_jax.layers import (Conv2d, Precision, conv2d, instance_norm, l1_normalize,
+                                 l2_normalize, official_kernel_init, resize_bilinear,
+                                 resize_nearest)
+from oldphoto_jax.models.registry import register_network
+from oldphoto_jax.models.vae import ResnetBlock, ResnetStack, level_channels
+
+Array = jax.Array
+
+# Logit given to excluded keys in the patch attention (the official training path's value).
+MASKED_LOGIT = -1e9
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared pieces
+
+
+class MappingHead(nn.Module):
+    """``n_up`` x [Conv 3x3 zero-pad + IN + ReLU], level 0 -> level n_up."""
+
+    nc: int = 64
+    mc: int = 512
+    n_up: int = 4
+    precision: Precision = "highest"
+
+    def setup(self):
+        self.convs = [Conv2d(level_channels(self.nc, i + 1, self.mc), 3, padding=1,
+                             precision=self.precision) for i in range(self.n_up)]
+
+    def __call__(self, x: Array) -> Array:
+        for conv in self.convs:
+            x = nn.relu(instance_norm(conv(x)))
+        return x
+
+
+class MappingTail(nn.Module):
+    """``n_up - 1`` x [Conv 3x3 + IN + ReLU] level n_up -> 1, then Conv 3x3 to level 0 (no norm)."""
+
+    nc: int = 64
+    mc: int = 512
+    n_up: int = 4
+    precision: Precision = "highest"
+
+    def setup(self):
+        self.convs = [Conv2d(level_channels(self.nc, self.n_up - 1 - i, self.mc), 3, padding=1,
+                             precision=self.precision) for i in range(self.n_up)]
+
+    def __call__(self, x: Array) -> Array:
+        for conv in self.convs[:-1]:
+            x = nn.relu(instance_norm(conv(x)))
+        return self.convs[-1](x)
+
+
+def binarized_bilinear_mask(mask: Array, size: tuple[int, int]) -> Array:
+    """``Mb = interpolate(mask, size, bilinear); Mb[Mb > 0] = 1`` (1 = touched by scratch).
+
+    NHWC in and out; values <= 0 are kept as they are (the official in-place assignment).
+    """
+    mb = resize_bilinear(mask, size)
+    return jnp.where(mb > 0, jnp.ones_like(mb), mb)
+
+
+def nonlocal_valid_map(mask: Array, size: tuple[int, int]) -> Array:
+    """Scratch mask (B x H x W x 1, 1 = scratch) -> valid map V (B x h x w x 1, 1 = usable).
+
+    Official rule (reference 5.2): ``V = (1 - Mb) * nearest(1 - mask)`` with ``Mb`` the
+    binarized bilinear mask (:func:`binarized_bilinear_mask`) and PyTorch's legacy nearest
+    resizing. For an exact x4 ratio and a {0, 1} mask, cell (i, j) is valid iff none of the
+    pixels (4i+1..4i+2, 4j+1..4j+2) nor the pixel (4i, 4j) is scratch.
+    """
+    mb = binarized_bilinear_mask(mask, size)
+    return (1.0 - mb) * resize_nearest(1.0 - mask, size)
+
+
+# ----------------------------------------------------------------------------------------------
+# Partial non-local attention (Mapping_Model_with_mask)
+
+
+def partial_nonlocal_attention(theta: Array, phi: Array, g: Array, valid: Array,
+                               precision: Precision = "highest") -> Array:
+    """Dense partial non-local attention of ``NonLocalBlock2D_with_mask_Res`` (reference 5.2).
+
+    Args:
+      theta: queries, B x Nq x C.
+      phi: keys, B x N x C.
+      g: values, B x N x C.
+      valid: B x N key weights (1 = usable key, 0 = scratched; the official V may be fractional
+        for fractional masks and is applied as a multiplier).
+    Returns B x Nq x C: ``normalize_L1(softmax(theta phi^T, over keys) * valid) @ g`` with
+    F.normalize's eps 1e-12 — the softmax runs over *all* keys before the invalid columns are
+    zeroed; a query whose keys are all invalid gets a zero row. No temperature (1.0), no scaling.
+
+    Each query row is independent of the others, so any subset of query rows can be computed
+    with this same function (see :func:`partial_nonlocal_attention_chunked`).
+    """
+    logits = jnp.einsum("bqc,bkc->bqk", theta, phi, precision=precision)
+    weights = jax.nn.softmax(logits, axis=-1) * valid[:, None, :].astype(logits.dtype)
+    weights = l1_normalize(weights, axis=-1)
+    return jnp.einsum("bqk,bkc->bqc", weights, g, precision=precision)
+
+
+def partial_nonlocal_attention_chunked(theta: Array, phi: Array, g: Array, valid: Array,
+                                       query_chunk: int,
+                                       precision: Precision = "highest") -> Array:
+    """:func:`partial_nonlocal_attention` computed ``query_chunk`` query rows at a time.
+
+    The softmax and the L1 renormalisation are per query row, so the result is the same as the
+    dense form (up to float32 rounding) while only a B x query_chunk x N block of weights exists
+    at any time: peak memory is linear in N for a fixed chunk. The chunks run sequentially
+    (``lax.map``) and each is rematerialised in the backward pass (``jax.checkpoint``), so the
+    gradient does not store the N x N weights either.
+    """
+    b, n_q, c = theta.shape
+    if query_chunk <= 0:
+        raise ValueError(f"query_chunk must be positive, got {query_chunk}")
+    n_chunks = -(-n_q // query_chunk)
+    pad = n_chunks * query_chunk - n_q
+    theta_p = jnp.pad(theta, ((0, 0), (0, pad), (0, 0)))
+    chunks = theta_p.reshape(b, n_chunks, query_chunk, c).transpose(1, 0, 2, 3)
+
+    @jax.checkpoint
+    def one_chunk(theta_chunk):
+        return partial_nonlocal_attention(theta_chunk, phi, g, valid, precision=precision)
+
+    out = jax.lax.map(one_chunk, chunks)                       # n_chunks x B x chunk x C
+    out = out.transpose(1, 0, 2, 3).reshape(b, n_chunks * query_chunk, g.shape[-1])
+    return out[:, :n_q]
+
+
+class _Conv1x1ZeroBias(nn.Module):
+    """1x1 conv whose bias starts at zero (the non-local output conv ``W``, reference 10.1)."""
+
+    features: int
+    precision: Precision = "highest"
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        kernel = self.param("kernel", official_kernel_init, (1, 1, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        return conv2d(x, kernel, precision=self.precision) + bias
+
+
+class PartialNonLocalBlock(nn.Module):
+    """``NonLocalBlock2D_with_mask_Res`` in the official inference setting.
+
+    (mode "combine", re_norm True, temperature 1, use_self False, cosin False; inter channels =
+    in channels.) ``z = V * x + (1 - V) * res(W(attention(theta(x), phi(x), g(x), V)))``.
+    ``query_chunk`` > 0 selects the chunked attention (same result, memory linear in h*w).
+    Param tree: {theta, phi, g, W (1x1 convs), res (ResnetStack of ``n_res_blocks``)}.
+    """
+
+    features: int = 512
+    n_res_blocks: int = 3
+    query_chunk: int = 0
+    precision: Precision = "highest"
+
+    def setup(self):
+        self.theta = Conv2d(self.features, 1, precision=self.precision)
+        self.phi = Conv2d(self.features, 1, precision=self.precision)
+        self.g = Conv2d(self.features, 1, precision=self.precision)
+        self.W = _Conv1x1ZeroBias(self.features, precision=self.precision)
+        self.res = ResnetStack(self.features, self.n_res_blocks, self.precision)
+
+    def __call__(self, x: Array, mask: Array) -> Array:
+        b, h, w, _ = x.shape
+        valid = nonlocal_valid_map(mask.astype(x.dtype), (h, w))        # B x h x w x 1
+        flat = lambda t: t.reshape(b, h * w, t.shape[-1])
+        args = (flat(self.theta(x)), flat(self.phi(x)), flat(self.g(x)), valid.reshape(b, h * w))
+        if self.query_chunk > 0:
+            y = partial_nonlocal_attention_chunked(*args, query_chunk=self.query_chunk,
+                                                   precision=self.precision)
+        else:
+            y = partial_nonlocal_attention(*args, precision=self.precision)
+        w_y = self.res(self.W(y.reshape(b, h, w, -1)))
+        return valid * x + (1.0 - valid) * w_y
+
+
+# ----------------------------------------------------------------------------------------------
+# Patch attention (Mapping_Model_with_mask_2)
+
+
+def extract_patches(x: Array, patch: int) -> Array:
+    """Non-overlapping ``patch`` x ``patch`` blocks: B x h x w x C -> B x L x (patch*patch*C).
+
+    Patches are numbered row-major over the (h // patch) x (w // patch) grid, like ``F.unfold``
+    with stride = kernel; rows/cols beyond the last whole patch are dropped. The vector order
+    inside a patch is (ky, kx, c) rather than the official (c, ky, kx): similarities are over the
+    whole vector and copies move whole blocks, so only float summation order differs.
+    """
+    b, h, w, c = x.shape
+    hp, wp = h // patch, w // patch
+    x = x[:, :hp * patch, :wp * patch]
+    x = x.reshape(b, hp, patch, wp, patch, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, hp * wp, patch * patch * c)
+
+
+def fold_patches(patches: Array, patch: int, size: tuple[int, int], channels: int) -> Array:
+    """Inverse of :func:`extract_patches` into B x h x w x C; uncovered rows/cols are zero
+    (``F.fold`` with stride = kernel)."""
+    h, w = size
+    hp, wp = h // patch, w // patch
+    b = patches.shape[0]
+    x = patches.reshape(b, hp, wp, patch, patch, channels).transpose(0, 1, 3, 2, 4, 5)
+    x = x.reshape(b, hp * patch, wp * patch, channels)
+    return jnp.pad(x, ((0, 0), (0, h - hp * patch), (0, w - wp * patch), (0, 0)))
+
+
+def patch_query_flags(mask_latent: Array, patch: int) -> Array:
+    """B x h x w x 1 binarized latent mask -> B x L booleans: patch mean > 0.6 ("mostly
+    scratched", a query that gets replaced; the others are the keys)."""
+    return jnp.mean(extract_patches(mask_latent, patch), axis=-1) > 0.6
+
+
+def select_best_keys(sim: Array, is_key: Array) -> Array:
+    """Row-wise choice of the best key from similarities ``sim`` (B x Q x L) -> B x Q int32.
+
+    Non-key columns get :data:`MASKED_LOGIT`, the row goes through a softmax and the first index
+    of the maximum probability is taken (``torch.max`` semantics), as the official code does.
+    With at least one key, non-key columns get exactly zero probability and the softmax equals the
+    official softmax over the key subset (same key order, so the same first index on ties); with
+    no key at all every row is uniform and the answer is index 0 (the official training path).
+
+    Softmax-then-argmax is *not* always the argmax of the masked logits: softmax is monotone but
+    not strictly so in float32. When the best similarity is below 0.5, a runner-up 1 ulp below it
+    gets exactly the same probability (``exp(-ulp)`` rounds to 1; measured: always, for both XLA
+    and torch), and the first index wins even if it holds the smaller logit. Taking the softmax
+    first reproduces torch's choice there; the argmax of the logits would not. (Cosine maxima
+    below 0.5 are common for 512*p*p-dimensional patches.) Near-ties at the ulp level also depend
+    on the summation order of the similarities, so they cannot be matched bit for bit anyway,
+    but exact ties (identical patches) and softmax rounding ties follow the official rule.
+    """
+    sim = jnp.where(is_key[:, None, :], sim, jnp.asarray(MASKED_LOGIT, sim.dtype))
+    probs = jax.nn.softmax(sim, axis=-1)
+    return jnp.argmax(probs, axis=-1).astype(jnp.int32)
+
+
+def best_key_indices(patches: Array, is_key: Array, precision: Precision = "highest") -> Array:
+    """For every patch (B x L x D), the index of the most similar key patch (B x L int32).
+
+    Cosine similarity of whole patch vectors (``F.normalize``, eps 1e-12) of all patches against
+    all patches, then :func:`select_best_keys` (masked softmax, first index of the maximum).
+    """
+    normed = l2_normalize(patches, axis=-1)
+    sim = jnp.einsum("bqd,bkd->bqk", normed, normed, precision=precision)
+    return select_best_keys(sim, is_key)
+
+
+def _copy_patches(patches: Array, index: Array, replace: Array) -> Array:
+    """patches[b, index[b, l]] where ``replace[b, l]``, else patches[b, l]."""
+    gathered = jnp.take_along_axis(patches, index[..., None], axis=1)
+    return jnp.where(replace[..., None], gathered, patches)
+
+
+def patch_attention_inference(x: Array, mask_latent: Array, patch: int,
+                              precision: Precision = "highest") -> Array:
+    """``composed`` of ``Patch_Attention_4.inference_forward`` (reference 5.3), static shapes.
+
+    Queries are the patches of *batch 0* whose binarized-mask mean exceeds 0.6 (the same patch
+    set is used for every batch element); each query patch of x is replaced by the key patch
+    (non-query patch of the same batch element) with the highest cosine similarity, and the
+    patches are folded back with rows/cols beyond the last whole patch set to zero.
+    If no patch is a query, x is returned unchanged (official branch). If *every* patch is a
+    query the official code crashes (empty key set); here x is returned unchanged as well.
+    """
+    b, h, w, c = x.shape
+    patches = extract_patches(x, patch)
+    query = patch_query_flags(mask_latent, patch)[0]                       # L, batch 0 only
+    query_b = jnp.broadcast_to(query, patches.shape[:2])
+    index = best_key_indices(patches, ~query_b, precision)
+    folded = fold_patches(_copy_patches(patches, index, query_b), patch, (h, w), c)
+    copy = jnp.any(query) & jnp.any(~query)
+    return jnp.where(copy, folded, x)
+
+
+def patch_attention_training(x: Array, mask_latent: Array, patch: int,
+                             precision: Precision = "highest") -> Array:
+    """``composed`` of the batched training ``Patch_Attention_4.forward`` (reference 5.3).
+
+    Per batch element: *every* patch is replaced by its best key (keys = patches that are not
+    mostly scratched, others get the -1e9 logit), so an unscratched patch normally matches
+    itself; the fold always runs (remainder rows/cols are zero). An element without any key
+    gets uniform rows and every patch becomes a copy of patch 0, as in the official code.
+    Gradients flow to x through the copied values (the arg-max itself has none).
+    """
+    b, h, w, c = x.shape
+    patches = extract_patches(x, patch)
+    query = patch_query_flags(mask_latent, patch)                          # B x L
+    index = best_key_indices(patches, ~query, precision)
+    replace = jnp.ones_like(query)
+    return fold_patches(_copy_patches(patches, index, replace), patch, (h, w), c)
+
+
+class PatchAttention(nn.Module):
+    """``Patch_Attention_4(mc, mc, patch_size)``: ResnetBlock, hard patch copy, F_Combine.
+
+    ``out = combine(concat[z, composed, Mb])`` with ``x = res_block(z)``, ``composed`` from
+    :func:`patch_attention_inference` (or :func:`patch_attention_training` when ``training``)
+    and ``Mb`` the binarized bilinear mask at the latent size. ``combine`` is a 3x3 zero-padded
+    conv from 2 * features + 1 to features channels (official 1025 -> 512).
+    Param tree: {res_block (ResnetBlock), combine (Conv2d)}.
+    """
+
+    features: int = 512
+    patch_size: int = 8
+    precision: Precision = "highest"
+
+    def setup(self):
+        self.res_block = ResnetBlock(self.features, self.precision)
+        self.combine = Conv2d(self.features, 3, padding=1, precision=self.precision)
+
+    def __call__(self, z: Array, mask: Array, training: bool = False) -> Array:
+        x = self.res_block(z)
+        mb = binarized_bilinear_mask(mask.astype(x.dtype), x.shape[1:3])
+        attend = patch_attention_training if training else patch_attention_inference
+        composed = attend(x, mb, self.patch_size, self.precision)
+        return self.combine(jnp.concatenate([z, composed, mb], axis=-1))
+
+
+# ----------------------------------------------------------------------------------------------
+# The three registered networks
+
+
+def _check_latent(name: str, z: Array, nc: int) -> None:
+    if z.ndim != 4 or z.shape[-1] != nc:
+        raise ValueError(f"{name} expects an NHWC latent with {nc} channels, got {z.shape}")
+
+
+def _check_mask(name: str, z: Array, mask: Array) -> None:
+    if mask.ndim != 4 or mask.shape[-1] != 1 or mask.shape[0] != z.shape[0]:
+        raise ValueError(f"{name} expects an NHWC mask B x H x W x 1 (B = {z.shape[0]}), "
+                         f"got {mask.shape}")
+
+
+@register_network
+class MappingModel(nn.Module):
+    """``Mapping_Model`` (quality): head, ``n_blocks`` ResnetBlocks, tail.
+
+    Fields (official defaults): nc 64, mc 512 (``map_mc``), n_up 4, n_blocks 6
+    (``mapping_n_block``), dilation 1 (``mapping_net_dilation``, first conv of each trunk block).
+    ``__call__(z)``: B x h x w x nc -> B x h x w x nc.
+    """
+
+    nc: int = 64
+    mc: int = 512
+    n_up: int = 4
+    n_blocks: int = 6
+    dilation: int = 1
+    precision: Precision = "highest"
+
+    def setup(self):
+        width = level_channels(self.nc, self.n_up, self.mc)
+        self.head = MappingHead(self.nc, self.mc, self.n_up, self.precision)
+        self.trunk = ResnetStack(width, self.n_blocks, self.precision, self.dilation)
+        self.tail = MappingTail(self.nc, self.mc, self.n_up, self.precision)
+
+    def __call__(self, z: Array) -> Array:
+        _check_latent("MappingModel", z, self.nc)
+        return self.tail(self.trunk(self.head(z)))
+
+
+@register_network
+class MappingModelWithMask(nn.Module):
+    """``Mapping_Model_with_mask`` (scratch): head, partial non-local block, trunk, tail.
+
+    Fields as :class:`MappingModel` plus ``nl_res_blocks`` (3, the non-local block's own
+    ResnetBlocks, never dilated) and ``query_chunk`` (0 = dense attention; > 0 = chunked
+    attention with memory linear in h*w, same result).
+    ``__call__(z, mask)``: z B x h x w x nc, mask B x H x W x 1 (1 = scratch) -> B x h x w x nc.
+    """
+
+    nc: int = 64
+    mc: int = 512
+    n_up: int = 4
+    n_blocks: int = 6
+    nl_res_blocks: int = 3
+    dilation: int = 1
+    query_chunk: int = 0
+    precision: Precision = "highest"
+
+    def setup(self):
+        width = level_channels(self.nc, self.n_up, self.mc)
+        self.head = MappingHead(self.nc, self.mc, self.n_up, self.precision)
+        self.nl = PartialNonLocalBlock(width, self.nl_res_blocks, self.query_chunk,
+                                       self.precision)
+        self.trunk = ResnetStack(width, self.n_blocks, self.precision, self.dilation)
+        self.tail = MappingTail(self.nc, self.mc, self.n_up, self.precision)
+
+    def __call__(self, z: Array, mask: Array) -> Array:
+        _check_latent("MappingModelWithMask", z, self.nc)
+        _check_mask("MappingModelWithMask", z, mask)
+        return self.tail(self.trunk(self.nl(self.head(z), mask)))
+
+
+@register_network
+class MappingModelWithMask2(nn.Module):
+    """``Mapping_Model_with_mask_2`` (HR, multi-scale patch attention).
+
+    head -> ``pre`` (stage_blocks ResnetBlocks) -> attn_0 (patch 8) -> between_0 -> attn_1
+    (patch 4) -> between_1 -> attn_2 (patch 2) -> ``post`` (stage_blocks ResnetBlocks) -> tail.
+    The official class ignores ``mapping_n_block``: every group has 2 blocks, so there is no
+    ``n_blocks`` field; ``stage_blocks`` (2) sets them all. ``patch_sizes`` is (8, 4, 2).
+
+    ``__call__(z, mask)`` is the official ``inference_forward`` (what test.py runs);
+    :meth:`train_forward` is the official batched training ``forward``. They agree when the
+    batch has one element, the latent sides are multiples of every patch size, the mask has at
+    least one query and one key patch at every scale, and every key patch's best match is
+    itself (the usual case: its cosine similarity with itself is 1).
+    """
+
+    nc: int = 64
+    mc: int = 512
+    n_up: int = 4
+    stage_blocks: int = 2
+    patch_sizes: Sequence[int] = (8, 4, 2)
+    dilation: int = 1
+    precision: Precision = "highest"
+
+    def setup(self):
+        width = level_channels(self.nc, self.n_up, self.mc)
+        stack = lambda: ResnetStack(width, self.stage_blocks, self.precision, self.dilation)
+        sizes = tuple(int(p) for p in self.patch_sizes)
+        self.head = MappingHead(self.nc, self.mc, self.n_up, self.precision)
+        self.pre = stack()
+        self.attn = [PatchAttention(width, p, self.precision) for p in sizes]
+        self.between = [stack() for _ in sizes[1:]]
+        self.post = stack()
+        self.tail = MappingTail(self.nc, self.mc, self.n_up, self.precision)
+
+    def _run(self, z: Array, mask: Array, training: bool) -> Array:
+        _check_latent("MappingModelWithMask2", z, self.nc)
+        _check_mask("MappingModelWithMask2", z, mask)
+        x = self.pre(self.head(z))
+        for s, attn in enumerate(self.attn):
+            x = attn(x, mask, training)
+            if s < len(self.between):
+                x = self.between[s](x)
+        return self.tail(self.post(x))
+
+    def __call__(self, z: Array, mask: Array) -> Array:
+        """Official ``inference_forward(z, mask)``: z B x h x w x nc, mask B x H x W x 1."""
+        return self._run(z, mask, training=False)
+
+    def train_forward(self, z: Array, mask: Array) -> Array:
+        """Official training ``forward(z, mask)``: per-element batched patch copy of every patch
+        (see :func:`patch_attention_training`)."""
+        return self._run(z, mask, training=True)
