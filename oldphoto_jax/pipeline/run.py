@@ -1,0 +1,347 @@
+"""The whole restoration pipeline over a folder of photos (the official ``run.py``).
+
+Stages, with the official output layout so each can be inspected:
+
+    <out>/stage_1_restore_output/masks/{input,mask}/<stem>.png   scratch detection (--with_scratch)
+    <out>/stage_1_restore_output/{origin,input_image,restored_image}/<stem>.png
+    <out>/stage_2_detection_output/<stem>_<k>.png                 aligned faces
+    <out>/stage_3_face_output/each_img/<stem>_<k>.png             restored faces
+    <out>/final_output/<stem>.png                                 the result
+
+Photos are processed a chunk at a time (bounded memory). Within a chunk, photos (and faces) of
+equal size run as one batch, sharded over the devices of a mesh; no padding to size buckets is
+done (instance norm, reflection padding, attention and the min-max PNG would change the result).
+Every photo ends as a file in ``final_output`` or as an error naming it; the final file is written
+last and atomically, so its presence means the photo is done and a re-run skips it.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import pathlib
+import time
+import traceback
+from typing import Callable, Iterable
+
+import numpy as np
+from PIL import Image
+
+from oldphoto_jax import checkpoints, sharding
+from oldphoto_jax.models import mapping as mapping_models
+from oldphoto_jax.pipeline import blend, faces, photo_io, postprocess, preprocess, stage1
+from oldphoto_jax.pipeline.engine import CompiledNetwork
+
+STAGE1 = "stage_1_restore_output"
+STAGE2 = "stage_2_detection_output"
+STAGE3 = "stage_3_face_output/each_img"
+FINAL = "final_output"
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    with_scratch: bool = False
+    hr: bool = False
+    faces: bool = True
+    max_side: int | None = None
+    overwrite: bool = False
+    batch_size: int = 4
+    # Query rows per block of the partial non-local attention (0 = dense as the official code).
+    attention_chunk: int = 1024
+    precision: str = "highest"
+    chunk_photos: int = 16
+
+    @property
+    def mode(self) -> str:
+        if not self.with_scratch:
+            return "quality"
+        return "scratch_hr" if self.hr else "scratch"
+
+    @property
+    def face_size(self) -> int:
+        return faces.HR_FACE_SIZE if self.hr else faces.FACE_SIZE
+
+
+# Networks of each restoration mode (test.py's parameter_set).
+MODE_ROLES = {
+    "quality": ("vae_a", "mapping_quality", "vae_b_quality"),
+    "scratch": ("vae_a", "mapping_scratch", "vae_b_scratch"),
+    "scratch_hr": ("vae_a", "mapping_hr", "vae_b_scratch"),
+}
+
+
+@dataclasses.dataclass
+class Job:
+    """One photo on its way through the stages."""
+
+    path: pathlib.Path
+    stem: str
+    rgb: np.ndarray | None = None
+    notes: list = dataclasses.field(default_factory=list)
+    origin: np.ndarray | None = None       # the image restoration starts from (uint8)
+    net_input: np.ndarray | None = None    # 1 x H x W x 3 in [-1, 1]
+    mask_input: np.ndarray | None = None   # 1 x H x W x 1 or None
+    restored: np.ndarray | None = None     # stage-1 PNG (uint8)
+    faces: list = dataclasses.field(default_factory=list)
+    enhanced: list = dataclasses.field(default_factory=list)
+    error: str | None = None
+
+
+@dataclasses.dataclass
+class Summary:
+    restored: list = dataclasses.field(default_factory=list)
+    skipped: list = dataclasses.field(default_factory=list)
+    failed: list = dataclasses.field(default_factory=list)  # (name, reason)
+    timings: dict = dataclasses.field(default_factory=dict)  # network -> (compile s, run s, shapes)
+    faces: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+class PipelineError(Exception):
+    """The pipeline cannot run at all (e.g. the model lacks a network the mode needs)."""
+
+
+def output_stems(paths: Iterable[pathlib.Path]) -> dict[pathlib.Path, str]:
+    """Output file stem per input: its stem, or ``<stem>_<ext>`` where two inputs share a stem."""
+    paths = list(paths)
+    counts = collections.Counter(p.stem for p in paths)
+    return {p: p.stem if counts[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.')}"
+            for p in paths}
+
+
+class Restorer:
+    """Restores photos with one model; compiled networks are reused across photos and folders."""
+
+    def __init__(self, model: checkpoints.Model, options: Options = Options(), mesh=None,
+                 log: Callable[[str], None] = print):
+        self.model = model
+        self.options = options
+        self.mesh = sharding.data_mesh() if mesh is None else mesh
+        self.log = log
+        roles = list(MODE_ROLES[options.mode])
+        if options.with_scratch:
+            roles.append("scratch_detector")
+        missing = [r for r in roles if not model.has(r)]
+        if missing:
+            raise PipelineError(
+                f"model {model.directory} lacks {', '.join(missing)} needed for "
+                f"{options.mode} restoration (it has: {', '.join(model.roles)})")
+        face_role = f"face_{options.face_size}"
+        self.face_enabled = options.faces and model.has(face_role)
+        if options.faces and not self.face_enabled:
+            self.log(f"note: model has no {face_role} network: faces are not enhanced")
+        self.networks: dict[str, CompiledNetwork] = {}
+        vae_a, mapping, vae_b = (self._network(r) for r in MODE_ROLES[options.mode])
+        self.networks["restore"] = CompiledNetwork(
+            "global restoration", stage1.restoration_function(vae_a[0], mapping[0], vae_b[0]),
+            (vae_a[1], mapping[1], vae_b[1]), self.mesh)
+        if options.with_scratch:
+            unet = self._network("scratch_detector")
+            self.networks["detect"] = CompiledNetwork(
+                "scratch detection", stage1.detection_function(unet[0]), unet[1], self.mesh)
+        if self.face_enabled:
+            face = self._network(face_role)
+            self.networks["face"] = CompiledNetwork(
+                "face enhancement", lambda p, x: face[0].apply(p, x), face[1], self.mesh)
+
+    def _network(self, role: str):
+        module, variables = self.model.network(role)
+        overrides = {}
+        if "precision" in module.__dataclass_fields__:
+            overrides["precision"] = self.options.precision
+        if isinstance(module, mapping_models.MappingModelWithMask):
+            overrides["query_chunk"] = self.options.attention_chunk
+        return module.clone(**overrides), variables
+
+    # ------------------------------------------------------------------------------------------
+    def run(self, input_folder, output_folder) -> Summary:
+        input_folder = pathlib.Path(input_folder)
+        output = pathlib.Path(output_folder)
+        summary = Summary()
+        paths, listing_notes = photo_io.list_photos(input_folder)
+        for note in listing_notes:
+            self.log(f"note: {note}")
+        stems = output_stems(paths)
+        todo = []
+        for path in paths:
+            if (output / FINAL / f"{stems[path]}.png").exists() and not self.options.overwrite:
+                summary.skipped.append(path.name)
+                continue
+            todo.append(Job(path, stems[path]))
+        if summary.skipped:
+            self.log(f"{len(summary.skipped)} photo(s) already restored in {output / FINAL}: "
+                     "skipped (use --overwrite to redo)")
+        self.log(f"restoring {len(todo)} photo(s) from {input_folder} ({self.options.mode} mode, "
+                 f"faces {'on' if self.face_enabled else 'off'}, "
+                 f"{self.mesh.devices.size} device(s))")
+        done = 0
+        for start in range(0, len(todo), self.options.chunk_photos):
+            chunk = todo[start:start + self.options.chunk_photos]
+            chunk_start = time.perf_counter()
+            self._process_chunk(chunk, output)
+            self.log(f"  {len(chunk)} photo(s) in {time.perf_counter() - chunk_start:.1f} s")
+            for job in chunk:
+                done += 1
+                prefix = f"[{done}/{len(todo)}] {job.path.name}"
+                if job.error:
+                    summary.failed.append((job.path.name, job.error))
+                    self.log(f"{prefix}: FAILED: {job.error}")
+                else:
+                    summary.restored.append(job.path.name)
+                    summary.faces += len(job.faces)
+                    notes = f" ({'; '.join(job.notes)})" if job.notes else ""
+                    self.log(f"{prefix}: done, {len(job.faces)} face(s){notes}")
+        for name, net in self.networks.items():
+            summary.timings[net.name] = (net.compile_seconds, net.run_seconds, net.compiled_shapes)
+        return summary
+
+    def _process_chunk(self, jobs: list[Job], output: pathlib.Path) -> None:
+        for job in jobs:
+            self._guard(job, "reading", self._read, job)
+        if self.options.with_scratch:
+            self._batched("detect", [j for j in jobs if not j.error], self._detection_input,
+                          lambda job, prob: self._after_detection(job, prob, output))
+        for job in jobs:
+            if not job.error and not self.options.with_scratch:
+                self._guard(job, "preparing", self._quality_input, job)
+        self._batched("restore", [j for j in jobs if not j.error],
+                      lambda job: (job.net_input[0], None if job.mask_input is None
+                                   else job.mask_input[0]),
+                      lambda job, out: self._after_restoration(job, out, output))
+        if self.face_enabled:
+            for job in jobs:
+                if not job.error:
+                    self._guard(job, "face detection", self._detect_faces, job, output)
+            self._enhance_faces([j for j in jobs if not j.error and j.faces], output)
+        for job in jobs:
+            if not job.error:
+                self._guard(job, "writing the result", self._write_final, job, output)
+
+    # -- small steps ----------------------------------------------------------------------------
+    def _guard(self, job: Job, what: str, fn, *args) -> None:
+        try:
+            fn(*args)
+        except photo_io.PhotoError as e:
+            job.error = str(e)
+        except Exception as e:  # a bad photo must not stop the batch
+            job.error = f"{what} failed: {type(e).__name__}: {e}"
+            self.log(traceback.format_exc(limit=3))
+
+    def _read(self, job: Job) -> None:
+        photo = photo_io.read_photo(job.path, max_side=self.options.max_side)
+        job.rgb, job.notes = photo.rgb, list(photo.notes)
+
+    def _quality_input(self, job: Job) -> None:
+        origin, job.net_input = preprocess.quality_input(Image.fromarray(job.rgb))
+        job.origin = np.asarray(origin)
+
+    def _detection_input(self, job: Job):
+        job.origin, unet_input = preprocess.detection_input(Image.fromarray(job.rgb))
+        return (unet_input[0],)
+
+    def _after_detection(self, job: Job, probability: np.ndarray, output: pathlib.Path) -> None:
+        mask = postprocess.scratch_mask_from_probability(probability[None], job.origin.shape[:2])
+        mask_png = postprocess.mask_png(mask)
+        photo_io.write_png_atomic(output / STAGE1 / "masks" / "input" / f"{job.stem}.png",
+                                  job.origin)
+        photo_io.write_png_atomic(output / STAGE1 / "masks" / "mask" / f"{job.stem}.png", mask_png)
+        dilation = preprocess.HR_MASK_DILATION if self.options.hr else 0
+        job.net_input, job.mask_input, _ = preprocess.scratch_inputs(job.origin, mask_png,
+                                                                     dilation)
+        job.notes.append(f"{100 * float(mask.mean()):.1f}% scratched")
+
+    def _after_restoration(self, job: Job, out: np.ndarray, output: pathlib.Path) -> None:
+        job.restored = postprocess.minmax_png(out[None])
+        stage = output / STAGE1
+        photo_io.write_png_atomic(stage / "origin" / f"{job.stem}.png", job.origin)
+        photo_io.write_png_atomic(stage / "input_image" / f"{job.stem}.png",
+                                  postprocess.minmax_png(job.net_input))
+        photo_io.write_png_atomic(stage / "restored_image" / f"{job.stem}.png", job.restored)
+        job.net_input = job.mask_input = None  # free memory early
+
+    def _detect_faces(self, job: Job, output: pathlib.Path) -> None:
+        job.faces = faces.extract_faces(job.restored, self.options.face_size)
+        for k, face in enumerate(job.faces, start=1):
+            photo_io.write_png_atomic(output / STAGE2 / f"{job.stem}_{k}.png", face.image)
+
+    def _enhance_faces(self, jobs: list[Job], output: pathlib.Path) -> None:
+        items = [(job, k) for job in jobs for k in range(len(job.faces))]
+        for job in jobs:
+            job.enhanced = [None] * len(job.faces)
+
+        def inputs(item):
+            job, k = item
+            return (preprocess.to_network_input(job.faces[k].image)[0],)
+
+        def consume(item, out):
+            job, k = item
+            face = postprocess.clamped_png(out)
+            job.enhanced[k] = face
+            photo_io.write_png_atomic(output / STAGE3 / f"{job.stem}_{k + 1}.png", face)
+
+        self._batched("face", items, inputs, consume, job_of=lambda item: item[0])
+
+    def _write_final(self, job: Job, output: pathlib.Path) -> None:
+        final = job.restored
+        if job.faces:
+            final = blend.paste_faces(job.restored, job.enhanced,
+                                      [f.transform for f in job.faces])
+        photo_io.write_png_atomic(output / FINAL / f"{job.stem}.png", final)
+
+    # -- batching -------------------------------------------------------------------------------
+    def _batched(self, network: str, items: list, make_inputs, consume,
+                 job_of=lambda item: item) -> None:
+        """Run ``network`` over items grouped by input shape, ``batch_size`` at a time.
+
+        If a batch fails (for example out of memory), its items are retried one by one, so one
+        bad photo fails alone.
+        """
+        net = self.networks[network]
+        groups: dict[tuple, list] = collections.defaultdict(list)
+        prepared = {}
+        for index, item in enumerate(items):
+            job = job_of(item)
+            if job.error:
+                continue
+            try:
+                arrays = make_inputs(item)
+            except Exception as e:
+                self._guard(job, f"preparing {net.name}", _raise, e)
+                continue
+            prepared[index] = arrays
+            groups[CompiledNetwork._signature(arrays)].append(index)
+        for signature, indices in groups.items():
+            for start in range(0, len(indices), self.options.batch_size):
+                batch = indices[start:start + self.options.batch_size]
+                self._run_batch(net, [items[i] for i in batch], [prepared[i] for i in batch],
+                                consume, job_of)
+
+    def _run_batch(self, net, items, arrays, consume, job_of) -> None:
+        stacked = [None if arrays[0][i] is None else np.stack([a[i] for a in arrays])
+                   for i in range(len(arrays[0]))]
+        shape = "x".join(str(d) for d in stacked[0].shape[1:3])
+        compile_before = net.compile_seconds
+        start = time.perf_counter()
+        try:
+            outputs = net(*stacked)
+        except Exception as e:
+            if len(items) == 1:
+                self._guard(job_of(items[0]), net.name, _raise, e)
+                return
+            self.log(f"{net.name}: batch of {len(items)} failed ({type(e).__name__}); "
+                     "retrying one by one")
+            for item, a in zip(items, arrays):
+                self._run_batch(net, [item], [a], consume, job_of)
+            return
+        compiled = net.compile_seconds - compile_before
+        elapsed = time.perf_counter() - start - compiled
+        compile_note = f", compiled in {compiled:.1f} s" if compiled else ""
+        self.log(f"  {net.name}: {len(items)} x {shape} in {elapsed:.2f} s{compile_note}")
+        for item, out in zip(items, outputs):
+            self._guard(job_of(item), net.name, consume, item, out)
+
+
+def _raise(e: Exception):
+    raise e

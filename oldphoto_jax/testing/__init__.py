@@ -1,0 +1,1 @@
+"""Support for tests and benchmarks (small random-weight models). Never product weights."""

@@ -1,0 +1,68 @@
+"""Small models with random weights, written in our checkpoint format, for tests and benchmarks.
+
+These are fixtures: the networks are the real classes at tiny widths, so the whole pipeline runs
+end to end in seconds, but their outputs are meaningless. Parameters are drawn with numpy from the
+shapes ``jax.eval_shape(module.init, ...)`` reports (a jitted random ``init`` compiles slowly on
+CPU). Kernels ~ N(0, 1/fan_in) (as the parity fixtures' weights: features keep a healthy scale,
+so instance norm does not amplify float rounding as it would with the official N(0, 0.02) init
+at these tiny widths), biases ~ N(0, 0.05), batch-norm running statistics mean 0 / variance 1.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from oldphoto_jax import checkpoints
+from oldphoto_jax.models.registry import build_network
+
+# role -> (class, tiny constructor arguments, example inputs' shapes for init)
+TINY_NETWORKS = {
+    "vae_a": ("VAE", dict(ngf=8, max_channels=8), [(1, 16, 16, 3)]),
+    "vae_b_quality": ("VAE", dict(ngf=8, max_channels=8), [(1, 16, 16, 3)]),
+    "vae_b_scratch": ("VAE", dict(ngf=8, max_channels=8), [(1, 16, 16, 3)]),
+    "mapping_quality": ("MappingModel", dict(nc=8, mc=16, n_blocks=1), [(1, 4, 4, 8)]),
+    "mapping_scratch": ("MappingModelWithMask", dict(nc=8, mc=16, n_blocks=1, nl_res_blocks=1),
+                        [(1, 4, 4, 8), (1, 16, 16, 1)]),
+    "mapping_hr": ("MappingModelWithMask2", dict(nc=8, mc=16, stage_blocks=1),
+                   [(1, 8, 8, 8), (1, 32, 32, 1)]),
+    "scratch_detector": ("ScratchUNet", dict(wf=2), [(1, 16, 16, 1)]),
+    "face_256": ("SPADEGenerator", dict(ngf=2, load_size=256, nhidden=4), [(1, 256, 256, 3)]),
+    "face_512": ("SPADEGenerator", dict(ngf=2, load_size=512, nhidden=4), [(1, 512, 512, 3)]),
+}
+
+
+def random_variables(module, input_shapes, seed: int = 0) -> dict:
+    """Random variables with the structure ``module.init`` would create."""
+    inputs = [jax.ShapeDtypeStruct(s, np.float32) for s in input_shapes]
+    shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), *inputs)
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        name = jax.tree_util.keystr(path)
+        if "batch_stats" in name:
+            return np.ones(leaf.shape, np.float32) if name.endswith("['var']") else \
+                np.zeros(leaf.shape, np.float32)
+        if len(leaf.shape) >= 2:  # HWIO kernels (and 2-D weights): fan-in = all but the last axis
+            scale = 1.0 / np.sqrt(np.prod(leaf.shape[:-1]))
+        else:
+            scale = 0.05
+        return (rng.standard_normal(leaf.shape) * scale).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+def tiny_network(role: str, seed: int = 0):
+    class_name, args, input_shapes = TINY_NETWORKS[role]
+    module = build_network(class_name, args)
+    return module, random_variables(module, input_shapes, seed)
+
+
+def write_random_model(directory: str | os.PathLike, roles=None, seed: int = 0,
+                       overwrite: bool = False):
+    """Write a tiny random-weight model with the given roles (default: all) to ``directory``."""
+    roles = list(TINY_NETWORKS) if roles is None else list(roles)
+    networks = {role: tiny_network(role, seed + i) for i, role in enumerate(roles)}
+    return checkpoints.save_model(directory, networks, overwrite=overwrite,
+                                  source="tiny random weights for tests (meaningless outputs)")

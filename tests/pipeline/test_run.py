@@ -1,0 +1,205 @@
+"""The whole pipeline end to end with tiny random-weight models (outputs are meaningless; what is
+checked is that every photo ends as a file or a named error, the layout, batching and sharding)."""
+import hashlib
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from oldphoto_jax import checkpoints
+from oldphoto_jax.pipeline import run as pipeline_run
+from oldphoto_jax.pipeline.engine import CompiledNetwork
+from oldphoto_jax.testing.random_model import write_random_model
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("model") / "tiny"
+    write_random_model(directory)
+    return checkpoints.load_model(directory)
+
+
+def _photo(seed, size=(72, 56), mode="RGB"):
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(rgb)
+    return image.convert(mode) if mode != "RGB" else image
+
+
+@pytest.fixture()
+def photos(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _photo(0).save(folder / "plain.png")
+    _photo(1, mode="RGBA").save(folder / "alpha.png")
+    _photo(2).save(folder / "same.jpg", quality=90)
+    _photo(3).save(folder / "same.png")                  # same stem as same.jpg
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    (folder / "empty.png").write_bytes(b"")
+    _photo(4, size=(20, 40)).save(folder / "tiny.png")
+    rotated = _photo(5, size=(64, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    rotated.save(folder / "rotated.jpg", exif=exif)
+    return folder
+
+
+def _hashes(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+
+def test_every_photo_is_restored_or_named_as_failed(model, photos, tmp_path):
+    before = _hashes(photos)
+    lines = []
+    restorer = pipeline_run.Restorer(model, pipeline_run.Options(), log=lines.append)
+    summary = restorer.run(photos, tmp_path / "out")
+    failed = dict(summary.failed)
+    assert sorted(failed) == ["corrupt.jpg", "empty.png", "tiny.png"]
+    assert "too small" in failed["tiny.png"] and "empty" in failed["empty.png"]
+    assert sorted(summary.restored) == ["alpha.png", "plain.png", "rotated.jpg", "same.jpg",
+                                        "same.png"]
+    final = tmp_path / "out" / pipeline_run.FINAL
+    assert sorted(p.name for p in final.iterdir()) == ["alpha.png", "plain.png", "rotated.png",
+                                                       "same_jpg.png", "same_png.png"]
+    # EXIF orientation applied: 64x40 stored, 40x64 upright (quality mode rounds to x4).
+    assert Image.open(final / "rotated.png").size == (40, 64)
+    for sub in ("origin", "input_image", "restored_image"):
+        assert (tmp_path / "out" / pipeline_run.STAGE1 / sub / "plain.png").exists()
+    assert _hashes(photos) == before                      # inputs never modified
+    assert not any(p.name.startswith(".") for p in final.iterdir())  # no temporary files left
+    assert any("corrupt.jpg" in line and "FAILED" in line for line in lines)
+
+    # A second run skips what is done and retries only the failures.
+    summary = pipeline_run.Restorer(model, pipeline_run.Options(), log=lines.append).run(
+        photos, tmp_path / "out")
+    assert sorted(summary.skipped) == ["alpha.png", "plain.png", "rotated.jpg", "same.jpg",
+                                       "same.png"]
+    assert summary.restored == [] and len(summary.failed) == 3
+
+
+@pytest.mark.parametrize("hr", [False, True])
+def test_scratch_modes_write_masks(model, tmp_path, hr):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _photo(7, size=(70, 50)).save(folder / "p.png")
+    options = pipeline_run.Options(with_scratch=True, hr=hr, faces=False)
+    summary = pipeline_run.Restorer(model, options, log=lambda s: None).run(folder,
+                                                                            tmp_path / "out")
+    assert summary.ok and summary.restored == ["p.png"]
+    stage = tmp_path / "out" / pipeline_run.STAGE1
+    # full_size detection resizes to multiples of 16 (64x48), and restoration keeps that size.
+    assert Image.open(stage / "masks" / "input" / "p.png").size == (64, 48)
+    assert Image.open(stage / "masks" / "mask" / "p.png").size == (64, 48)
+    assert Image.open(tmp_path / "out" / pipeline_run.FINAL / "p.png").size == (64, 48)
+
+
+def test_missing_network_is_a_clear_error(tmp_path):
+    directory = tmp_path / "partial"
+    write_random_model(directory, roles=["vae_a", "mapping_quality", "vae_b_quality"])
+    partial = checkpoints.load_model(directory)
+    with pytest.raises(pipeline_run.PipelineError, match="scratch_detector"):
+        pipeline_run.Restorer(partial, pipeline_run.Options(with_scratch=True))
+    lines = []
+    pipeline_run.Restorer(partial, pipeline_run.Options(), log=lines.append)
+    assert any("no face_256" in line for line in lines)
+
+
+def test_batched_equals_batch_of_one(model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        _photo(10 + i, size=(64, 48)).save(folder / f"p{i}.png")
+    outputs = {}
+    for batch in (1, 3):
+        options = pipeline_run.Options(with_scratch=True, hr=True, faces=False, batch_size=batch)
+        out = tmp_path / f"out{batch}"
+        pipeline_run.Restorer(model, options, log=lambda s: None).run(folder, out)
+        outputs[batch] = [np.asarray(Image.open(out / pipeline_run.FINAL / f"p{i}.png"))
+                          for i in range(3)]
+    for one, batched in zip(outputs[1], outputs[3]):
+        assert np.max(np.abs(one.astype(int) - batched.astype(int))) <= 1
+
+
+def test_face_stage_enhances_and_pastes_detected_faces(model, tmp_path):
+    skimage_data = pytest.importorskip("skimage.data")
+    pytest.importorskip("dlib")
+    portrait = skimage_data.astronaut()[:256, 64:320]
+    restorer = pipeline_run.Restorer(model, pipeline_run.Options(), log=lambda s: None)
+    job = pipeline_run.Job(tmp_path / "astronaut.png", "astronaut", restored=portrait)
+    restorer._detect_faces(job, tmp_path)
+    assert len(job.faces) == 1
+    restorer._enhance_faces([job], tmp_path)
+    restorer._write_final(job, tmp_path)
+    final = np.asarray(Image.open(tmp_path / pipeline_run.FINAL / "astronaut.png"))
+    assert (tmp_path / pipeline_run.STAGE2 / "astronaut_1.png").exists()
+    assert (tmp_path / pipeline_run.STAGE3 / "astronaut_1.png").exists()
+    changed = np.any(final != portrait, axis=-1)
+    assert changed.mean() > 0.05            # the face region was replaced
+    assert not changed[:, :20].any()        # far from the face nothing changed
+
+
+SHARDED_SCRIPT = """
+import sys, numpy as np, jax
+from oldphoto_jax import checkpoints, sharding
+from oldphoto_jax.pipeline import stage1
+from oldphoto_jax.pipeline.engine import CompiledNetwork
+model = checkpoints.load_model(sys.argv[1])
+(a, av), (m, mv), (b, bv) = (model.network(r) for r in ("vae_a", "mapping_scratch", "vae_b_scratch"))
+net = CompiledNetwork("r", stage1.restoration_function(a, m, b), (av, mv, bv), sharding.data_mesh())
+data = np.load(sys.argv[2])
+np.save(sys.argv[3], net(data["x"], data["mask"]))
+print(len(jax.devices()))
+"""
+
+
+def test_sharded_over_four_devices_equals_single_device(model, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (3, 32, 48, 3)).astype(np.float32)  # 3 photos: padded to 4
+    mask = (rng.uniform(size=(3, 32, 48, 1)) > 0.8).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=x, mask=mask)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    result = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, str(model.directory),
+                             str(tmp_path / "in.npz"), str(tmp_path / "out.npy")],
+                            env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.split()[-1] == "4"
+    from oldphoto_jax import sharding
+    from oldphoto_jax.pipeline import stage1
+    (a, av), (m, mv), (b, bv) = (model.network(r)
+                                 for r in ("vae_a", "mapping_scratch", "vae_b_scratch"))
+    net = CompiledNetwork("r", stage1.restoration_function(a, m, b), (av, mv, bv),
+                          sharding.data_mesh(jax.devices()[:1]))
+    # Each of the 4 devices runs a batch of one; so does the single device here, photo by photo.
+    single = np.concatenate([net(x[i:i + 1], mask[i:i + 1]) for i in range(len(x))])
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), single, atol=1e-5)
+    # A batch of 3 on one device equals it up to float32 summation order.
+    np.testing.assert_allclose(net(x, mask), single, atol=1e-4)
+
+
+def test_infer_command_line(model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _photo(0).save(folder / "ok.png")
+    (folder / "bad.png").write_bytes(b"garbage")
+    result = subprocess.run([sys.executable, str(REPO / "infer.py"), "--input_folder", folder,
+                             "--output_folder", tmp_path / "out", "--checkpoint_dir",
+                             model.directory, "--no_faces"], capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    assert "1 restored" in result.stdout and "1 failed" in result.stdout
+    assert "bad.png" in result.stderr
+    assert (tmp_path / "out" / pipeline_run.FINAL / "ok.png").exists()
+    missing = subprocess.run([sys.executable, str(REPO / "infer.py"), "--input_folder", folder,
+                              "--output_folder", tmp_path / "o2", "--checkpoint_dir",
+                              tmp_path / "nowhere"], capture_output=True, text=True)
+    assert missing.returncode == 2 and "no model" in missing.stderr
+    help_text = subprocess.run([sys.executable, str(REPO / "infer.py"), "--helpfull"],
+                               capture_output=True, text=True).stdout
+    for flag in ("input_folder", "output_folder", "with_scratch", "HR", "checkpoint_dir",
+                 "no_faces", "max_side", "overwrite", "batch_size", "attention_chunk"):
+        assert f"--{flag}" in help_text
