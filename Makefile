@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-all parity clean
+.PHONY: setup test test-all parity restore clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,12 @@ test: setup
 # Also the heavy checks marked slow.
 test-all: setup
 	$(PY) -m pytest -q -m "slow or not slow"
+
+# Restore the bundled sample photos (scratch mode, faces on).
+CHECKPOINT_DIR ?= weights/default
+restore: setup
+	$(PY) infer.py --input_folder samples/old_w_scratch --output_folder outputs/samples \
+		--with_scratch --checkpoint_dir $(CHECKPOINT_DIR)
 
 # Every parity case with its measured error and tolerance.
 parity: setup

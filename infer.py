@@ -59,7 +59,7 @@ def main(argv):
     checkpoint_dir = pathlib.Path(_CHECKPOINT_DIR.value)
     if not (checkpoint_dir / "manifest.json").exists():
         hint = ""
-        if checkpoint_dir == DEFAULT_CHECKPOINT_DIR:
+        if checkpoint_dir.resolve() == DEFAULT_CHECKPOINT_DIR:
             hint = ("\nThe bundled model is not in this checkout. Convert the official weights "
                     "(python -m oldphoto_jax.convert --help) and pass --checkpoint_dir.")
         print(f"error: no model at {checkpoint_dir} (manifest.json missing){hint}",

@@ -251,6 +251,25 @@ class Restorer:
         job.net_input, job.mask_input, _ = preprocess.scratch_inputs(job.origin, mask_png,
                                                                      dilation)
         job.notes.append(f"{100 * float(mask.mean()):.1f}% scratched")
+        if self.options.hr:
+            job.notes += self._unpatchable_scales(job.mask_input)
+
+    def _unpatchable_scales(self, mask_input: np.ndarray) -> list[str]:
+        """Patch sizes at which every latent patch is mostly scratched, so no key patch exists.
+
+        The official HR code crashes there; the patch attention then leaves the features as they
+        are (no patch copy), which the log says.
+        """
+        mapping = self.model.network("mapping_hr")[0]
+        height, width = mask_input.shape[1] // 4, mask_input.shape[2] // 4
+        latent = mapping_models.binarized_bilinear_mask(mask_input, (height, width))
+        notes = []
+        for patch in mapping.patch_sizes:
+            if height >= patch and width >= patch and bool(
+                    np.all(mapping_models.patch_query_flags(latent, patch))):
+                notes.append(f"every {patch}x{patch} latent patch is scratched: patch copy "
+                             "skipped at that scale (the official code crashes here)")
+        return notes
 
     def _after_restoration(self, job: Job, out: np.ndarray, output: pathlib.Path) -> None:
         job.restored = postprocess.minmax_png(out[None])

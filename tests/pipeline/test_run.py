@@ -100,6 +100,16 @@ def test_scratch_modes_write_masks(model, tmp_path, hr):
     assert Image.open(tmp_path / "out" / pipeline_run.FINAL / "p.png").size == (64, 48)
 
 
+def test_hr_mode_reports_scales_without_key_patches(model):
+    restorer = pipeline_run.Restorer(model, pipeline_run.Options(with_scratch=True, hr=True,
+                                                                 faces=False))
+    everything = np.ones((1, 64, 64, 1), np.float32)
+    assert len(restorer._unpatchable_scales(everything)) == 3
+    half = np.zeros((1, 64, 64, 1), np.float32)
+    half[:, :32] = 1
+    assert restorer._unpatchable_scales(half) == []
+
+
 def test_missing_network_is_a_clear_error(tmp_path):
     directory = tmp_path / "partial"
     write_random_model(directory, roles=["vae_a", "mapping_quality", "vae_b_quality"])

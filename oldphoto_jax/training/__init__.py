@@ -1,0 +1,1 @@
+"""Training: discriminators' losses, per-stage pure train steps, and the trainer loop."""
