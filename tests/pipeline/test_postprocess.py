@@ -1,32 +1,20 @@
 """Tests of oldphoto_jax.pipeline.postprocess against the official fixtures and torch."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from oldphoto_jax.layers import nearest_source_indices
+from oldphoto_jax.parity import fixtures
 from oldphoto_jax.pipeline import postprocess as post
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PIPELINE_CASES = ["pipeline_quality", "pipeline_scratch", "pipeline_scratch_hr"]
 SCRATCH_CASES = ["pipeline_scratch", "pipeline_scratch_hr"]
 
 
-def parity_cases_dir() -> Path:
-    """Parity fixture folder: ``$OLDPHOTO_PARITY_DIR`` or ``<repo>/../shared/parity/cases``."""
-    return Path(os.environ.get("OLDPHOTO_PARITY_DIR",
-                               REPO_ROOT.parent / "shared" / "parity" / "cases"))
-
-
 def load_case(name: str) -> dict[str, np.ndarray]:
-    path = parity_cases_dir() / f"{name}.npz"
-    if not path.exists():
-        pytest.skip(f"parity fixture {path} not found")
-    with np.load(path) as npz:
-        return {key: npz[key] for key in npz.files}
+    """The arrays of a parity case of the fixture set ($OLDPHOTO_PARITY_DIR)."""
+    return fixtures.load_case(name).arrays
 
 
 def nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
