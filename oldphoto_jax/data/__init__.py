@@ -12,6 +12,7 @@ from oldphoto_jax.data.pipelines import (
     batch_dataset,
     batch_iter_dataset,
     batch_iterator,
+    raw_batch_dataset,
     record_dataset,
 )
 from oldphoto_jax.data.records import StagePhotos, StageRecords
@@ -30,6 +31,7 @@ __all__ = [
     "batch_iterator",
     "decode_rgb",
     "host_batch_size",
+    "raw_batch_dataset",
     "record_dataset",
     "steps_per_epoch",
 ]

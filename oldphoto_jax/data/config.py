@@ -53,7 +53,9 @@ class InputConfig:
     op already runs with p = 0.5, the official half of empty masks, so 0; otherwise 0.5).
     ``degrade_full_image``: degrade the whole photo before cropping (official for ``domain_a`` and
     ``mapping``; about 10x the work of degrading the crop for 1024 px photos); False degrades the
-    crop. ``num_workers``: grain worker processes (0 = in the training process);
+    crop. ``output_dtype``: "float32" (images in [-1, 1], masks {0, 1}) or "uint8" (raw values,
+    a quarter of the bytes to move to the accelerator; convert there with ``u8 / 127.5 - 1``).
+    ``num_workers``: grain worker processes (0 = in the training process);
     ``read_threads`` and ``prefetch_batches`` are per process. ``cache_mb``: decoded photos kept
     in memory by each process.
     """
@@ -71,6 +73,7 @@ class InputConfig:
     degrade_full_image: bool = True
     domain_a_local_damage: bool = False
     detection_channels: int = 1
+    output_dtype: str = "float32"
     num_workers: int = 0
     read_threads: int = 1
     prefetch_batches: int = 2
@@ -88,6 +91,8 @@ class InputConfig:
                 raise ValueError(f"{name} must be a probability")
         if self.empty_mask_p is not None and not 0.0 <= self.empty_mask_p <= 1.0:
             raise ValueError("empty_mask_p must be a probability or None")
+        if self.output_dtype not in ("float32", "uint8"):
+            raise ValueError("output_dtype must be 'float32' or 'uint8'")
         if self.detection_channels not in (1, 3):
             raise ValueError("detection_channels must be 1 (luma) or 3 (RGB)")
         if self.num_workers < 0 or self.read_threads < 0 or self.prefetch_batches < 1:

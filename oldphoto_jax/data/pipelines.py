@@ -11,12 +11,18 @@
 
 (``grain.checkpoint.CheckpointSave(iterator)`` / ``CheckpointRestore(iterator)`` put the same
 state into an orbax checkpoint.) Restore with the same config, photos, shard and ``num_workers``.
+Since batch k is a pure function of k, ``batch_iterator(..., start_batch=k)`` resumes after k
+batches as well, with any number of workers (grain 0.2.18 cannot move a saved state between
+worker counts).
 
 The dataset is ``MapDataset.range(...)`` of host record indices, mapped to global record indices
 and then to records (``records.StageRecords``), batched in the ``MapDataset`` (batch k = host
-records [k B, (k + 1) B)). Records are pure functions of (seed, global index), and grain hands
-whole batches to workers round-robin, so the batches are identical for any number of workers and
-threads. The stream is endless; epochs exist only as the photo order of the indexed stages.
+records [k B, (k + 1) B)) and converted to model inputs (``transforms.model_inputs``). With
+workers, the uint8 batches cross to the training process and are converted there: a quarter of
+the bytes go through shared memory, which costs more here than the conversion. Records are pure
+functions of (seed, global index), and grain hands whole batches to workers round-robin, so the
+batches are identical for any number of workers and threads. The stream is endless; epochs exist
+only as the photo order of the indexed stages.
 
 Multi-host: with ``Shard(process_index, process_count)`` (``Shard.from_jax()``), host h builds
 records ``s G + h B + j`` (``j < B``) at step s, where G is the global batch and
@@ -36,6 +42,7 @@ import numpy as np
 from absl import flags
 
 from oldphoto_jax.data import config as config_lib
+from oldphoto_jax.data import transforms
 from oldphoto_jax.data.records import StagePhotos, StageRecords
 
 # Host records per dataset: endless in practice (2**62 records).
@@ -73,10 +80,20 @@ class HostToGlobalIndex:
         return (step * self.shard.count + self.shard.index) * self.host_batch + position
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelInputs:
+    """Batch transform: uint8 images and masks to the configured output dtype."""
+
+    dtype: str = "float32"
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return transforms.model_inputs(batch, self.dtype)
+
+
 def record_dataset(
     config: config_lib.InputConfig, photos: StagePhotos, shard: Shard = Shard()
 ) -> grain.MapDataset:
-    """This host's records, one per index (for inspection and custom batching)."""
+    """This host's raw records (uint8 images and masks), one per index."""
     host_batch = config_lib.host_batch_size(config, shard.count)
     return (
         grain.MapDataset.range(NUM_RECORDS)
@@ -85,18 +102,19 @@ def record_dataset(
     )
 
 
-def batch_dataset(
+def raw_batch_dataset(
     config: config_lib.InputConfig, photos: StagePhotos, shard: Shard = Shard()
 ) -> grain.MapDataset:
-    """This host's batches: dicts of arrays with a leading axis of ``batch_size / count``."""
+    """This host's batches of raw records (leading axis ``batch_size / count``)."""
     host_batch = config_lib.host_batch_size(config, shard.count)
     return record_dataset(config, photos, shard).batch(host_batch, drop_remainder=True)
 
 
-def as_process_arrays(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Copies a batch out of grain's shared memory into ordinary arrays (the shared segments are
-    then released at once instead of when the garbage collector gets to them)."""
-    return {key: np.array(value) for key, value in batch.items()}
+def batch_dataset(
+    config: config_lib.InputConfig, photos: StagePhotos, shard: Shard = Shard()
+) -> grain.MapDataset:
+    """This host's batches as model inputs (random access, e.g. ``batch_dataset(...)[step]``)."""
+    return raw_batch_dataset(config, photos, shard).map(ModelInputs(config.output_dtype))
 
 
 def prepare_worker_start() -> None:
@@ -106,27 +124,37 @@ def prepare_worker_start() -> None:
 
 
 def batch_iter_dataset(
-    config: config_lib.InputConfig, photos: StagePhotos, shard: Shard = Shard()
+    config: config_lib.InputConfig, photos: StagePhotos, shard: Shard = Shard(),
+    start_batch: int = 0,
 ) -> grain.IterDataset:
-    """The batches as a grain ``IterDataset``: ``read_threads`` threads and ``prefetch_batches``
-    batches per process, and ``num_workers`` worker processes when it is above 0."""
-    dataset = batch_dataset(config, photos, shard).to_iter_dataset(
-        grain.ReadOptions(num_threads=config.read_threads,
-                          prefetch_buffer_size=config.prefetch_batches))
-    if config.num_workers > 0:
-        prepare_worker_start()
-        dataset = dataset.mp_prefetch(
-            grain.MultiprocessingOptions(num_workers=config.num_workers,
-                                         per_worker_buffer_size=config.prefetch_batches))
-        dataset = dataset.map(as_process_arrays)
-    return dataset
+    """The batches from ``start_batch`` on as a grain ``IterDataset``: ``read_threads`` threads
+    and ``prefetch_batches`` batches per process, and ``num_workers`` worker processes when it is
+    above 0."""
+    if start_batch < 0:
+        raise ValueError("start_batch must be >= 0")
+    read_options = grain.ReadOptions(num_threads=config.read_threads,
+                                     prefetch_buffer_size=config.prefetch_batches)
+    if config.num_workers == 0:
+        batches = batch_dataset(config, photos, shard)
+        return batches[start_batch:].to_iter_dataset(read_options)
+    prepare_worker_start()
+    workers = grain.MultiprocessingOptions(num_workers=config.num_workers,
+                                           per_worker_buffer_size=config.prefetch_batches)
+    return (
+        raw_batch_dataset(config, photos, shard)[start_batch:]
+        .to_iter_dataset(read_options)
+        .mp_prefetch(workers)
+        .map(ModelInputs(config.output_dtype))  # in the training process, out of shared memory
+    )
 
 
 def batch_iterator(
-    config: config_lib.InputConfig, photos: StagePhotos, shard: Shard = Shard()
+    config: config_lib.InputConfig, photos: StagePhotos, shard: Shard = Shard(),
+    start_batch: int = 0,
 ) -> grain.DatasetIterator:
-    """A fresh iterator over the batches; ``get_state()``/``set_state()`` save and resume it.
+    """A fresh iterator over the batches from ``start_batch`` on; ``get_state()`` and
+    ``set_state()`` save and resume it.
 
     Close it (``iterator.close()``) when it has workers and is no longer needed.
     """
-    return iter(batch_iter_dataset(config, photos, shard))
+    return iter(batch_iter_dataset(config, photos, shard, start_batch))

@@ -1,7 +1,8 @@
 """One training record of a stage as a pure function of (config, photos, global record index).
 
-``StageRecords(config, photos)(index)`` returns a dict of numpy arrays: images float32
-``H x W x C`` in [-1, 1], masks float32 {0, 1} ``H x W x 1``, flags float32 scalars. Every random
+``StageRecords(config, photos)(index)`` returns a dict of numpy arrays: images uint8
+``H x W x C``, masks uint8 {0, 1} ``H x W x 1``, flags float32 scalars (0 or 1); the pipeline
+turns batches of them into model inputs with ``transforms.model_inputs``. Every random
 choice of record ``index`` comes from generators seeded with
 ``(config.seed, stage code, index, stream)``:
 
@@ -181,8 +182,7 @@ class StageRecords:
             photo = self._uniform_photo(self.photos.clean, rng)
             image, _, _, gray = self._degraded_pair(
                 photo, index, rng, self.domain_a_recipe, self.config.degrade_full_image)
-        return {"image": transforms.to_signed_unit(image), "real_old": np.float32(real),
-                "grayscale": np.float32(gray)}
+        return {"image": image, "real_old": np.float32(real), "grayscale": np.float32(gray)}
 
     def _domain_b(self, index: int) -> dict[str, np.ndarray]:
         rng = self._layout_rng(index)
@@ -191,24 +191,22 @@ class StageRecords:
         gray = bool(rng.random() < self.config.grayscale_p)
         if gray:
             image = transforms.grayscale(image)
-        return {"image": transforms.to_signed_unit(image), "grayscale": np.float32(gray)}
+        return {"image": image, "grayscale": np.float32(gray)}
 
     def _mapping(self, index: int) -> dict[str, np.ndarray]:
         rng = self._layout_rng(index)
         photo = transforms.upscale_short_side(self._indexed_photo(index), self.config.crop_size)
         degraded, clean, _, gray = self._degraded_pair(
             photo, index, rng, self.undamaged_recipe, self.config.degrade_full_image)
-        return {"degraded": transforms.to_signed_unit(degraded),
-                "clean": transforms.to_signed_unit(clean), "grayscale": np.float32(gray)}
+        return {"degraded": degraded, "clean": clean, "grayscale": np.float32(gray)}
 
     def _mapping_mask(self, index: int) -> dict[str, np.ndarray]:
         rng = self._layout_rng(index)
         photo = transforms.upscale_short_side(self._indexed_photo(index), self.config.crop_size)
         recipe = self._masked_recipe(rng)
         degraded, clean, mask, gray = self._degraded_pair(photo, index, rng, recipe, False)
-        return {"degraded": transforms.to_signed_unit(degraded),
-                "clean": transforms.to_signed_unit(clean),
-                "mask": transforms.binary_mask(mask), "grayscale": np.float32(gray)}
+        return {"degraded": degraded, "clean": clean, "mask": transforms.binary_mask(mask),
+                "grayscale": np.float32(gray)}
 
     def _detection(self, index: int) -> dict[str, np.ndarray]:
         rng = self._layout_rng(index)
@@ -217,13 +215,12 @@ class StageRecords:
         degraded, _, mask, gray = self._degraded_pair(photo, index, rng, recipe, False)
         if self.config.detection_channels == 1:
             degraded = transforms.luma(degraded)
-        return {"image": transforms.to_signed_unit(degraded),
-                "mask": transforms.binary_mask(mask), "grayscale": np.float32(gray)}
+        return {"image": degraded, "mask": transforms.binary_mask(mask),
+                "grayscale": np.float32(gray)}
 
     def _faces(self, index: int) -> dict[str, np.ndarray]:
         rng = self._layout_rng(index)
         face = transforms.resize_square(self._indexed_photo(index), self.config.crop_size)
         degraded, clean, _, gray = self._degraded_pair(
             face, index, rng, self.undamaged_recipe, True)
-        return {"degraded": transforms.to_signed_unit(degraded),
-                "clean": transforms.to_signed_unit(clean), "grayscale": np.float32(gray)}
+        return {"degraded": degraded, "clean": clean, "grayscale": np.float32(gray)}

@@ -1,8 +1,11 @@
 """Pure image functions of the training pipeline: resize, crop, flip and conversion to model inputs.
 
-Images are uint8 ``H x W x 3`` RGB numpy arrays until ``to_signed_unit`` turns them into float32 in
-[-1, 1] (``u8 / 127.5 - 1``, reference section 10.1). Random choices are drawn from a
-``numpy.random.Generator`` passed in, so every function is deterministic given its generator.
+Images are uint8 ``H x W x 3`` RGB numpy arrays and masks uint8 {0, 1} ``H x W x 1`` until
+``model_inputs`` turns a batch into float32: images in [-1, 1] (``u8 / 127.5 - 1``, reference
+section 10.1), masks in {0, 1}. Batches cross from grain workers to the training process as
+uint8, a quarter of the bytes (shared-memory transfer is the costly step on small machines).
+Random choices are drawn from a ``numpy.random.Generator`` passed in, so every function is
+deterministic given its generator.
 """
 from __future__ import annotations
 
@@ -43,8 +46,9 @@ def crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
 
 
 def hflip(image: np.ndarray) -> np.ndarray:
-    """Mirror left-right (works for H x W and H x W x C)."""
-    return np.ascontiguousarray(image[:, ::-1])
+    """Mirror left-right (H x W or H x W x C), as a view: the float conversion that follows
+    makes the contiguous copy."""
+    return image[:, ::-1]
 
 
 def grayscale(image: np.ndarray) -> np.ndarray:
@@ -63,12 +67,36 @@ def to_signed_unit(image: np.ndarray) -> np.ndarray:
 
 
 def binary_mask(mask: np.ndarray) -> np.ndarray:
-    """A damage mask (float in [0, 1], ``H x W``) as float32 {0, 1} ``H x W x 1``: 1 where >= 0.5.
+    """A damage mask (float in [0, 1], ``H x W``) as uint8 {0, 1} ``H x W x 1``: 1 where >= 0.5.
 
     Drawn damage is binary already; grey-level mask files blend holes, and the half-visible
     blend counts as damaged.
     """
-    return (np.asarray(mask) >= 0.5).astype(np.float32)[..., None]
+    return (np.asarray(mask) >= 0.5).astype(np.uint8)[..., None]
+
+
+IMAGE_KEYS = frozenset({"image", "degraded", "clean"})
+MASK_KEYS = frozenset({"mask"})
+
+
+def model_inputs(batch: dict[str, np.ndarray], dtype: str = "float32") -> dict[str, np.ndarray]:
+    """A batch of uint8 images and masks as the model reads it, in new ordinary arrays.
+
+    ``dtype="float32"``: images (keys ``IMAGE_KEYS``) to [-1, 1] and masks to float32 {0, 1};
+    ``"uint8"``: values unchanged (convert on the accelerator with ``u8 / 127.5 - 1``). Other
+    entries (flags) are copied unchanged.
+    """
+    if dtype not in ("float32", "uint8"):
+        raise ValueError(f"unknown output dtype {dtype!r}")
+    out = {}
+    for key, value in batch.items():
+        if dtype == "float32" and key in IMAGE_KEYS:
+            out[key] = to_signed_unit(value)
+        elif dtype == "float32" and key in MASK_KEYS:
+            out[key] = np.asarray(value, dtype=np.float32).copy()
+        else:
+            out[key] = np.array(value)
+    return out
 
 
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:

@@ -14,7 +14,8 @@ from oldphoto_jax.data import ArrayPhotos, FolderPhotos, photos as photos_lib
 def test_folder_skips_and_reports_each_bad_file_once(folders, caplog):
     with caplog.at_level(logging.WARNING, logger="oldphoto_jax.data"):
         source = FolderPhotos(str(folders / "clean"))
-    assert [source.name(i) for i in range(len(source))] == ["photo0.png", "photo1.png", "photo2.png"]
+    names = [source.name(i) for i in range(len(source))]
+    assert names == ["photo0.png", "photo1.png", "photo2.png"]
     assert [name for name, _ in source.skipped] == ["broken.jpg"]
     reports = [r.getMessage() for r in caplog.records if "broken.jpg" in r.getMessage()]
     assert len(reports) == 1

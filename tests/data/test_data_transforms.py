@@ -49,7 +49,7 @@ def test_signed_unit_range_and_masks():
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, [[[-1.0, 127 / 127.5 - 1, 1.0]]], atol=1e-7)
     mask = transforms.binary_mask(np.array([[0.0, 0.49], [0.5, 1.0]], np.float32))
-    assert mask.shape == (2, 2, 1) and mask.dtype == np.float32
+    assert mask.shape == (2, 2, 1) and mask.dtype == np.uint8
     np.testing.assert_array_equal(mask[..., 0], [[0, 0], [1, 1]])
 
 
@@ -66,3 +66,19 @@ def test_resize_square():
     assert transforms.resize_square(image, 32).shape == (32, 32, 3)
     same = ramp(32, 32)
     assert transforms.resize_square(same, 32) is same
+
+
+def test_model_inputs_convert_images_and_masks_only():
+    batch = {
+        "degraded": np.array([[[[0, 255, 51]]]], np.uint8),
+        "mask": np.array([[[[1]]]], np.uint8),
+        "grayscale": np.array([1.0], np.float32),
+    }
+    out = transforms.model_inputs(batch)
+    assert out["degraded"].dtype == np.float32 and out["mask"].dtype == np.float32
+    np.testing.assert_allclose(out["degraded"][0, 0, 0], [-1.0, 1.0, 51 / 127.5 - 1], atol=1e-7)
+    assert out["mask"][0, 0, 0, 0] == 1.0 and out["grayscale"][0] == 1.0
+    raw = transforms.model_inputs(batch, "uint8")
+    assert raw["degraded"].dtype == np.uint8 and raw["degraded"] is not batch["degraded"]
+    with pytest.raises(ValueError):
+        transforms.model_inputs(batch, "float16")

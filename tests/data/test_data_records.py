@@ -1,0 +1,173 @@
+"""Per-stage record semantics: shapes and ranges, crops of the right photos, the degradation
+replayed from its seed, grayscale, masks and the official mixing probabilities."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import data_synth
+from oldphoto_jax.data import StagePhotos, StageRecords, transforms
+from oldphoto_jax.data import config as config_lib
+from oldphoto_jax.data import records as records_lib
+
+
+def crops_of(image: np.ndarray, size: int):
+    """Every (crop, flipped crop) of ``image`` after the official small-photo upscaling."""
+    image = transforms.upscale_short_side(image, size)
+    height, width = image.shape[:2]
+    for top in range(height - size + 1):
+        for left in range(width - size + 1):
+            crop = image[top : top + size, left : left + size]
+            yield crop
+            yield crop[:, ::-1]
+
+
+def is_crop_of(crop: np.ndarray, source, size: int) -> bool:
+    return any(np.array_equal(crop, c) for i in range(len(source))
+               for c in crops_of(source[i], size))
+
+
+def check_image(values: np.ndarray, size: int, channels: int = 3):
+    assert values.dtype == np.uint8 and values.shape == (size, size, channels)
+
+
+def is_grey(image: np.ndarray) -> bool:
+    return bool((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all())
+
+
+def test_domain_b_records_are_flipped_crops_of_clean_photos(photos, config_for):
+    config = config_for("domain_b", grayscale_p=0.0)
+    make = StageRecords(config, photos)
+    for index in range(6):
+        record = make(index)
+        assert set(record) == {"image", "grayscale"} and record["grayscale"] == 0
+        check_image(record["image"], config.crop_size)
+        assert is_crop_of(record["image"], photos.clean, config.crop_size)
+
+
+def test_records_are_pure_functions_of_seed_and_index(photos, config_for):
+    for stage in ("domain_a", "mapping", "mapping_mask"):
+        a = StageRecords(config_for(stage), photos)
+        b = StageRecords(config_for(stage), photos)
+        for index in (0, 5, 1234567):
+            ra, rb = a(index), b(index)
+            for key in ra:
+                np.testing.assert_array_equal(ra[key], rb[key])
+        other = StageRecords(config_for(stage, seed=8), photos)(5)
+        key = "image" if stage == "domain_a" else "degraded"
+        assert not np.array_equal(a(5)[key], other[key])
+
+
+def test_domain_a_mixes_real_old_and_degraded_clean_photos(photos, config_for):
+    make = StageRecords(config_for("domain_a", grayscale_p=0.0), photos)
+    flags = np.array([make(i)["real_old"] for i in range(200)])
+    assert 0.4 < flags.mean() < 0.6  # official: half real old photos
+    real = StageRecords(config_for("domain_a", real_old_p=1.0, grayscale_p=0.0), photos)
+    for index in range(8):
+        image = real(index)["image"]
+        assert any(is_crop_of(image, old, 32) for old in photos.old)
+    # Both old sets are used, each with probability 1/2 whatever its size.
+    grey_share = np.mean([is_grey(real(i)["image"]) for i in range(100)])
+    assert 0.35 < grey_share < 0.65
+
+
+def test_domain_a_synthetic_half_is_degraded_before_the_crop(photos, config_for):
+    config = config_for("domain_a", real_old_p=0.0)
+    make = StageRecords(config, photos)
+    recipe = config_lib.without_local_damage(config.degradation_config())
+    for index in range(4):
+        record = make(index)
+        assert record["real_old"] == 0
+        # Replay: the record's photo is unknown, so replay every clean photo with its seed.
+        seed = records_lib.record_seed(config, index, records_lib.DEGRADE_STREAM)
+        candidates = [data_synth.degrade(transforms.upscale_short_side(photos.clean[k], 32), seed,
+                                         recipe).degraded for k in range(len(photos.clean))]
+        assert is_crop_of(record["image"], candidates, 32)
+
+
+def test_mapping_pairs_share_the_crop_and_follow_grayscale(photos, config_for):
+    config = config_for("mapping")
+    make = StageRecords(config, photos)
+    recipe = config_lib.without_local_damage(config.degradation_config())
+    grey = []
+    for index in range(40):
+        record = make(index)
+        assert set(record) == {"degraded", "clean", "grayscale"}
+        check_image(record["degraded"], 32)
+        check_image(record["clean"], 32)
+        clean, degraded = record["clean"], record["degraded"]
+        grey.append(bool(record["grayscale"]))
+        assert is_grey(clean) == grey[-1] and (not grey[-1] or is_grey(degraded))
+        if index < 3:  # the degraded side is the same window of the degraded full photo
+            photo = photos.clean[records_lib.indexed_photo(config, index, len(photos.clean))]
+            photo = transforms.upscale_short_side(photo, 32)
+            seed = records_lib.record_seed(config, index, records_lib.DEGRADE_STREAM)
+            sample = data_synth.degrade(photo, seed, recipe)
+            pairs = zip(crops_of(sample.degraded, 32), crops_of(sample.target(photo), 32))
+            assert any(np.array_equal(degraded, d) and np.array_equal(clean, c)
+                       for d, c in pairs)
+    assert any(grey) and not all(grey)
+
+
+def test_indexed_stages_visit_every_photo_once_per_epoch(config_for):
+    config = config_for("mapping")
+    count = 7
+    for epoch in range(3):
+        seen = [records_lib.indexed_photo(config, epoch * count + p, count) for p in range(count)]
+        assert sorted(seen) == list(range(count))
+    first = [records_lib.indexed_photo(config, p, count) for p in range(count)]
+    second = [records_lib.indexed_photo(config, count + p, count) for p in range(count)]
+    assert first != second  # each epoch has its own order
+
+
+def test_official_masked_pairs_have_white_holes_and_half_empty_masks(photos, config_for):
+    config = config_for("mapping_mask", preset="official")
+    make = StageRecords(config, photos)
+    empty = 0
+    for index in range(120):
+        record = make(index)
+        assert record["mask"].shape == (32, 32, 1) and record["mask"].dtype == np.uint8
+        assert set(np.unique(record["mask"])) <= {0, 1}
+        holes = record["mask"][..., 0] == 1
+        empty += not holes.any()
+        # holes are painted after the degradation: pure white in the degraded image only
+        assert (record["degraded"][holes] == 255).all()
+        assert is_grey(record["clean"]) == bool(record["grayscale"])
+    assert 0.35 < empty / 120 < 0.65
+
+
+def test_extended_masked_pairs_drop_local_damage_with_empty_mask_p(photos, config_for):
+    always = StageRecords(config_for("mapping_mask", preset="extended", empty_mask_p=1.0), photos)
+    assert all(always(i)["mask"].max() == 0 for i in range(10))
+    never = StageRecords(config_for("mapping_mask", preset="extended", empty_mask_p=0.0), photos)
+    assert sum(never(i)["mask"].max() > 0 for i in range(20)) >= 10
+    assert config_for("mapping_mask", preset="extended").resolved_empty_mask_p() == 0.5
+    assert config_for("mapping_mask", preset="official").resolved_empty_mask_p() == 0.0
+
+
+def test_detection_records_are_luma_or_rgb_with_a_mask(photos, config_for):
+    grey = StageRecords(config_for("detection"), photos)(3)
+    assert set(grey) == {"image", "mask", "grayscale"}
+    check_image(grey["image"], 32, channels=1)
+    rgb = StageRecords(config_for("detection", detection_channels=3), photos)(3)
+    check_image(rgb["image"], 32, channels=3)
+    np.testing.assert_array_equal(transforms.luma(rgb["image"]),
+                                  grey["image"])
+    np.testing.assert_array_equal(grey["mask"], rgb["mask"])
+
+
+def test_local_damage_stages_of_the_presets():
+    assert config_lib.local_damage_stages(data_synth.official_preset()) == ("holes",)
+    assert config_lib.local_damage_stages(data_synth.extended_preset()) == ("local",)
+    trimmed = config_lib.without_local_damage(data_synth.extended_preset())
+    assert "local" not in trimmed.stage_order
+
+
+def test_missing_photos_are_reported_at_construction(photos, config_for):
+    with pytest.raises(ValueError, match="old photos"):
+        StageRecords(config_for("domain_a"), StagePhotos(clean=photos.clean))
+    StageRecords(config_for("domain_a", real_old_p=0.0), StagePhotos(clean=photos.clean))
+    with pytest.raises(ValueError, match="aligned faces"):
+        StageRecords(config_for("faces"), photos)
+    with pytest.raises(ValueError, match="unknown stage"):
+        config_for("vae")
