@@ -147,6 +147,7 @@ def partial_nonlocal_attention_chunked(theta: Array, phi: Array, g: Array, valid
     b, n_q, c = theta.shape
     if query_chunk <= 0:
         raise ValueError(f"query_chunk must be positive, got {query_chunk}")
+    query_chunk = min(query_chunk, n_q)  # no padded rows when the whole photo fits in one chunk
     n_chunks = -(-n_q // query_chunk)
     pad = n_chunks * query_chunk - n_q
     theta_p = jnp.pad(theta, ((0, 0), (0, pad), (0, 0)))
