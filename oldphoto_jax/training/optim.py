@@ -1,0 +1,91 @@
+"""Optimisers and learning-rate schedules as pure functions of a stage's ``config.optim``.
+
+Reference 10.1 (Adam, eps 1e-8, no weight decay; lr0 2e-4, betas (0.5, 0.999)), the linear
+decay rule ``lr(e) = lr0 * min(1, (niter + niter_decay + 1 - e) / niter_decay)`` for the 1-based
+epoch e, and the two-time-scale update rule (TTUR) of 10.4 / 10.5 #2 / 10.6: generator side
+``lr/2``, discriminator side ``2*lr``, betas (0, 0.9) unless given.
+
+``config.optim`` fields:
+
+* ``lr`` (2e-4): the base learning rate ``lr0``;
+* ``ttur`` (False): two-time-scale rule (quality mapping and faces: True);
+* ``b1``, ``b2`` (None): Adam betas; None = (0, 0.9) with TTUR, (0.5, 0.999) without;
+* ``eps`` (1e-8);
+* ``niter``, ``niter_decay`` (epochs at lr0, epochs of linear decay; official VAEs 100 + 100,
+  mapping 150 + 100, faces 50 + 0);
+* ``steps_per_epoch``: steps of one epoch (``oldphoto_jax.data.steps_per_epoch(N, B)``, the
+  official ``floor(N/B)``); the trainer sets it from the data. The epoch of step s (0-based) is
+  ``s // steps_per_epoch + 1``, so the lr changes exactly at the official epoch boundaries.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax.numpy as jnp
+import optax
+
+Schedule = Callable[[int], float]
+
+# Which side of the two-time-scale rule each network is on.
+GENERATOR, DISCRIMINATOR = "g", "d"
+
+
+def linear_decay_schedule(lr: float, niter: int, niter_decay: int,
+                          steps_per_epoch: int) -> Schedule:
+    """The official per-epoch linear decay, as a function of the 0-based step count.
+
+    Epochs 1 .. niter+1 run at ``lr``, epoch ``niter + niter_decay`` at ``lr / niter_decay``;
+    later steps (past the planned run) stay at 0. ``niter_decay = 0`` is a constant ``lr``.
+    """
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    if niter < 0 or niter_decay < 0:
+        raise ValueError("niter and niter_decay must be >= 0")
+
+    def schedule(count):
+        if niter_decay == 0:
+            return jnp.full((), lr, jnp.float32)
+        epoch = jnp.asarray(count, jnp.int32) // steps_per_epoch + 1
+        factor = (niter + niter_decay + 1 - epoch).astype(jnp.float32) / niter_decay
+        return lr * jnp.clip(factor, 0.0, 1.0)
+
+    return schedule
+
+
+def base_learning_rate(optim_config, side: str) -> float:
+    """lr0 of a network on ``side`` ("g" or "d") under the (optional) TTUR rule."""
+    lr = float(optim_config.lr)
+    if not optim_config.get("ttur", False):
+        return lr
+    if side == GENERATOR:
+        return lr / 2.0
+    if side == DISCRIMINATOR:
+        return lr * 2.0
+    raise ValueError(f"side must be 'g' or 'd', got {side!r}")
+
+
+def adam_betas(optim_config) -> tuple[float, float]:
+    """Adam betas: the configured ones, else (0, 0.9) with TTUR and (0.5, 0.999) without."""
+    ttur = bool(optim_config.get("ttur", False))
+    b1, b2 = optim_config.get("b1", None), optim_config.get("b2", None)
+    default = (0.0, 0.9) if ttur else (0.5, 0.999)
+    return (default[0] if b1 is None else float(b1), default[1] if b2 is None else float(b2))
+
+
+def schedule_for(optim_config, side: str) -> Schedule:
+    """The learning-rate schedule of a network on ``side``."""
+    return linear_decay_schedule(base_learning_rate(optim_config, side),
+                                 int(optim_config.niter), int(optim_config.niter_decay),
+                                 int(optim_config.steps_per_epoch))
+
+
+def adam(schedule: Schedule, b1: float, b2: float,
+         eps: float = 1e-8) -> optax.GradientTransformation:
+    """PyTorch's Adam (``eps`` added to the bias-corrected sqrt(v)), no weight decay."""
+    return optax.adam(learning_rate=schedule, b1=b1, b2=b2, eps=eps)
+
+
+def optimizer_for(optim_config, side: str) -> optax.GradientTransformation:
+    """Adam with the schedule and betas of ``side`` for a stage's ``config.optim``."""
+    b1, b2 = adam_betas(optim_config)
+    return adam(schedule_for(optim_config, side), b1, b2, float(optim_config.get("eps", 1e-8)))

@@ -1,0 +1,197 @@
+"""The mapping stage: latent translation VAE_A -> VAE_B, variants quality / scratch / hr.
+
+Reference 10.4 (and 10.5 #1-#4 for the intended behaviour). Networks:
+
+* ``"mapping"``: ``MappingModel`` (quality), ``MappingModelWithMask`` (scratch) or
+  ``MappingModelWithMask2`` (hr, trained with its batched ``train_forward``: every patch is
+  rebuilt from its best key, keys that are mostly hole excluded); section 5;
+* ``"D"``: the conditional image discriminator (6-channel input: degraded image and candidate
+  clean image), spectral norm for scratch and hr (the release's pass order, one power
+  iteration per pass), none for quality;
+* frozen: VAE_A's encoder and VAE_B (encoder and decoder), loaded from model directories
+  (``config.vae_a_checkpoint`` role ``vae_a``; ``config.vae_b_checkpoint`` role
+  ``vae_b_quality`` for quality, ``vae_b_scratch`` for scratch/hr, else whichever VAE_B the
+  directory has) or passed to :func:`build_mapping_stage` directly (tests).
+
+Forward: ``z_A = Enc_A(x)`` and ``z_B = Enc_B(y)`` (constants, no noise), ``z_hat = M(z_A
+[, mask])``, ``y_hat = Dec_B(z_hat)`` (no noise; gradients reach M through the frozen Dec_B).
+Objectives: mapping ``L_GAN + L_FM + L_VGG + L_lat`` with ``L_lat = 60 mean|z_hat - z_B|``
+(``config.loss.latent_l1``), D ``1/2 [LS(D(x, y), 1) + LS(D(x, y_hat), 0)]``. Nothing is masked.
+``loss/latent_l1`` is the reconstruction metric; ``metric/l1`` is ``mean|y_hat - y|``.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from oldphoto_jax import checkpoints
+from oldphoto_jax.models.mapping import MappingModel, MappingModelWithMask, MappingModelWithMask2
+from oldphoto_jax.models.vae import VAE, level_channels
+from oldphoto_jax.training import losses
+from oldphoto_jax.training.optim import DISCRIMINATOR, GENERATOR, optimizer_for, schedule_for
+from oldphoto_jax.training.stage import Stage
+from oldphoto_jax.training.stages_common import (InitSpec, Trainable, build_state, discriminate,
+                                                 example_shapes, frozen_vgg,
+                                                 image_discriminator, init_networks,
+                                                 lsgan_terms, make_train_step, mask_image,
+                                                 prepare_batch, vgg_term)
+
+VARIANTS = ("quality", "scratch", "hr")
+EXPORT_ROLES = {"quality": "mapping_quality", "scratch": "mapping_scratch", "hr": "mapping_hr"}
+VAE_B_ROLE = {"quality": "vae_b_quality", "scratch": "vae_b_scratch", "hr": "vae_b_scratch"}
+
+
+def variant_of(config) -> str:
+    variant = config.get("variant", "quality")
+    if variant not in VARIANTS:
+        raise ValueError(f"mapping variant must be one of {VARIANTS}, got {variant!r}")
+    return variant
+
+
+def mapping_module(config, precision=None):
+    """The mapping network of ``config.variant`` with the widths of ``config.model``."""
+    m, variant = config.model, variant_of(config)
+    precision = config.precision if precision is None else precision
+    common = dict(nc=int(m.nc), mc=int(m.mc), n_up=int(m.n_up), precision=precision)
+    if variant == "quality":
+        return MappingModel(n_blocks=int(m.n_blocks), **common)
+    if variant == "scratch":
+        return MappingModelWithMask(n_blocks=int(m.n_blocks), nl_res_blocks=int(m.nl_res_blocks),
+                                    query_chunk=int(m.get("query_chunk", 0)), **common)
+    return MappingModelWithMask2(stage_blocks=int(m.stage_blocks),
+                                 patch_sizes=tuple(int(p) for p in m.patch_sizes), **common)
+
+
+def _load_role(directory, roles: tuple[str, ...]):
+    model = checkpoints.load_model(directory)
+    for role in roles:
+        if model.has(role):
+            return model.network(role)
+    raise checkpoints.CheckpointError(f"model {directory} has none of the roles {roles}; "
+                                      f"it has {model.roles}")
+
+
+def load_pretrained_vaes(config) -> dict:
+    """``{"vae_a": (module, variables), "vae_b": (module, variables)}`` from the configured
+    model directories."""
+    variant = variant_of(config)
+    if not config.get("vae_a_checkpoint") or not config.get("vae_b_checkpoint"):
+        raise ValueError("the mapping stage needs config.vae_a_checkpoint and "
+                         "config.vae_b_checkpoint (model directories with trained VAEs)")
+    other = "vae_b_scratch" if VAE_B_ROLE[variant] == "vae_b_quality" else "vae_b_quality"
+    return {"vae_a": _load_role(config.vae_a_checkpoint, ("vae_a",)),
+            "vae_b": _load_role(config.vae_b_checkpoint, (VAE_B_ROLE[variant], other))}
+
+
+def _frozen_vae(name: str, module, variables, parts: tuple[str, ...], nc: int, precision):
+    if not isinstance(module, VAE):
+        raise ValueError(f"{name} must be a VAE network, got {type(module).__name__}")
+    latent = level_channels(module.ngf, module.n_down_convs, module.max_channels)
+    if latent != nc:
+        raise ValueError(f"{name} has {latent} latent channels but the mapping network "
+                         f"expects nc = {nc}")
+    params = variables["params"]
+    missing = [p for p in parts if p not in params]
+    if missing:
+        raise ValueError(f"{name} has no {', '.join(missing)} params")
+    return module.clone(precision=precision), {"params": {p: params[p] for p in parts}}
+
+
+def build_mapping_stage(config, pretrained: dict | None = None) -> Stage:
+    """The mapping stage; ``pretrained`` overrides the checkpoints (``{"vae_a": (module,
+    variables), "vae_b": (module, variables)}``)."""
+    variant = variant_of(config)
+    pretrained = pretrained if pretrained is not None else load_pretrained_vaes(config)
+    nc = int(config.model.nc)
+    vae_a, vae_a_vars = _frozen_vae("VAE_A", *pretrained["vae_a"], ("encoder",), nc,
+                                    config.precision)
+    vae_b, vae_b_vars = _frozen_vae("VAE_B", *pretrained["vae_b"], ("encoder", "decoder"), nc,
+                                    config.precision)
+    mapping = mapping_module(config)
+    spectral = config.disc.get("spectral_norm", None)
+    spectral = variant != "quality" if spectral is None else bool(spectral)
+    disc = image_discriminator(config, 6, spectral_norm=spectral)
+    trainables = {
+        "mapping": Trainable(optimizer_for(config.optim, GENERATOR),
+                             schedule_for(config.optim, GENERATOR)),
+        "D": Trainable(optimizer_for(config.optim, DISCRIMINATOR),
+                       schedule_for(config.optim, DISCRIMINATOR)),
+    }
+    frozen = {"vae_a": vae_a_vars, "vae_b": vae_b_vars}
+    vgg = frozen_vgg(config)
+    if vgg:
+        frozen["vgg"] = vgg
+    lambda_feat = float(config.loss.lambda_feat)
+    latent_weight = float(config.loss.latent_l1)
+    with_mask = variant != "quality"
+    ratio = 2 ** vae_a.n_down_convs
+
+    def init_state(rng, batch):
+        batch = prepare_batch(batch)
+        (image,) = example_shapes(batch, "degraded")
+        latent = jax.ShapeDtypeStruct((1, image.shape[1] // ratio, image.shape[2] // ratio, nc),
+                                      jnp.float32)
+        pair = jax.ShapeDtypeStruct(image.shape[:3] + (6,), jnp.float32)
+        m_shapes = (latent,) + (tuple(example_shapes(batch, "mask")) if with_mask else ())
+        specs = {"mapping": InitSpec(mapping, m_shapes), "D": InitSpec(disc, (pair,))}
+        return build_state(trainables, init_networks(specs, rng), frozen)
+
+    def translate(params, z_a, mask, training):
+        variables = {"params": params}
+        if variant == "quality":
+            return mapping.apply(variables, z_a)
+        if variant == "scratch":
+            return mapping.apply(variables, z_a, mask)
+        if training:
+            return mapping.apply(variables, z_a, mask, method=MappingModelWithMask2.train_forward)
+        # Inference path one photo at a time (its query selection reads batch element 0).
+        one = lambda z, m: mapping.apply(variables, z[None], m[None])[0]
+        return jax.vmap(one)(z_a, mask)
+
+    def latents(frozen_vars, x, y):
+        z_a = vae_a.apply(frozen_vars["vae_a"], x, method=VAE.encode)
+        z_b = vae_b.apply(frozen_vars["vae_b"], y, method=VAE.encode)
+        return jax.lax.stop_gradient(z_a), jax.lax.stop_gradient(z_b)
+
+    def forward(params, collections, frozen_vars, batch, rng):
+        del rng  # deterministic forward
+        x, y = batch["degraded"], batch["clean"]
+        z_a, z_b = latents(frozen_vars, x, y)
+        z_hat = translate(params["mapping"], z_a, batch.get("mask"), training=True)
+        y_hat = vae_b.apply(frozen_vars["vae_b"], z_hat, method=VAE.decode)
+        fake = jnp.concatenate([x, y_hat], axis=-1)
+        real = jnp.concatenate([x, y], axis=-1)
+        fake_d, real_out, fake_g, d_cols = discriminate(disc, params["D"],
+                                                        collections.get("D", {}), fake, real)
+        metrics, g_adv, d_objective = lsgan_terms(fake_d, real_out, fake_g, lambda_feat)
+        vgg_metrics, g_vgg = vgg_term(frozen_vars, y_hat, y, lambda_feat, config.precision)
+        lat = losses.latent_l1_loss(z_hat, z_b, latent_weight)
+        metrics.update(vgg_metrics)
+        metrics.update({"loss/latent_l1": lat, "metric/l1": jnp.mean(jnp.abs(y_hat - y))})
+        objectives = {"mapping": g_adv + g_vgg + lat, "D": d_objective}
+        return objectives, (metrics, {"D": d_cols} if d_cols else {})
+
+    def samples(state, batch):
+        batch = prepare_batch(batch)
+        frozen_vars = state["frozen"]
+        x, y = batch["degraded"], batch["clean"]
+        z_a, z_b = latents(frozen_vars, x, y)
+        z_hat = translate(state["params"]["mapping"], z_a, batch.get("mask"), training=False)
+        out = {"degraded": x,
+               "restored": vae_b.apply(frozen_vars["vae_b"], z_hat, method=VAE.decode),
+               "clean": y,
+               "vae_b_reconstruction": vae_b.apply(frozen_vars["vae_b"], z_b,
+                                                   method=VAE.decode)}
+        if with_mask:
+            out["mask"] = mask_image(batch["mask"])
+        return out
+
+    def export(state):
+        module = mapping_module(config, precision="highest")
+        variables = {"params": jax.device_get(state["params"]["mapping"])}
+        return {EXPORT_ROLES[variant]: (module, variables)}
+
+    return Stage(name=f"mapping_{variant}", init_state=init_state,
+                 train_step=make_train_step(trainables, forward), samples=samples,
+                 export=export, reconstruction_metric="loss/latent_l1",
+                 input_stage="mapping_mask" if with_mask else "mapping")

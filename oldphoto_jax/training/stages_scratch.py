@@ -1,0 +1,79 @@
+"""The scratch-detection stage (no released recipe; reference 10.6, network section 2.2).
+
+Network ``"unet"``: :class:`oldphoto_jax.models.unet.ScratchUNet` (official: 1-channel luma
+input, depth 4, wf 6), trained with batch statistics (synchronised over the global batch, as
+the official sync-BN) and PyTorch's running-statistics update; the running statistics are the
+``batch_stats`` collection of the state and go into the exported checkpoint.
+
+Loss (``config.loss.detection``): ``"balanced_bce"`` (default) — each class present in the
+batch carries half of the BCE, because scratch pixels are only a few percent of a photo and plain
+BCE would learn "no scratch"; ``"bce"`` with ``config.loss.positive_weight``; ``"focal"``
+(``focal_gamma``, ``focal_alpha``). Logged: ``loss/bce`` (the chosen loss; the reconstruction
+metric) and the pixel precision / recall / IoU at the inference threshold
+(``config.loss.detection_threshold``, 0.4 as reference 2.3).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from oldphoto_jax.models.unet import ScratchUNet
+from oldphoto_jax.training import losses
+from oldphoto_jax.training.optim import GENERATOR, optimizer_for, schedule_for
+from oldphoto_jax.training.stage import Stage
+from oldphoto_jax.training.stages_common import (InitSpec, Trainable, as_rgb, build_state,
+                                                 example_shapes, init_networks,
+                                                 make_train_step, mask_image, prepare_batch,
+                                                 variables_of)
+
+
+def unet_module(config, precision=None) -> ScratchUNet:
+    m = config.model
+    return ScratchUNet(in_channels=int(m.in_channels), out_channels=1, depth=int(m.depth),
+                       wf=int(m.wf), conv_num=int(m.conv_num),
+                       precision=config.precision if precision is None else precision)
+
+
+def build_scratch_stage(config) -> Stage:
+    unet = unet_module(config)
+    trainables = {"unet": Trainable(optimizer_for(config.optim, GENERATOR),
+                                    schedule_for(config.optim, GENERATOR))}
+    loss_cfg = config.loss
+    kind = str(loss_cfg.detection)
+    if kind not in losses.DETECTION_LOSSES:
+        raise ValueError(f"config.loss.detection must be one of {losses.DETECTION_LOSSES}")
+    threshold = float(loss_cfg.detection_threshold)
+
+    def init_state(rng, batch):
+        batch = prepare_batch(batch)
+        specs = {"unet": InitSpec(unet, tuple(example_shapes(batch, "image")))}
+        return build_state(trainables, init_networks(specs, rng))
+
+    def forward(params, collections, frozen, batch, rng):
+        del frozen, rng
+        variables = {"params": params["unet"], **collections["unet"]}
+        logits, updated = unet.apply(variables, batch["image"], train=True,
+                                     mutable=["batch_stats"])
+        mask = batch["mask"]
+        loss = losses.detection_loss(logits, mask, kind, float(loss_cfg.positive_weight),
+                                     float(loss_cfg.focal_gamma), float(loss_cfg.focal_alpha))
+        metrics = {"loss/bce": loss, "metric/scratch_fraction": jnp.mean(mask)}
+        metrics.update({f"metric/{k}": v
+                        for k, v in losses.detection_metrics(logits, mask, threshold).items()})
+        return {"unet": loss}, (metrics, {"unet": dict(updated)})
+
+    def samples(state, batch):
+        batch = prepare_batch(batch)
+        logits = unet.apply(variables_of(state, "unet"), batch["image"], train=False)
+        prob = jax.nn.sigmoid(logits)
+        return {"image": as_rgb(batch["image"]), "mask": mask_image(batch["mask"]),
+                "probability": as_rgb(prob * 2.0 - 1.0),
+                "prediction": mask_image((prob >= threshold).astype(jnp.float32))}
+
+    def export(state):
+        variables = jax.device_get(variables_of(state, "unet"))
+        return {"scratch_detector": (unet_module(config, precision="highest"), variables)}
+
+    return Stage(name="scratch", init_state=init_state,
+                 train_step=make_train_step(trainables, forward), samples=samples,
+                 export=export, reconstruction_metric="loss/bce", input_stage="detection")
