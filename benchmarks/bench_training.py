@@ -1,0 +1,145 @@
+"""Training throughput per stage: steps/s and images/s of the jitted train step.
+
+    .venv/bin/python benchmarks/bench_training.py                      # tiny configs + official
+    .venv/bin/python benchmarks/bench_training.py --cases vae_b:tiny scratch:official
+    .venv/bin/python benchmarks/bench_training.py --official-batch 4 --crop 256 --steps 3
+
+A case is ``<config>:<tiny|official>`` with ``<config>`` one of vae_a, vae_b, mapping_quality,
+mapping_scratch, mapping_hr, scratch, face. ``tiny`` runs the ``configs/<stage>.py:tiny`` config
+as it is (32 px crops, batch 2); ``official`` the official widths with batch ``--official-batch``
+of ``--crop`` px crops (default 4 x 256 x 256). The step is jitted exactly as ``train.py`` does
+(state replicated, batch split over every device, state donated) and fed one fixed batch from the
+stage's input pipeline, so the numbers are the model's, not the data pipeline's (see
+``bench_input_pipeline.py`` for that). Each case: compile (reported), ``--warmup`` steps, then
+``--steps`` timed steps. The mapping stages get frozen VAEs with random weights (same cost).
+Photos: ``../shared/photos`` relative to the repository (``--photos``). The load average is
+printed: the machine may be shared.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import pathlib
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+from oldphoto_jax import checkpoints
+from oldphoto_jax.training import loop, stages
+from oldphoto_jax.training.stages_vae import vae_module
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = {  # case name -> (config file, argument of the official config, of the tiny one)
+    "vae_a": ("vae_a", None, "tiny"),
+    "vae_b": ("vae_b", None, "tiny"),
+    "mapping_quality": ("mapping", "quality", "tiny_quality"),
+    "mapping_scratch": ("mapping", "scratch", "tiny_scratch"),
+    "mapping_hr": ("mapping", "hr", "tiny_hr"),
+    "scratch": ("scratch", None, "tiny"),
+    "face": ("face", "256", "tiny"),
+}
+DEFAULT_CASES = [f"{name}:tiny" for name in CONFIGS] + [f"{name}:official" for name in CONFIGS]
+
+
+def load_config(name: str, arg: str | None):
+    spec = importlib.util.spec_from_file_location(f"config_{name}", REPO / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def random_vaes(config, directory: pathlib.Path) -> None:
+    """VAE_A / VAE_B exports with random weights and the widths the mapping config expects."""
+    vae_config = load_config("vae_b", None)
+    vae_config.model.ngf = vae_config.model.max_channels = int(config.model.nc)
+    module = vae_module(vae_config, precision="highest")
+    size = 4 * 2 ** int(vae_config.model.n_down_convs)
+    variables = jax.device_get(module.init(jax.random.key(0, impl="rbg"),
+                                           np.zeros((1, size, size, 3), np.float32)))
+    for name, roles in (("vae_a", ("vae_a",)), ("vae_b", ("vae_b_quality", "vae_b_scratch"))):
+        checkpoints.save_model(directory / name, {r: (module, variables) for r in roles},
+                               overwrite=True)
+    config.vae_a_checkpoint = str(directory / "vae_a")
+    config.vae_b_checkpoint = str(directory / "vae_b")
+
+
+def case_config(case: str, batch: int, crop: int, photos: pathlib.Path, scratch_dir):
+    name, kind = case.split(":")
+    if name not in CONFIGS or kind not in ("tiny", "official"):
+        raise ValueError(f"unknown case {case!r}; names {sorted(CONFIGS)}, kinds tiny|official")
+    file, official_arg, tiny_arg = CONFIGS[name]
+    config = load_config(file, tiny_arg if kind == "tiny" else official_arg)
+    config.data.clean = str(photos / "clean")
+    config.data.old = (str(photos / "old"), str(photos / "old_w_scratch"))
+    config.data.faces = str(photos / "clean")  # only the shapes matter here
+    config.input.degrade_full_image = False
+    config.input.num_workers = 0
+    if kind == "official":
+        config.input.batch_size = batch
+        config.input.crop_size = crop
+        if name == "face":
+            config.model.load_size = crop
+    if file == "mapping":
+        random_vaes(config, pathlib.Path(scratch_dir) / case.replace(":", "_"))
+    return config
+
+
+def measure(config, warmup: int, steps: int) -> dict:
+    photos = loop.stage_photos(config.data, config.input.stage)
+    config = loop.resolve_lengths(config, photos)
+    stage = stages.build_stage(config)
+    mesh = loop.make_mesh()
+    batch_size = int(config.input.batch_size)
+    batch = loop.data_lib.batch_dataset(loop.input_config(config, stage.input_stage), photos)[0]
+    state = loop.replicate(stage.init_state(loop.init_key(0), batch), loop.replicated(mesh))
+    step_fn = loop.jit_train_step(stage, mesh, 0, str(config.prng_impl))
+    placed = loop.global_batch(batch, loop.batch_sharding(mesh))
+    began = time.perf_counter()
+    compiled = step_fn.lower(state, placed, np.int32(0)).compile()
+    compile_s = time.perf_counter() - began
+    for k in range(warmup):
+        state, metrics = compiled(state, placed, np.int32(k))
+    jax.block_until_ready(state)
+    began = time.perf_counter()
+    for k in range(steps):
+        state, metrics = compiled(state, placed, np.int32(warmup + k))
+    jax.block_until_ready((state, metrics))
+    elapsed = time.perf_counter() - began
+    params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state["params"]))
+    return {"steps_per_s": steps / elapsed, "images_per_s": steps * batch_size / elapsed,
+            "compile_s": compile_s, "batch": batch_size, "crop": int(config.input.crop_size),
+            "params": params}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES)
+    parser.add_argument("--official-batch", type=int, default=4)
+    parser.add_argument("--crop", type=int, default=256)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--photos", default=str(REPO.parent / "shared" / "photos"))
+    args = parser.parse_args(argv)
+    device = f"{jax.device_count()} x {jax.devices()[0].device_kind}"
+    print(f"devices: {device}; load average {os.getloadavg()[0]:.1f}", flush=True)
+    header = (f"{'case':26s} {'batch':>5s} {'crop':>5s} {'params':>11s} {'compile s':>9s} "
+              f"{'steps/s':>9s} {'images/s':>9s}")
+    print(header)
+    print("-" * len(header), flush=True)
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        for case in args.cases:
+            config = case_config(case, args.official_batch, args.crop, pathlib.Path(args.photos),
+                                 scratch_dir)
+            steps = args.steps if case.endswith("official") else max(args.steps, 20)
+            r = measure(config, args.warmup, steps)
+            print(f"{case:26s} {r['batch']:5d} {r['crop']:5d} {r['params']:11,d} "
+                  f"{r['compile_s']:9.1f} {r['steps_per_s']:9.3f} {r['images_per_s']:9.2f}",
+                  flush=True)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

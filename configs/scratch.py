@@ -1,0 +1,28 @@
+"""Scratch detection: the UNet that finds scratches, trained on synthetic damage (ref. 10.6).
+
+    .venv/bin/python train.py --config configs/scratch.py --workdir runs/scratch
+    .venv/bin/python train.py --config configs/scratch.py:tiny --workdir runs/scratch_tiny
+
+The release has no training code for this network; the stage trains it on grey crops of clean
+photos with synthetic local damage and its mask (the data pipeline's ``detection`` stage), with
+a class-balanced BCE (``--config.loss.detection=bce|focal`` for the others). Default: the official
+UNet (depth 4, wf 6), batch 16 of 256 px crops; ``tiny``: wf 2, 32 px crops, batch 2, 300 steps
+(reconstruction metric ``loss/bce``). The extended degradation preset gives richer damage:
+``--config.input.preset=extended``.
+
+Photos: ``../shared/photos/clean`` relative to the repository; override with
+``--config.data.clean=/data/VOC/JPEGImages``. The export holds ``scratch_detector``.
+"""
+import pathlib
+
+from oldphoto_jax.training import loop, stages
+
+PHOTOS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "photos"
+
+
+def get_config(arg: str | None = None):
+    if arg not in (None, "", "tiny"):
+        raise ValueError(f"configs/scratch.py takes no argument or 'tiny', got {arg!r}")
+    tiny = arg == "tiny"
+    config = stages.default_config("scratch", tiny=tiny)
+    return loop.add_trainer_fields(config, photos_root=PHOTOS, tiny=tiny)

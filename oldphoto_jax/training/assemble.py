@@ -1,0 +1,96 @@
+"""Combine the exports of several training stages into one model directory for ``infer.py``.
+
+Each ``train.py`` run exports the networks of its stage to ``<workdir>/export`` (a model
+directory holding only those roles, e.g. ``vae_a``, or ``mapping_scratch``). A complete restoration
+model needs VAE_A, a VAE_B, a mapping (and, for the other modes, the scratch detector and a face
+generator)::
+
+    .venv/bin/python -m oldphoto_jax.training.assemble --output models/mine \\
+        runs/vae_a/export runs/vae_b/export runs/mapping_quality/export \\
+        runs/scratch/export runs/face/export \\
+        --network vae_b_scratch=runs/vae_b/export:vae_b_quality
+
+Positional arguments are model directories whose networks are all taken; a later directory
+replaces the roles an earlier one had (so ``models/official runs/mapping_quality/export`` swaps
+one network of the converted official model). ``--network ROLE=DIR[:SOURCE_ROLE]`` adds one
+network under ``ROLE`` (for instance the same VAE_B for quality and scratch restoration).
+Networks are loaded and written again through ``oldphoto_jax.checkpoints``, so the result is
+checked and written atomically. Which roles each ``infer.py`` mode needs:
+
+* default: ``vae_a``, ``vae_b_quality``, ``mapping_quality`` (+ ``face_256`` unless --no_faces);
+* ``--with_scratch``: ``vae_a``, ``vae_b_scratch``, ``mapping_scratch``, ``scratch_detector``;
+* ``--with_scratch --HR``: ``mapping_hr`` instead of ``mapping_scratch``; ``face_512`` for faces.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Iterable, Sequence
+
+from oldphoto_jax import checkpoints
+
+
+def parse_network(spec: str) -> tuple[str, str, str | None]:
+    """``ROLE=DIR[:SOURCE_ROLE]`` -> (role, directory, source role or None)."""
+    role, sep, rest = spec.partition("=")
+    if not sep or not role or not rest:
+        raise ValueError(f"--network expects ROLE=DIR[:SOURCE_ROLE], got {spec!r}")
+    head, _, tail = rest.rpartition(":")
+    if head and tail in checkpoints.ROLES:
+        return role, head, tail
+    return role, rest, None
+
+
+def gather(models: Iterable[str], networks: Iterable[tuple[str, str, str | None]],
+           log=print) -> dict[str, tuple]:
+    """``{role: (module, variables)}`` from whole model directories, then single networks."""
+    chosen: dict[str, tuple] = {}
+    origin: dict[str, str] = {}
+    for directory in models:
+        model = checkpoints.load_model(directory)
+        if not model.roles:
+            raise checkpoints.CheckpointError(f"model {directory} has no networks")
+        for role in model.roles:
+            if role in chosen:
+                log(f"{role}: {directory} replaces {origin[role]}")
+            chosen[role], origin[role] = model.network(role), directory
+    for role, directory, source in networks:
+        model = checkpoints.load_model(directory)
+        source = source or role
+        if role in chosen:
+            log(f"{role}: {directory}:{source} replaces {origin[role]}")
+        chosen[role], origin[role] = model.network(source), f"{directory}:{source}"
+    for role in sorted(chosen):
+        log(f"{role:18s} <- {origin[role]}")
+    return chosen
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m oldphoto_jax.training.assemble",
+        description="Combine train.py exports into one infer.py model directory.")
+    parser.add_argument("models", nargs="*", help="model directories (train.py exports)")
+    parser.add_argument("--network", action="append", default=[], metavar="ROLE=DIR[:SOURCE]",
+                        help="one network of DIR (role SOURCE, default ROLE) under ROLE")
+    parser.add_argument("--output", required=True, help="the model directory to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    args = parser.parse_args(argv)
+    if not args.models and not args.network:
+        parser.error("give at least one model directory or --network")
+    try:
+        networks = gather(args.models, [parse_network(spec) for spec in args.network])
+        unknown = sorted(set(networks) - set(checkpoints.ROLES))
+        if unknown:
+            raise ValueError(f"unknown roles {unknown}; known: {sorted(checkpoints.ROLES)}")
+        sources = ", ".join(args.models + args.network)
+        checkpoints.save_model(args.output, networks, overwrite=args.overwrite,
+                               source=f"assembled from {sources}")
+    except (checkpoints.CheckpointError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output} ({', '.join(sorted(networks))})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""What the trainer reports: step metrics, the non-finite check, image grids, TensorBoard, progress.
+
+* :class:`MetricBuffer` keeps the per-step metric dicts that the jitted steps return (still on the
+  device, so the loop never waits for them), fetches them in one transfer when asked, stops on the
+  first non-finite value with a :class:`NonFiniteError` naming the step and the metric, and
+  averages them for logging.
+* :func:`image_grid` lays out ``stage.samples`` images (one row per example, one column per
+  entry such as input / output / target) as one uint8 picture.
+* :class:`MetricWriter` writes scalars and images as TensorBoard event files with tensorboardX
+  (no TensorFlow); on hosts other than process 0 it writes nothing.
+* :class:`Progress` makes the progress line (steps/s, images/s, ETA).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Mapping
+
+import jax
+import numpy as np
+
+
+def local_copy(x):
+    """A leaf that ``jax.device_get`` can fetch on this host: a replicated array that spans
+    other hosts is read from this host's copy."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return x.addressable_data(0)
+    return x
+
+
+class NonFiniteError(RuntimeError):
+    """Training metrics (or the state) became NaN or infinite at ``step``; ``values`` maps
+    each non-finite one to its value, ``name`` is the first of them."""
+
+    def __init__(self, step: int, values: Mapping[str, float]):
+        self.step, self.values = step, dict(values)
+        self.name = next(iter(self.values))
+        listed = ", ".join(f"{name} = {value}" for name, value in self.values.items())
+        super().__init__(f"non-finite {listed} at step {step}")
+
+
+class MetricBuffer:
+    """Per-step metrics since the last log line.
+
+    ``add(step, metrics)`` stores the (device) dict of step ``step`` without waiting for it;
+    ``check()`` fetches what is pending and raises :class:`NonFiniteError` for the first step
+    with a NaN or infinite value (naming every such metric of that step);
+    ``pop_means()`` returns the mean of every metric over the stored steps and empties the buffer.
+    """
+
+    def __init__(self):
+        self._pending: list[tuple[int, Mapping]] = []
+        self._fetched: list[tuple[int, dict[str, float]]] = []
+
+    def __len__(self) -> int:
+        return len(self._pending) + len(self._fetched)
+
+    def add(self, step: int, metrics: Mapping) -> None:
+        self._pending.append((step, metrics))
+
+    def check(self) -> None:
+        if not self._pending:
+            return
+        values = jax.device_get(jax.tree.map(local_copy, [m for _, m in self._pending]))
+        steps = [step for step, _ in self._pending]
+        self._pending = []
+        for step, metrics in zip(steps, values):
+            row = {name: float(np.asarray(value)) for name, value in metrics.items()}
+            bad = {name: row[name] for name in sorted(row) if not math.isfinite(row[name])}
+            if bad:
+                raise NonFiniteError(step, bad)
+            self._fetched.append((step, row))
+
+    def pop_means(self) -> dict[str, float]:
+        self.check()
+        rows = [row for _, row in self._fetched]
+        self._fetched = []
+        names = sorted({name for row in rows for name in row})
+        return {name: float(np.mean([row[name] for row in rows if name in row]))
+                for name in names}
+
+
+@jax.jit
+def _finite_leaves(tree):
+    return [jax.numpy.isfinite(x).all() for x in jax.tree.leaves(tree)
+            if jax.numpy.issubdtype(x.dtype, jax.numpy.inexact)]
+
+
+def first_non_finite_leaf(tree) -> str | None:
+    """The path of the first floating-point leaf of ``tree`` holding a NaN or infinity, or
+    None (one jitted reduction, one transfer)."""
+    finite = jax.device_get([local_copy(x) for x in _finite_leaves(tree)])
+    paths = [path for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+             if np.issubdtype(x.dtype, np.inexact)]
+    for path, ok in zip(paths, finite):
+        if not bool(ok):
+            return jax.tree_util.keystr(path)
+    return None
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Images in [-1, 1] to uint8 (rounded, clipped); grey (1 channel) becomes RGB."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def image_grid(columns: Mapping[str, np.ndarray], max_rows: int = 8, gap: int = 2) -> np.ndarray:
+    """One uint8 ``H x W x 3`` picture: row i shows example i of every entry of ``columns``
+    (``B x h x w x C`` arrays in [-1, 1], C = 1 or 3), entries left to right in dict order,
+    separated by ``gap`` white pixels. Entries of different sizes are centred in their cell."""
+    if not columns:
+        raise ValueError("image_grid needs at least one column")
+    arrays = [to_uint8(images) for images in columns.values()]
+    rows = min(max_rows, min(a.shape[0] for a in arrays))
+    cell_h = max(a.shape[1] for a in arrays)
+    widths = [a.shape[2] for a in arrays]
+    height = rows * cell_h + (rows + 1) * gap
+    width = sum(widths) + (len(arrays) + 1) * gap
+    grid = np.full((height, width, 3), 255, np.uint8)
+    left = gap
+    for array, w in zip(arrays, widths):
+        for r in range(rows):
+            top = gap + r * (cell_h + gap) + (cell_h - array.shape[1]) // 2
+            grid[top:top + array.shape[1], left:left + w] = array[r]
+        left += w + gap
+    return grid
+
+
+class MetricWriter:
+    """TensorBoard event files in ``logdir`` (tensorboardX), written by process 0 only.
+
+    ``purge_step``: when resuming at step s, events of an earlier run at steps >= s are hidden
+    by TensorBoard, so a resumed run's curves do not overlap the killed run's tail.
+    """
+
+    def __init__(self, logdir: str, purge_step: int | None = None):
+        self.active = jax.process_index() == 0
+        self._writer = None
+        if self.active:
+            from tensorboardX import SummaryWriter
+
+            self._writer = SummaryWriter(logdir, purge_step=purge_step or None, flush_secs=30)
+
+    def scalars(self, step: int, values: Mapping[str, float]) -> None:
+        if self._writer is None:
+            return
+        for name, value in values.items():
+            self._writer.add_scalar(name, float(value), global_step=step)
+
+    def image(self, step: int, name: str, image: np.ndarray) -> None:
+        """A uint8 ``H x W x 3`` image."""
+        if self._writer is None:
+            return
+        self._writer.add_image(name, image, global_step=step, dataformats="HWC")
+
+    def text(self, step: int, name: str, text: str) -> None:
+        if self._writer is not None:
+            self._writer.add_text(name, text, global_step=step)
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+class Progress:
+    """Throughput between log lines and the remaining time of the run.
+
+    ``start(step)`` marks the first measured step (after compilation); ``line(step, means)`` gives
+    ``step 120/400 | 3.10 steps/s | 12.4 img/s | ETA 0:01:30 | loss/l1 0.1234 ...`` and rates
+    measured since the previous line (everything the loop did in between included).
+    :func:`shown_metrics` picks what a line shows (TensorBoard gets everything).
+    """
+
+    def __init__(self, total_steps: int, global_batch: int, clock=time.perf_counter):
+        self.total_steps = total_steps
+        self.global_batch = global_batch
+        self.clock = clock
+        self._step = None
+        self._time = None
+        self.steps_per_second = float("nan")
+
+    def start(self, step: int) -> None:
+        self._step, self._time = step, self.clock()
+
+    def line(self, step: int, means: Mapping[str, float]) -> str:
+        """The progress line with ``means`` (the metrics to show) appended."""
+        now = self.clock()
+        if self._step is not None and step > self._step and now > self._time:
+            self.steps_per_second = (step - self._step) / (now - self._time)
+        self._step, self._time = step, now
+        rate = self.steps_per_second
+        parts = [f"step {step}/{self.total_steps}"]
+        if math.isfinite(rate):
+            eta = (self.total_steps - step) / rate if rate > 0 else float("inf")
+            parts += [f"{rate:.2f} steps/s", f"{rate * self.global_batch:.1f} img/s",
+                      f"ETA {format_duration(eta) if math.isfinite(eta) else '?'}"]
+        parts += [f"{name} {value:.4g}" for name, value in means.items()]
+        return " | ".join(parts)
+
+
+def shown_metrics(means: Mapping[str, float], also: str = "") -> dict[str, float]:
+    """The metrics of a progress line: the objectives (``loss/*``) and ``also`` (the stage's
+    reconstruction metric)."""
+    return {name: value for name, value in means.items()
+            if name.startswith("loss/") or name == also}

@@ -1,0 +1,47 @@
+"""Combining stage exports into one infer.py model directory."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from oldphoto_jax import checkpoints
+from oldphoto_jax.models.vae import VAE
+from oldphoto_jax.training import assemble
+
+
+def _export(path, role, seed):
+    model = VAE(ngf=4, max_channels=4, n_down_convs=1, n_res_blocks=1)
+    variables = model.init(jax.random.key(seed, impl="rbg"), jnp.zeros((1, 8, 8, 3)))
+    checkpoints.save_model(path, {role: (model, variables)})
+    return jax.device_get(variables)
+
+
+def test_assemble_takes_models_renames_and_replaces(tmp_path, capsys):
+    a = _export(tmp_path / "vae_a", "vae_a", 0)
+    b = _export(tmp_path / "vae_b", "vae_b_quality", 1)
+    newer_a = _export(tmp_path / "vae_a_newer", "vae_a", 2)
+    code = assemble.main([
+        str(tmp_path / "vae_a"), str(tmp_path / "vae_b"), str(tmp_path / "vae_a_newer"),
+        "--network", f"vae_b_scratch={tmp_path / 'vae_b'}:vae_b_quality",
+        "--output", str(tmp_path / "model")])
+    assert code == 0
+    assert "vae_a: " in capsys.readouterr().out  # the replacement is reported
+    model = checkpoints.load_model(tmp_path / "model")
+    assert model.roles == ["vae_a", "vae_b_quality", "vae_b_scratch"]
+    for role, expected in (("vae_a", newer_a), ("vae_b_quality", b), ("vae_b_scratch", b)):
+        jax.tree.map(np.testing.assert_array_equal, model.network(role)[1], expected)
+    assert not np.array_equal(newer_a["params"]["encoder"]["conv_in"]["kernel"],
+                              a["params"]["encoder"]["conv_in"]["kernel"])
+
+    # An existing output needs --overwrite; a missing role is an error, not a partial model.
+    assert assemble.main([str(tmp_path / "vae_a"), "--output", str(tmp_path / "model")]) == 2
+    assert assemble.main(["--network", f"mapping_quality={tmp_path / 'vae_a'}",
+                          "--output", str(tmp_path / "other")]) == 2
+    assert not (tmp_path / "other").exists()
+
+
+def test_parse_network():
+    assert assemble.parse_network("vae_b_scratch=runs/b:vae_b_quality") == (
+        "vae_b_scratch", "runs/b", "vae_b_quality")
+    assert assemble.parse_network("vae_a=C:/runs/a") == ("vae_a", "C:/runs/a", None)

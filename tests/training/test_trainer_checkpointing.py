@@ -1,0 +1,85 @@
+"""Training checkpoints: state + grain iterator round trip, and half-written checkpoints."""
+from __future__ import annotations
+
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from oldphoto_jax import data as data_lib
+from oldphoto_jax.training import checkpointing, loop
+
+
+def _state():
+    params = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
+    return {"params": params, "opt": optax.adam(1e-3).init(params), "step": jnp.int32(5)}
+
+
+def _iterator(make_config):
+    config = make_config()
+    photos = loop.stage_photos(config.data, "domain_b")
+    return data_lib.batch_iterator(loop.input_config(config, "domain_b"), photos)
+
+
+def test_state_and_iterator_round_trip(tmp_path, make_config):
+    state = _state()
+    iterator = _iterator(make_config)
+    for _ in range(3):
+        next(iterator)
+    ckpt = checkpointing.TrainCheckpoints(tmp_path, keep=2)
+    assert ckpt.save(3, state, iterator)
+    assert not ckpt.save(3, state, iterator)  # already saved
+    expected = next(iterator)
+    ckpt.close()
+
+    ckpt = checkpointing.TrainCheckpoints(tmp_path, keep=2)
+    assert ckpt.latest_step() == 3
+    restored, resumed = ckpt.restore(3, checkpointing.abstract_state(state),
+                                     _iterator(make_config))
+    ckpt.close()
+    # optax's state comes back with its own types (tuples, named tuples), not lists.
+    assert jax.tree.structure(restored) == jax.tree.structure(state)
+    jax.tree.map(np.testing.assert_array_equal, restored, state)
+    got = next(resumed)
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+
+
+def test_half_written_checkpoint_is_never_used(tmp_path, make_config):
+    """A run killed while saving leaves ``<step>.orbax-checkpoint-tmp-<t>``: it is not a
+    checkpoint, the previous one is restored, and the leftover is cleaned up."""
+    state = _state()
+    ckpt = checkpointing.TrainCheckpoints(tmp_path, keep=3)
+    ckpt.save(4, state, _iterator(make_config))
+    ckpt.close()
+    # What a kill in the middle of saving step 8 leaves: a temporary copy with missing and
+    # truncated files and no commit marker.
+    partial = tmp_path / "8.orbax-checkpoint-tmp-1795000000000000"
+    shutil.copytree(tmp_path / "4", partial)
+    for marker in partial.rglob("commit_success.txt"):
+        marker.unlink()
+    for data_file in (partial / "state").rglob("*"):
+        if data_file.is_file() and data_file.stat().st_size > 16:
+            data_file.write_bytes(data_file.read_bytes()[:16])
+    (partial / "data" / "process_0-of-1.json").unlink()
+
+    ckpt = checkpointing.TrainCheckpoints(tmp_path, keep=3)
+    assert ckpt.latest_step() == 4 and ckpt.all_steps() == [4]
+    restored = ckpt.restore_state(4, checkpointing.abstract_state(state))
+    jax.tree.map(np.testing.assert_array_equal, restored, state)
+    assert not partial.exists()  # removed when the manager opened the directory
+    later = jax.tree.map(lambda x: x + 1, state)
+    assert ckpt.save(8, later, _iterator(make_config))
+    ckpt.close()
+    assert checkpointing.load_state_arrays(tmp_path)["['step']"] == 6
+
+
+def test_keeps_only_the_newest_checkpoints(tmp_path, make_config):
+    ckpt = checkpointing.TrainCheckpoints(tmp_path, keep=2)
+    iterator = _iterator(make_config)
+    for step in (2, 4, 6):
+        ckpt.save(step, _state(), iterator)
+    ckpt.close()
+    assert checkpointing.TrainCheckpoints(tmp_path).all_steps() == [4, 6]

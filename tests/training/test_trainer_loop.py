@@ -1,0 +1,89 @@
+"""The training loop on a small real stage: resume, export, TensorBoard, the NaN stop, meshes."""
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from oldphoto_jax import checkpoints
+from oldphoto_jax.training import checkpointing, loop
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path, test_stage, make_config,
+                                             read_event_tags):
+    config = make_config(num_steps=8, checkpoint_every=4, sample_every=4)
+    straight = loop.train(config, tmp_path / "straight", stage=test_stage, log=lambda _: None)
+    assert (straight.start_step, straight.step) == (0, 8)
+
+    lines = []
+    first = loop.train(make_config(num_steps=4, checkpoint_every=4), tmp_path / "resumed",
+                       stage=test_stage, log=lines.append)
+    assert first.step == 4
+    second = loop.train(config, tmp_path / "resumed", stage=test_stage, log=lines.append)
+    assert (second.start_step, second.step) == (4, 8)
+    assert any("resumed from the checkpoint of step 4" in line for line in lines)
+
+    # The data iterator resumed too: with a restarted iterator the parameters would differ.
+    a = checkpointing.load_state_arrays(tmp_path / "straight" / "checkpoints")
+    b = checkpointing.load_state_arrays(tmp_path / "resumed" / "checkpoints")
+    assert a.keys() == b.keys() and len(a) > 10
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert int(a["['step']"]) == 8
+    assert checkpointing.TrainCheckpoints(tmp_path / "straight" / "checkpoints").all_steps() \
+        == [4, 8]
+
+    # The export is an infer.py model holding the trained parameters.
+    model = checkpoints.load_model(tmp_path / "straight" / "export")
+    assert model.roles == ["vae_b_quality"]
+    _, variables = model.network("vae_b_quality")
+    trained = jax.device_get(straight.state["params"])
+    jax.tree.map(np.testing.assert_array_equal, variables["params"], trained)
+
+    tags = read_event_tags(tmp_path / "straight" / "tb")
+    assert tags["loss/l1"] == [4, 8] and tags["samples"] == [0, 4, 8]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, test_stage,
+                                                                   make_config):
+    config = make_config(num_steps=12, checkpoint_every=4, log_every=100, debug_nan_step=6)
+    lines = []
+    with pytest.raises(loop.TrainingDiverged) as caught:
+        loop.train(config, tmp_path, stage=test_stage, log=lines.append)
+    error = caught.value
+    assert (error.step, error.last_good_step) == (6, 4)
+    assert "loss/l1" in error.values
+    assert "at step 6" in str(error) and "loss/l1 = nan" in str(error)
+    assert "last good checkpoint is step 4" in str(error) and str(error) in lines
+    ckpt = checkpointing.TrainCheckpoints(tmp_path / "checkpoints")
+    assert ckpt.all_steps() == [4]
+    state = checkpointing.load_state_arrays(tmp_path / "checkpoints")
+    assert all(np.isfinite(v).all() for v in state.values() if v.dtype.kind == "f")
+    assert not (tmp_path / "export").exists()
+
+
+def test_make_mesh_fills_in_minus_one_and_rejects_bad_shapes():
+    mesh = loop.make_mesh((-1,), ("data",))
+    assert mesh.shape == {"data": jax.device_count()}
+    mesh = loop.make_mesh((1, -1), ("replica", "data"))
+    assert mesh.shape["data"] == jax.device_count()
+    with pytest.raises(ValueError, match="does not fit"):
+        loop.make_mesh((jax.device_count() + 1,), ("data",))
+    with pytest.raises(ValueError, match="include 'data'"):
+        loop.make_mesh((-1,), ("model",))
+
+
+def test_step_keys_are_pure_functions_of_seed_and_step():
+    a = jax.random.key_data(loop.step_key(3, 7))
+    b = jax.random.key_data(loop.step_key(3, 7))
+    c = jax.random.key_data(loop.step_key(3, 8))
+    d = jax.random.key_data(loop.step_key(4, 7))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c) and not np.array_equal(a, d)
+
+
+def test_unknown_data_field_is_an_error(make_config):
+    config = make_config()
+    config.input.crop = 3
+    with pytest.raises(ValueError, match="unknown config.input fields"):
+        loop.input_config(config, "domain_b")
