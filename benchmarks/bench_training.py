@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_training.py                      # tiny configs + official
     .venv/bin/python benchmarks/bench_training.py --cases vae_b:tiny scratch:official
-    .venv/bin/python benchmarks/bench_training.py --official-batch 4 --crop 256 --steps 3
+    .venv/bin/python benchmarks/bench_training.py --official-batch 4 --crop 256 --official-steps 1
 
 A case is ``<config>:<tiny|official>`` with ``<config>`` one of vae_a, vae_b, mapping_quality,
 mapping_scratch, mapping_hr, scratch, face. ``tiny`` runs the ``configs/<stage>.py:tiny`` config
@@ -10,8 +10,9 @@ as it is (32 px crops, batch 2); ``official`` the official widths with batch ``-
 of ``--crop`` px crops (default 4 x 256 x 256). The step is jitted exactly as ``train.py`` does
 (state replicated, batch split over every device, state donated) and fed one fixed batch from the
 stage's input pipeline, so the numbers are the model's, not the data pipeline's (see
-``bench_input_pipeline.py`` for that). Each case: compile (reported), ``--warmup`` steps, then
-``--steps`` timed steps. The mapping stages get frozen VAEs with random weights (same cost).
+``bench_input_pipeline.py`` for that). Each case: compile (ahead of time, reported), then for
+tiny cases ``--warmup`` steps and ``--steps`` timed steps, for official ones
+``--official-steps`` timed steps (each takes tens of seconds on a CPU). The mapping stages get frozen VAEs with random weights (same cost).
 Photos: ``../shared/photos`` relative to the repository (``--photos``). The load average is
 printed: the machine may be shared.
 """
@@ -119,8 +120,10 @@ def main(argv=None) -> None:
     parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES)
     parser.add_argument("--official-batch", type=int, default=4)
     parser.add_argument("--crop", type=int, default=256)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps (tiny cases)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps (tiny cases)")
+    parser.add_argument("--official-steps", type=int, default=2,
+                        help="timed steps (official cases)")
     parser.add_argument("--photos", default=str(REPO.parent / "shared" / "photos"))
     args = parser.parse_args(argv)
     device = f"{jax.device_count()} x {jax.devices()[0].device_kind}"
@@ -133,8 +136,9 @@ def main(argv=None) -> None:
         for case in args.cases:
             config = case_config(case, args.official_batch, args.crop, pathlib.Path(args.photos),
                                  scratch_dir)
-            steps = args.steps if case.endswith("official") else max(args.steps, 20)
-            r = measure(config, args.warmup, steps)
+            official = case.endswith("official")
+            r = measure(config, 0 if official else args.warmup,
+                        args.official_steps if official else args.steps)
             print(f"{case:26s} {r['batch']:5d} {r['crop']:5d} {r['params']:11,d} "
                   f"{r['compile_s']:9.1f} {r['steps_per_s']:9.3f} {r['images_per_s']:9.2f}",
                   flush=True)
