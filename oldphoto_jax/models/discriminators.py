@@ -31,9 +31,8 @@ The latent discriminator of VAE_A (``feat_D``) is the same network with one scal
 
 Spectral norm (``spectral_norm=True``): the ``kernel`` param holds PyTorch's ``weight_orig``
 (HWIO) and the ``spectral`` collection holds ``u`` [out] and ``v`` [in*kh*kw] (PyTorch's
-flattening order), exactly like :class:`oldphoto_jax.models.spade.SpectralConv2d`, whose power
-iteration and sigma are reused here. With ``train=True`` (apply with ``mutable=["spectral"]``)
-every call advances ``u, v`` by one power iteration on the stop-gradient weight before
+flattening order), as :class:`oldphoto_jax.models.spectral.SpectralConv2d` (shared with the
+face generator). With ``train=True`` (apply with ``mutable=["spectral"]``) every call advances ``u, v`` by one power iteration on the stop-gradient weight before
 ``sigma = u . (W v)`` is computed; with ``train=False`` there is no iteration (PyTorch's eval).
 :func:`fold_spectral_norm` turns such params into plain effective kernels.
 
@@ -42,74 +41,18 @@ kernels N(0, 0.02), biases U(+-1/sqrt(fan_in)).
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from oldphoto_jax.layers import (Precision, conv2d, instance_norm, l2_normalize, leaky_relu,
-                                 official_kernel_init, torch_bias_init)
+from oldphoto_jax.layers import Precision, instance_norm, leaky_relu
 from oldphoto_jax.models.registry import register_network
-from oldphoto_jax.models.spade import power_iteration, spectral_sigma
+from oldphoto_jax.models.spectral import SpectralConv2d, kernel_matrix, spectral_sigma
 
 Array = jax.Array
 Features = list[Array]          # the block outputs of one scale, score map last
-
-
-def kernel_matrix(kernel: Array) -> Array:
-    """HWIO kernel -> PyTorch's ``weight.reshape(out, -1)`` (flattening order in, kh, kw)."""
-    return jnp.transpose(kernel, (3, 2, 0, 1)).reshape(kernel.shape[-1], -1)
-
-
-class SNConv2d(nn.Module):
-    """Zero-padded, strided ``nn.Conv2d``, optionally wrapped in PyTorch's spectral norm.
-
-    The strided generalisation of :class:`oldphoto_jax.models.spade.SpectralConv2d` (same
-    variables: params ``kernel`` [+ ``bias``], collection ``spectral`` with ``u``, ``v``).
-    """
-
-    features: int
-    kernel_size: int = 4
-    stride: int = 1
-    padding: int = 2
-    use_bias: bool = True
-    spectral_norm: bool = False
-    n_power_iterations: int = 1
-    eps: float = 1e-12
-    precision: Precision = "highest"
-    kernel_init: Callable = official_kernel_init
-
-    @nn.compact
-    def __call__(self, x: Array, train: bool = False) -> Array:
-        k, cin, cout = self.kernel_size, x.shape[-1], self.features
-        kernel = self.param("kernel", self.kernel_init, (k, k, cin, cout))
-        if self.spectral_norm:
-            w_mat = kernel_matrix(kernel)
-
-            def init_vector(n):
-                return l2_normalize(jax.random.normal(self.make_rng("params"), (n,)), 0, self.eps)
-
-            u_var = self.variable("spectral", "u", init_vector, cout)
-            v_var = self.variable("spectral", "v", init_vector, cin * k * k)
-            u, v = u_var.value, v_var.value
-            if train:
-                u, v = power_iteration(w_mat, u, self.n_power_iterations, self.eps,
-                                       self.precision)
-                if not self.is_initializing():
-                    u_var.value, v_var.value = u, v
-            kernel = kernel / spectral_sigma(w_mat, u, v, self.precision)
-        # Pad explicitly, then a VALID convolution: the same result, but XLA:CPU computes the
-        # weight gradient of a stride-1 4x4 conv with in-conv padding 2 (output larger than
-        # input) ~25x slower than this form (measured 49.7 s vs 1.85 s for the 256->512 block
-        # at 33 px, batch 4).
-        p = self.padding
-        x = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-        y = conv2d(x, kernel, stride=self.stride, padding=0, precision=self.precision)
-        if self.use_bias:
-            bias = self.param("bias", torch_bias_init(cin * k * k), (cout,))
-            y = y + bias.astype(y.dtype)
-        return y
 
 
 def fold_spectral_norm(params: Mapping, spectral: Mapping, precision: Precision = "highest"):
@@ -177,7 +120,7 @@ class PatchDiscriminator(nn.Module):
         for i, c in enumerate(chans):
             outer = i in (0, last)
             stride = 2 if i < self.n_layers else 1
-            conv = SNConv2d(c, 4, stride=stride, padding=2,
+            conv = SpectralConv2d(c, 4, stride=stride, padding=2,
                             use_bias=self.norm_bias or outer,
                             spectral_norm=self.spectral_norm and (self.sn_outer or not outer),
                             precision=self.precision, name=f"model{i}")

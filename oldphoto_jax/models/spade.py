@@ -42,81 +42,17 @@ with ``<block>`` in ``head_0, G_middle_0, G_middle_1, up_0 .. up_{n-1}``.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from oldphoto_jax.layers import (Conv2d, Precision, conv2d, l2_normalize, leaky_relu,
-                                 official_kernel_init, resize_bilinear, torch_bias_init,
+from oldphoto_jax.layers import (Conv2d, Precision, leaky_relu, resize_bilinear,
                                  upsample_nearest2x)
 from oldphoto_jax.models.registry import register_network
+from oldphoto_jax.models.spectral import SpectralConv2d
 from oldphoto_jax.models.unet import BatchNorm2d
 
 Array = jax.Array
-
-
-def spectral_sigma(w_mat: Array, u: Array, v: Array, precision: Precision = "highest") -> Array:
-    """PyTorch's ``sigma = u . (W_mat @ v)``."""
-    return jnp.dot(u, jnp.dot(w_mat, v, precision=precision), precision=precision)
-
-
-def power_iteration(w_mat: Array, u: Array, n_iterations: int = 1, eps: float = 1e-12,
-                    precision: Precision = "highest") -> tuple[Array, Array]:
-    """``torch.nn.utils.spectral_norm``'s training-mode update of (u, v), without gradient."""
-    w = jax.lax.stop_gradient(w_mat)
-    u = jax.lax.stop_gradient(u)
-    v = None
-    for _ in range(n_iterations):
-        v = l2_normalize(jnp.dot(w.T, u, precision=precision), axis=0, eps=eps)
-        u = l2_normalize(jnp.dot(w, v, precision=precision), axis=0, eps=eps)
-    return u, v
-
-
-class SpectralConv2d(nn.Module):
-    """Zero-padded ``nn.Conv2d`` that is optionally wrapped in PyTorch's spectral norm.
-
-    ``spectral_norm=False``: a plain conv whose ``kernel`` is the effective (folded) weight.
-    ``spectral_norm=True``: ``kernel`` is ``weight_orig`` (HWIO) and the ``spectral`` collection
-    holds ``u`` and ``v``; see the module docstring for eval and training behaviour.
-    """
-
-    features: int
-    kernel_size: int = 3
-    padding: int = 1
-    use_bias: bool = True
-    spectral_norm: bool = False
-    n_power_iterations: int = 1
-    eps: float = 1e-12
-    precision: Precision = "highest"
-    kernel_init: Callable = official_kernel_init
-
-    @nn.compact
-    def __call__(self, x: Array, train: bool = False) -> Array:
-        k, cin, cout = self.kernel_size, x.shape[-1], self.features
-        kernel = self.param("kernel", self.kernel_init, (k, k, cin, cout))
-        if self.spectral_norm:
-            # PyTorch's weight.reshape(out, -1) flattens (in, kh, kw).
-            w_mat = jnp.transpose(kernel, (3, 2, 0, 1)).reshape(cout, -1)
-
-            def init_vector(n):
-                return l2_normalize(jax.random.normal(self.make_rng("params"), (n,)), 0, self.eps)
-
-            u_var = self.variable("spectral", "u", init_vector, cout)
-            v_var = self.variable("spectral", "v", init_vector, cin * k * k)
-            u, v = u_var.value, v_var.value
-            if train:
-                u, v = power_iteration(w_mat, u, self.n_power_iterations, self.eps,
-                                       self.precision)
-                if not self.is_initializing():
-                    u_var.value, v_var.value = u, v
-            kernel = kernel / spectral_sigma(w_mat, u, v, self.precision)
-        y = conv2d(x, kernel, padding=self.padding, precision=self.precision)
-        if self.use_bias:
-            bias = self.param("bias", torch_bias_init(cin * k * k), (cout,))
-            y = y + bias.astype(y.dtype)
-        return y
 
 
 class SPADE(nn.Module):

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from oldphoto_jax.models.discriminators import (MultiscaleDiscriminator, PatchDiscriminator,
-                                                SNConv2d, avg_pool_3x3_s2, fold_spectral_norm,
+                                                avg_pool_3x3_s2, fold_spectral_norm,
                                                 latent_discriminator)
 from oldphoto_jax.models.registry import NETWORK_CLASSES
+from oldphoto_jax.models.spectral import SpectralConv2d
 
 torch = pytest.importorskip("torch")
 tnn = torch.nn
@@ -169,11 +170,11 @@ def test_eval_mode_does_not_iterate_and_fold_equals_live():
     params = {"kernel": jnp.asarray(conv.weight_orig.detach().numpy().transpose(2, 3, 1, 0)),
               "bias": jnp.asarray(conv.bias.detach().numpy())}
     spectral = {"u": jnp.asarray(conv.weight_u.numpy()), "v": jnp.asarray(conv.weight_v.numpy())}
-    module = SNConv2d(7, 4, stride=2, padding=2, spectral_norm=True)
+    module = SpectralConv2d(7, 4, stride=2, padding=2, spectral_norm=True)
     out, updated = module.apply({"params": params, "spectral": spectral}, jnp.asarray(x),
                                 train=False, mutable=["spectral"])
     np.testing.assert_allclose(np.asarray(out), ref, atol=1e-5)
     np.testing.assert_array_equal(np.asarray(updated["spectral"]["u"]), np.asarray(spectral["u"]))
     folded = fold_spectral_norm({"conv": params}, {"conv": spectral})["conv"]
-    plain = SNConv2d(7, 4, stride=2, padding=2).apply({"params": folded}, jnp.asarray(x))
+    plain = SpectralConv2d(7, 4, stride=2, padding=2).apply({"params": folded}, jnp.asarray(x))
     np.testing.assert_allclose(np.asarray(plain), ref, atol=1e-5)

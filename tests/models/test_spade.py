@@ -9,7 +9,8 @@ import pytest
 from oldphoto_jax.convert.common import ConversionError
 from oldphoto_jax.convert.registry import convert_state_dict
 from oldphoto_jax.models.registry import build_network, network_args
-from oldphoto_jax.models.spade import SPADEGenerator, SpectralConv2d
+from oldphoto_jax.models.spade import SPADEGenerator
+from oldphoto_jax.models.spectral import SpectralConv2d
 
 torch = pytest.importorskip("torch")
 tnn = torch.nn

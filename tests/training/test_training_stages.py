@@ -22,8 +22,7 @@ import optax
 import pytest
 
 from oldphoto_jax import checkpoints
-from oldphoto_jax.models.discriminators import kernel_matrix
-from oldphoto_jax.models.spade import power_iteration
+from oldphoto_jax.models.spectral import kernel_matrix, power_iteration
 from oldphoto_jax.testing.random_model import tiny_network, write_random_model
 from oldphoto_jax.training import optim
 from oldphoto_jax.training.stages import build_stage, default_config
