@@ -1,16 +1,18 @@
 """Peak memory and time of scratch restoration: dense vs chunked partial non-local attention.
 
     .venv/bin/python benchmarks/bench_nonlocal_memory.py [--sizes 256 512 1024] [--with-2048]
-        [--chunks 256 1024 4096] [--no-dense] [--hr] [--calls 2] [--json FILE]
+        [--chunks 256 1024 4096] [--no-dense] [--hr] [--hr-attention 0 1024] [--hr-patch 2]
+        [--calls 2] [--json FILE]
         [--mem-budget-gib G] [--kill-gib G] [--dense-k K] [--time-limit S] [--trace-every S]
         [--xla-report] [--compile-only] [--xla-dump DIR] [--xla-flags=--xla_...]
 
 Results and their reading: benchmarks/README.md.
 
 The whole global scratch restoration (VAE_A encoder -> ``MappingModelWithMask`` -> VAE_B decoder,
-``oldphoto_jax.pipeline.stage1.restore``) runs at the official widths with random weights
-(N(0, 0.02) for every parameter, shapes from ``jax.eval_shape(module.init, ...)``) on a random
-image with a random thin-stroke scratch mask (six 3-px polylines), batch 1.
+``oldphoto_jax.pipeline.stage1.restoration_function``, jitted as ``stage1.restore`` runs it)
+runs at the official widths with random weights (N(0, 0.02) for every parameter, shapes from
+``jax.eval_shape(module.init, ...)``) on a random image with a random thin-stroke scratch mask
+(six 3-px polylines), batch 1.
 
 Every configuration (image side, ``query_chunk``; 0 = dense as the official code) runs in a fresh
 subprocess so that its peak memory is its own. Per configuration the worker reports
@@ -41,6 +43,13 @@ dense output is reported; elsewhere the chunked outputs are compared with each o
 
 ``--hr`` adds the official HR path (``MappingModelWithMask2``, multi-scale patch attention, mask
 dilated 7x7 as test.py does) at every size, for comparison.
+
+``--hr-attention C ...`` adds, at every size, the HR patch attention alone: one
+``PatchAttention`` (official width 512, patch size ``--hr-patch``, default 2, the scale with the
+most patches) in inference mode on a random 1 x S/4 x S/4 x 512 latent and the same dilated mask,
+once per ``query_chunk`` C (0 = dense, the L x L similarities of all L = (S/4/p)**2 patches at
+once; > 0 = C query rows per block). Its chunked outputs are compared with its dense output. No
+dense-memory prediction is made for it: ``--kill-gib`` is the guard.
 """
 from __future__ import annotations
 
@@ -166,27 +175,58 @@ def build_networks(size: int, mapping_kind: str, chunk: int):
     return vae_a, (mapping, map_vars), vae_b
 
 
+def build_patch_attention(size: int, chunk: int, patch: int):
+    """``PatchAttention`` (width 512, patch size ``patch``, ``query_chunk`` ``chunk``), its random
+    variables and a random 1 x S/4 x S/4 x 512 latent."""
+    import jax
+    import jax.numpy as jnp
+
+    from oldphoto_jax.models.mapping import PatchAttention
+
+    rng = np.random.default_rng(SEED)
+    module = PatchAttention(512, patch, query_chunk=chunk)
+    side = size // 4
+    latent = jax.ShapeDtypeStruct((1, side, side, 512), jnp.float32)
+    mask = jax.ShapeDtypeStruct((1, size, size, 1), jnp.float32)
+    variables = random_variables(jax.eval_shape(module.init, jax.random.key(0), latent, mask),
+                                 rng)
+    z = jax.device_put(rng.standard_normal(latent.shape).astype(np.float32))
+    return module, variables, z
+
+
+def build_workload(size: int, mapping_kind: str, chunk: int, patch: int):
+    """(jitted function, its arguments) of one configuration: the whole restoration
+    (``scratch``, ``hr``: ``stage1.restoration_function``) or the patch attention alone
+    (``hr_attention``)."""
+    import jax
+
+    from oldphoto_jax.pipeline import stage1
+
+    image, mask = (jax.device_put(a) for a in random_inputs(size, mapping_kind))
+    if mapping_kind == "hr_attention":
+        module, variables, z = build_patch_attention(size, chunk, patch)
+        return jax.jit(lambda v, x, m: module.apply(v, x, m)), (variables, z, mask)
+    (enc, enc_vars), (mapping, map_vars), (dec, dec_vars) = build_networks(size, mapping_kind,
+                                                                            chunk)
+    fn = jax.jit(stage1.restoration_function(enc, mapping, dec))
+    return fn, ((enc_vars, map_vars, dec_vars), image, mask)
+
+
 def random_inputs(size: int, mapping_kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Image 1 x S x S x 3 in [-1, 1] with scratch pixels set to white, mask 1 x S x S x 1."""
     rng = np.random.default_rng(SEED + 1)
     mask = thin_stroke_mask(size, rng)
-    if mapping_kind == "hr":
+    if mapping_kind in ("hr", "hr_attention"):
         mask = dilate_square(mask, 3)          # test.py --HR: 3x3 dilation, 3 iterations = 7x7
     image = rng.uniform(-1.0, 1.0, (size, size, 3)).astype(np.float32)
     image = np.where(mask[..., None] > 0, np.float32(1.0), image)
     return image[None], mask[None, ..., None]
 
 
-def xla_report(networks, image, mask) -> dict:
-    """AOT-compiles the restoration function once more and returns XLA's memory statistics."""
-    import jax
-
-    from oldphoto_jax.pipeline import stage1
-
-    (enc, enc_vars), (mapping, map_vars), (dec, dec_vars) = networks
-    fn = jax.jit(stage1.restoration_function(enc, mapping, dec))
+def xla_report(fn, args) -> dict:
+    """AOT-compiles the jitted ``fn`` once more and returns XLA's memory statistics."""
     start = time.perf_counter()
-    compiled = fn.lower((enc_vars, map_vars, dec_vars), image, mask).compile()
+    compiled = fn.lower(*args).compile()
     report = {"aot_compile_s": time.perf_counter() - start}
     stats = compiled.memory_analysis()
     if stats is not None:
@@ -212,17 +252,17 @@ def largest_xla_buffers(dump_dir: str, lines: int = 8) -> list[str]:
 def run_worker(args) -> None:
     import jax
 
-    from oldphoto_jax.pipeline import stage1
-
     t0 = time.perf_counter()
-    networks = build_networks(args.size, args.mapping, args.chunk)
-    image, mask = random_inputs(args.size, args.mapping)
-    jax.block_until_ready(jax.tree.leaves(networks[1][1]))
+    fn, fn_args = build_workload(args.size, args.mapping, args.chunk, args.hr_patch)
+    jax.block_until_ready(jax.tree.leaves(fn_args))
     result = {"size": args.size, "mapping": args.mapping, "chunk": args.chunk,
-              "n_latent": (args.size // 4) ** 2, "mask_fraction": float(mask.mean()),
+              "n_latent": (args.size // 4) ** 2, "mask_fraction": float(fn_args[-1].mean()),
               "setup_s": time.perf_counter() - t0, "calls": []}
+    if args.mapping == "hr_attention":
+        result["patch"] = args.hr_patch
+        result["n_patches"] = (args.size // 4 // args.hr_patch) ** 2
     if args.compile_only:
-        result["xla"] = xla_report(networks, image, mask)
+        result["xla"] = xla_report(fn, fn_args)
         if args.xla_dump:
             result["xla"]["largest_temp_slots"] = largest_xla_buffers(args.xla_dump)
         result["maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -237,7 +277,7 @@ def run_worker(args) -> None:
         reset_hwm()
         rss_before = proc_status_kib("VmRSS")
         wall, cpu = time.perf_counter(), cpu_seconds()
-        output = stage1.restore(networks[0], networks[1], networks[2], image, mask)
+        output = np.asarray(fn(*fn_args))
         wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
         record = {"wall_s": wall, "cpu_s": cpu, "rss_before_kib": rss_before,
                   "hwm_kib": proc_status_kib("VmHWM"),
@@ -250,7 +290,7 @@ def run_worker(args) -> None:
     if args.save:
         np.save(args.save, output)
     if args.xla_report:
-        result["xla"] = xla_report(networks, image, mask)
+        result["xla"] = xla_report(fn, fn_args)
         if args.xla_dump:
             result["xla"]["largest_temp_slots"] = largest_xla_buffers(args.xla_dump)
     print("RESULT " + json.dumps(result), flush=True)
@@ -263,7 +303,8 @@ def run_worker(args) -> None:
 def run_config(size: int, mapping: str, chunk: int, opts, save: str | None) -> dict:
     """Runs one configuration in a fresh subprocess; returns its result dict (or a failure)."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--size", str(size),
-           "--mapping", mapping, "--chunk", str(chunk), "--calls", str(opts.calls)]
+           "--mapping", mapping, "--chunk", str(chunk), "--calls", str(opts.calls),
+           "--hr-patch", str(opts.hr_patch)]
     if save:
         cmd += ["--save", save]
     if opts.xla_report:
@@ -376,19 +417,22 @@ def predict_dense(size: int, results: list[dict], k: float) -> float | None:
 
 
 def compare_outputs(results: list[dict], paths: dict) -> None:
-    """Adds ``max_abs_diff`` (vs dense, else vs the first chunked output) to each result."""
-    for size in sorted({r["size"] for r in results}):
-        group = [r for r in results if r["size"] == size and r["mapping"] == "scratch"
-                 and r["status"] == "ok" and os.path.exists(paths[(size, r["chunk"])])]
+    """Adds ``max_abs_diff`` (vs dense, else vs the first chunked output of the same size and
+    kind) to each result whose output was saved (``scratch`` and ``hr_attention``)."""
+    saved = lambda r: (r["size"], r["mapping"], r["chunk"])      # noqa: E731
+    for size, kind in sorted({(r["size"], r["mapping"]) for r in results}):
+        group = [r for r in results if (r["size"], r["mapping"]) == (size, kind)
+                 and r["status"] == "ok" and saved(r) in paths
+                 and os.path.exists(paths[saved(r)])]
         dense = [r for r in group if r["chunk"] == 0]
         ref = dense[0] if dense else (group[0] if group else None)
         if ref is None:
             continue
-        ref_out = np.load(paths[(size, ref["chunk"])])
+        ref_out = np.load(paths[saved(ref)])
         for r in group:
             if r is ref:
                 continue
-            out = np.load(paths[(size, r["chunk"])])
+            out = np.load(paths[saved(r)])
             r["max_abs_diff"] = float(np.max(np.abs(out - ref_out)))
             r["diff_vs"] = "dense" if ref["chunk"] == 0 else f"chunk {ref['chunk']}"
 
@@ -407,6 +451,8 @@ def print_table(results: list[dict]) -> None:
         name = "dense" if r["chunk"] == 0 else f"chunk {r['chunk']}"
         if r["mapping"] == "hr":
             name = "HR (Mask2)"
+        elif r["mapping"] == "hr_attention":
+            name = f"HR attention p{r.get('patch', '?')} (L {r.get('n_patches', '?')}) {name}"
         calls = r.get("calls", [])
         first = f"{calls[0]['wall_s']:.1f}" if calls else "-"
         second = f"{calls[1]['wall_s']:.1f}" if len(calls) > 1 else "-"
@@ -447,6 +493,15 @@ def recommend(results: list[dict]) -> None:
               f"+{run_delta_bytes(lean) / MIB:,.0f} MiB)")
 
 
+def config_name(mapping: str, chunk: int, patch: int) -> str:
+    attention = "dense" if chunk == 0 else f"chunk {chunk}"
+    if mapping == "hr":
+        return "HR (MappingModelWithMask2)"
+    if mapping == "hr_attention":
+        return f"HR PatchAttention p{patch} {attention}"
+    return attention
+
+
 def run_parent(opts) -> None:
     sys.stdout.reconfigure(line_buffering=True)
     sizes = list(opts.sizes) + ([2048] if opts.with_2048 and 2048 not in opts.sizes else [])
@@ -467,9 +522,9 @@ def run_parent(opts) -> None:
             plan.append(("scratch", 0))
         if opts.hr:
             plan.append(("hr", -1))
+        plan += [("hr_attention", c) for c in opts.hr_attention]
         for mapping, chunk in plan:
-            tag = f"{size}² " + ("HR (MappingModelWithMask2)" if mapping == "hr" else
-                                  "dense" if chunk == 0 else f"chunk {chunk}")
+            tag = f"{size}² " + config_name(mapping, chunk, opts.hr_patch)
             if mapping == "scratch" and chunk == 0 and not opts.compile_only:
                 k = dense_k(results)
                 k = opts.dense_k if k is None else k
@@ -483,9 +538,11 @@ def run_parent(opts) -> None:
                                     "k": k})
                     continue
             print(f"[run] {tag}", flush=True)
-            save = os.path.join(tmp, f"out_{size}_{mapping}_{chunk}.npy")
-            paths[(size, chunk)] = save
-            result = run_config(size, mapping, chunk, opts, save if mapping == "scratch" else None)
+            save = None
+            if mapping != "hr":
+                save = os.path.join(tmp, f"out_{size}_{mapping}_{chunk}.npy")
+                paths[(size, mapping, chunk)] = save
+            result = run_config(size, mapping, chunk, opts, save)
             results.append(result)
             print(f"      -> {result['status']}, {result['process_s']:.0f} s in the subprocess",
                   flush=True)
@@ -516,6 +573,11 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, nargs="*", default=[256, 1024, 4096])
     parser.add_argument("--no-dense", action="store_true")
     parser.add_argument("--hr", action="store_true", help="add MappingModelWithMask2 (HR path)")
+    parser.add_argument("--hr-attention", type=int, nargs="*", default=[],
+                        help="add the HR PatchAttention alone (inference) with each of these "
+                             "query_chunk values (0 = dense)")
+    parser.add_argument("--hr-patch", type=int, default=2,
+                        help="patch size of --hr-attention (official scales: 8, 4, 2)")
     parser.add_argument("--calls", type=int, default=2,
                         help="restore calls per configuration (1st compiles)")
     parser.add_argument("--mem-budget-gib", type=float, default=None,

@@ -269,15 +269,59 @@ def select_best_keys(sim: Array, is_key: Array) -> Array:
     return jnp.argmax(probs, axis=-1).astype(jnp.int32)
 
 
-def best_key_indices(patches: Array, is_key: Array, precision: Precision = "highest") -> Array:
+def best_key_indices(patches: Array, is_key: Array, precision: Precision = "highest",
+                     query_chunk: int = 0) -> Array:
     """For every patch (B x L x D), the index of the most similar key patch (B x L int32).
 
     Cosine similarity of whole patch vectors (``F.normalize``, eps 1e-12) of all patches against
     all patches, then :func:`select_best_keys` (masked softmax, first index of the maximum).
+
+    ``query_chunk`` 0 builds the whole B x L x L similarity matrix at once (as the official
+    code); > 0 computes ``query_chunk`` query rows at a time (:func:`_best_key_indices_chunked`),
+    same result, memory linear in L.
     """
     normed = l2_normalize(patches, axis=-1)
-    sim = jnp.einsum("bqd,bkd->bqk", normed, normed, precision=precision)
+    if query_chunk > 0:
+        return _best_key_indices_chunked(normed, is_key, query_chunk, precision)
+    if query_chunk < 0:
+        raise ValueError(f"query_chunk must be >= 0, got {query_chunk}")
+    return _best_keys_of_rows(normed, normed, is_key, precision)
+
+
+def _best_keys_of_rows(queries: Array, keys: Array, is_key: Array, precision: Precision) -> Array:
+    """:func:`select_best_keys` for the normalized query rows ``queries`` (B x Q x D) against
+    all normalized patches ``keys`` (B x L x D) -> B x Q int32."""
+    sim = jnp.einsum("bqd,bkd->bqk", queries, keys, precision=precision)
     return select_best_keys(sim, is_key)
+
+
+def _best_key_indices_chunked(normed: Array, is_key: Array, query_chunk: int,
+                              precision: Precision) -> Array:
+    """:func:`best_key_indices` of the normalized patches, ``query_chunk`` query rows at a time.
+
+    The key choice is per query row (:func:`select_best_keys`), so the rows of a block are
+    exactly the rows of the dense result computed from the same similarities; only a
+    B x query_chunk x L block of similarities exists at any time. The blocks run sequentially
+    (``lax.map``); L is padded with zero rows up to a multiple of the chunk and the padded rows
+    are dropped. (The similarities of a block could in principle round differently from the
+    dense matrix if the backend picks another matmul algorithm for the other shape; that only
+    matters for ulp-level near-ties, see :func:`select_best_keys`.) The indices carry no
+    gradient, so nothing is kept for the backward pass.
+    """
+    b, n_q, d = normed.shape
+    query_chunk = min(query_chunk, n_q)  # no padded rows when all patches fit in one chunk
+    n_chunks = -(-n_q // query_chunk)
+    pad = n_chunks * query_chunk - n_q
+    keys = jax.lax.stop_gradient(normed)
+    rows = jnp.pad(keys, ((0, 0), (0, pad), (0, 0)))
+    chunks = rows.reshape(b, n_chunks, query_chunk, d).transpose(1, 0, 2, 3)
+
+    def one_chunk(query_rows):
+        return _best_keys_of_rows(query_rows, keys, is_key, precision)
+
+    index = jax.lax.map(one_chunk, chunks)                     # n_chunks x B x chunk
+    index = index.transpose(1, 0, 2).reshape(b, n_chunks * query_chunk)
+    return index[:, :n_q]
 
 
 def _copy_patches(patches: Array, index: Array, replace: Array) -> Array:
@@ -287,7 +331,7 @@ def _copy_patches(patches: Array, index: Array, replace: Array) -> Array:
 
 
 def patch_attention_inference(x: Array, mask_latent: Array, patch: int,
-                              precision: Precision = "highest") -> Array:
+                              precision: Precision = "highest", query_chunk: int = 0) -> Array:
     """``composed`` of ``Patch_Attention_4.inference_forward`` (reference 5.3), static shapes.
 
     Queries are the patches of *batch 0* whose binarized-mask mean exceeds 0.6 (the same patch
@@ -296,19 +340,20 @@ def patch_attention_inference(x: Array, mask_latent: Array, patch: int,
     patches are folded back with rows/cols beyond the last whole patch set to zero.
     If no patch is a query, x is returned unchanged (official branch). If *every* patch is a
     query the official code crashes (empty key set); here x is returned unchanged as well.
+    ``query_chunk``: see :func:`best_key_indices` (0 = dense, > 0 = blocks of query rows).
     """
     b, h, w, c = x.shape
     patches = extract_patches(x, patch)
     query = patch_query_flags(mask_latent, patch)[0]                       # L, batch 0 only
     query_b = jnp.broadcast_to(query, patches.shape[:2])
-    index = best_key_indices(patches, ~query_b, precision)
+    index = best_key_indices(patches, ~query_b, precision, query_chunk)
     folded = fold_patches(_copy_patches(patches, index, query_b), patch, (h, w), c)
     copy = jnp.any(query) & jnp.any(~query)
     return jnp.where(copy, folded, x)
 
 
 def patch_attention_training(x: Array, mask_latent: Array, patch: int,
-                             precision: Precision = "highest") -> Array:
+                             precision: Precision = "highest", query_chunk: int = 0) -> Array:
     """``composed`` of the batched training ``Patch_Attention_4.forward`` (reference 5.3).
 
     Per batch element: *every* patch is replaced by its best key (keys = patches that are not
@@ -316,11 +361,12 @@ def patch_attention_training(x: Array, mask_latent: Array, patch: int,
     itself; the fold always runs (remainder rows/cols are zero). An element without any key
     gets uniform rows and every patch becomes a copy of patch 0, as in the official code.
     Gradients flow to x through the copied values (the arg-max itself has none).
+    ``query_chunk``: see :func:`best_key_indices` (0 = dense, > 0 = blocks of query rows).
     """
     b, h, w, c = x.shape
     patches = extract_patches(x, patch)
     query = patch_query_flags(mask_latent, patch)                          # B x L
-    index = best_key_indices(patches, ~query, precision)
+    index = best_key_indices(patches, ~query, precision, query_chunk)
     replace = jnp.ones_like(query)
     return fold_patches(_copy_patches(patches, index, replace), patch, (h, w), c)
 
@@ -332,11 +378,14 @@ class PatchAttention(nn.Module):
     :func:`patch_attention_inference` (or :func:`patch_attention_training` when ``training``)
     and ``Mb`` the binarized bilinear mask at the latent size. ``combine`` is a 3x3 zero-padded
     conv from 2 * features + 1 to features channels (official 1025 -> 512).
+    ``query_chunk``: 0 = dense as the official code; > 0 = query rows per block, same result,
+    memory linear in the number of patches (see :func:`best_key_indices`).
     Param tree: {res_block (ResnetBlock), combine (Conv2d)}.
     """
 
     features: int = 512
     patch_size: int = 8
+    query_chunk: int = 0
     precision: Precision = "highest"
 
     def setup(self):
@@ -347,7 +396,7 @@ class PatchAttention(nn.Module):
         x = self.res_block(z)
         mb = binarized_bilinear_mask(mask.astype(x.dtype), x.shape[1:3])
         attend = patch_attention_training if training else patch_attention_inference
-        composed = attend(x, mb, self.patch_size, self.precision)
+        composed = attend(x, mb, self.patch_size, self.precision, self.query_chunk)
         return self.combine(jnp.concatenate([z, composed, mb], axis=-1))
 
 
@@ -434,6 +483,8 @@ class MappingModelWithMask2(nn.Module):
     (patch 4) -> between_1 -> attn_2 (patch 2) -> ``post`` (stage_blocks ResnetBlocks) -> tail.
     The official class ignores ``mapping_n_block``: every group has 2 blocks, so there is no
     ``n_blocks`` field; ``stage_blocks`` (2) sets them all. ``patch_sizes`` is (8, 4, 2).
+    ``query_chunk`` (patch attention similarities): 0 = dense as the official code; > 0 = query
+    rows per block, same result, memory linear in the number of patches.
 
     ``__call__(z, mask)`` is the official ``inference_forward`` (what test.py runs);
     :meth:`train_forward` is the official batched training ``forward``. They agree when the
@@ -448,6 +499,7 @@ class MappingModelWithMask2(nn.Module):
     stage_blocks: int = 2
     patch_sizes: Sequence[int] = (8, 4, 2)
     dilation: int = 1
+    query_chunk: int = 0
     precision: Precision = "highest"
 
     def setup(self):
@@ -456,7 +508,8 @@ class MappingModelWithMask2(nn.Module):
         sizes = tuple(int(p) for p in self.patch_sizes)
         self.head = MappingHead(self.nc, self.mc, self.n_up, self.precision)
         self.pre = stack()
-        self.attn = [PatchAttention(width, p, self.precision) for p in sizes]
+        self.attn = [PatchAttention(width, p, query_chunk=self.query_chunk,
+                                    precision=self.precision) for p in sizes]
         self.between = [stack() for _ in sizes[1:]]
         self.post = stack()
         self.tail = MappingTail(self.nc, self.mc, self.n_up, self.precision)

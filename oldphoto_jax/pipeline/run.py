@@ -45,7 +45,8 @@ class Options:
     max_side: int | None = None
     overwrite: bool = False
     batch_size: int = 4
-    # Query rows per block of the partial non-local attention (0 = dense as the official code).
+    # Query rows per block of the partial non-local attention and of the HR patch attention
+    # (0 = dense as the official code).
     attention_chunk: int = 1024
     precision: str = "highest"
     chunk_photos: int = 16
@@ -151,7 +152,8 @@ class Restorer:
         overrides = {}
         if "precision" in module.__dataclass_fields__:
             overrides["precision"] = self.options.precision
-        if isinstance(module, mapping_models.MappingModelWithMask):
+        if isinstance(module, (mapping_models.MappingModelWithMask,
+                               mapping_models.MappingModelWithMask2)):
             overrides["query_chunk"] = self.options.attention_chunk
         return module.clone(**overrides), variables
 

@@ -59,7 +59,8 @@ def mapping_module(config, precision=None):
         return MappingModelWithMask(n_blocks=int(m.n_blocks), nl_res_blocks=int(m.nl_res_blocks),
                                     query_chunk=int(m.get("query_chunk", 0)), **common)
     return MappingModelWithMask2(stage_blocks=int(m.stage_blocks),
-                                 patch_sizes=tuple(int(p) for p in m.patch_sizes), **common)
+                                 patch_sizes=tuple(int(p) for p in m.patch_sizes),
+                                 query_chunk=int(m.get("query_chunk", 0)), **common)
 
 
 def _load_role(directory, roles: tuple[str, ...]):

@@ -4,8 +4,8 @@ Official-size parity is checked by the fixtures (oldphoto_jax.parity.runners_glo
 shapes and jit, the parameter layout against the official key listings (widths / 16), the
 converter round trip and errors, the mask -> valid-map rule, the partial non-local attention
 (against a float64 numpy reference, chunked == dense), and the patch attention (numpy reference of
-the official inference algorithm, the no-query / all-query branches, first-index ties, and the
-training path).
+the official inference algorithm, the no-query / all-query branches, first-index ties, the
+training path, and chunked == dense key choice).
 """
 from __future__ import annotations
 
@@ -384,6 +384,47 @@ def test_ties_take_the_first_key_and_softmax_keeps_the_order():
     # Masked columns never win when a key exists; without keys the answer is patch 0.
     assert all(is_key[0, i] for i in index[0])
     assert np.all(np.asarray(best(patches, np.zeros_like(is_key))) == 0)
+
+
+def test_chunked_best_key_indices_equal_dense():
+    """Blocks of query rows choose exactly the dense keys: chunk sizes 1, non-divisors, L - 1,
+    L and > L (one block), random key masks, a batch element without keys, exact ties."""
+    rng = np.random.default_rng(12)
+    b, n, d = 3, 23, 6
+    patches = rng.standard_normal((b, n, d)).astype(np.float32)
+    patches[:, 17] = patches[:, 4]                # identical keys: the first index must win
+    patches[:, 9] = 2.0 * patches[:, 4]           # a query pointing exactly at them
+    is_key = rng.random((b, n)) < 0.5
+    is_key[:, [4, 17]] = True
+    is_key[:, 9] = False
+    is_key[2] = False                             # no key at all: every row picks patch 0
+    best = jax.jit(best_key_indices, static_argnums=(2, 3))
+    dense = np.asarray(best(patches, is_key, "highest", 0))
+    assert np.all(dense[2] == 0) and np.all(dense[:2, 9] == 4)
+    for chunk in (1, 3, 5, 7, n - 1, n, n + 4):
+        np.testing.assert_array_equal(np.asarray(best(patches, is_key, "highest", chunk)),
+                                      dense, err_msg=f"query_chunk={chunk}")
+    with pytest.raises(ValueError, match="query_chunk"):
+        best_key_indices(patches, is_key, query_chunk=-1)
+
+
+@pytest.mark.parametrize("method", [None, "train_forward"])
+def test_mapping_with_mask2_chunked_equals_dense(method):
+    """query_chunk 5 at the 16 x 16 latent: one block at patch 8 (L = 4), non-divisor blocks at
+    patch 4 and 2 (L = 16, 64); batch 2 (inference selects queries from element 0)."""
+    inputs = inputs_for(MappingModelWithMask2, batch=2)
+    dense, apply_dense = jitted(MappingModelWithMask2, method)
+    _, apply_chunked = jitted(MappingModelWithMask2, method, query_chunk=5)
+    variables = random_variables(dense, *inputs)
+    np.testing.assert_allclose(np.asarray(apply_chunked(variables, *inputs)),
+                               np.asarray(apply_dense(variables, *inputs)), atol=1e-6, rtol=0)
+
+
+def test_config_without_query_chunk_loads_dense():
+    """config.json files written before the field existed rebuild with query_chunk 0."""
+    args = json.loads(json.dumps(network_args(MappingModelWithMask2(**SMALL))))
+    del args["query_chunk"]
+    assert build_network("MappingModelWithMask2", args).query_chunk == 0
 
 
 def test_softmax_rounding_ties_follow_torch_not_logit_argmax():

@@ -110,6 +110,13 @@ def test_hr_mode_reports_scales_without_key_patches(model):
     assert restorer._unpatchable_scales(half) == []
 
 
+@pytest.mark.parametrize("role", ["mapping_scratch", "mapping_hr"])
+def test_attention_chunk_reaches_both_scratch_mappings(model, role):
+    restorer = pipeline_run.Restorer(model, pipeline_run.Options(
+        with_scratch=True, hr=role == "mapping_hr", faces=False, attention_chunk=7))
+    assert restorer._network(role)[0].query_chunk == 7
+
+
 def test_missing_network_is_a_clear_error(tmp_path):
     directory = tmp_path / "partial"
     write_random_model(directory, roles=["vae_a", "mapping_quality", "vae_b_quality"])
