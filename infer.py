@@ -15,8 +15,9 @@ import time
 
 from absl import app, flags, logging
 
-REPO = pathlib.Path(__file__).resolve().parent
-DEFAULT_CHECKPOINT_DIR = REPO / "weights" / "default"
+from oldphoto_jax import bundled
+
+DEFAULT_CHECKPOINT_DIR = bundled.DEFAULT_DIR
 
 _INPUT = flags.DEFINE_string("input_folder", None, "Folder of photos to restore.", required=True)
 _OUTPUT = flags.DEFINE_string("output_folder", None, "Folder for the results.", required=True)
@@ -39,8 +40,10 @@ _BATCH_SIZE = flags.DEFINE_integer(
     "split over all devices.", lower_bound=1)
 _ATTENTION_CHUNK = flags.DEFINE_integer(
     "attention_chunk", 1024, "Query rows per block of the partial non-local attention "
-    "(--with_scratch): memory grows linearly with the photo's area. 0 = the official dense "
-    "N x N form (needs ~5 GiB at 512x512, quadratic in the area).", lower_bound=0)
+    "(--with_scratch) and of the HR patch attention (--with_scratch --HR, rows of latent "
+    "patches): memory grows linearly with the photo's area, same result up to float rounding. "
+    "0 = the official dense N x N form (needs ~5 GiB at 512x512, quadratic in the area).",
+    lower_bound=0)
 _PRECISION = flags.DEFINE_enum(
     "precision", "highest", ["highest", "high", "default"],
     "Matmul/convolution precision on GPU/TPU ('highest' = float32, as the official results; "

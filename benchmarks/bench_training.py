@@ -4,9 +4,10 @@
     .venv/bin/python benchmarks/bench_training.py --cases vae_b:tiny scratch:official
     .venv/bin/python benchmarks/bench_training.py --official-batch 4 --crop 256 --official-steps 1
 
-A case is ``<config>:<tiny|official>`` with ``<config>`` one of vae_a, vae_b, mapping_quality,
-mapping_scratch, mapping_hr, scratch, face. ``tiny`` runs the ``configs/<stage>.py:tiny`` config
-as it is (32 px crops, batch 2); ``official`` the official widths with batch ``--official-batch``
+A case is ``<config>:<tiny|small|official>`` with ``<config>`` one of vae_a, vae_b,
+mapping_quality, mapping_scratch, mapping_hr, scratch, face. ``tiny`` runs the
+``configs/<stage>.py:tiny`` config as it is (32 px crops, batch 2); ``small`` the bundled
+model's ``small`` config (128 px crops, batch 8; no face; timed like tiny ones); ``official`` the official widths with batch ``--official-batch``
 of ``--crop`` px crops (default 4 x 256 x 256). The step is jitted exactly as ``train.py`` does
 (state replicated, batch split over every device, state donated) and fed one fixed batch from the
 stage's input pipeline, so the numbers are the model's, not the data pipeline's (see
@@ -42,6 +43,8 @@ CONFIGS = {  # case name -> (config file, argument of the official config, of th
     "scratch": ("scratch", None, "tiny"),
     "face": ("face", "256", "tiny"),
 }
+SMALL_ARGS = {"vae_a": "small", "vae_b": "small", "mapping_quality": "small_quality",
+              "mapping_scratch": "small_scratch", "mapping_hr": "small_hr", "scratch": "small"}
 DEFAULT_CASES = [f"{name}:tiny" for name in CONFIGS] + [f"{name}:official" for name in CONFIGS]
 
 
@@ -56,6 +59,8 @@ def random_vaes(config, directory: pathlib.Path) -> None:
     """VAE_A / VAE_B exports with random weights and the widths the mapping config expects."""
     vae_config = load_config("vae_b", None)
     vae_config.model.ngf = vae_config.model.max_channels = int(config.model.nc)
+    if int(config.model.nc) < 64:  # the small configs' VAEs
+        vae_config.model.ngf = int(config.model.nc) // 2
     module = vae_module(vae_config, precision="highest")
     size = 4 * 2 ** int(vae_config.model.n_down_convs)
     variables = jax.device_get(module.init(jax.random.key(0, impl="rbg"),
@@ -69,10 +74,14 @@ def random_vaes(config, directory: pathlib.Path) -> None:
 
 def case_config(case: str, batch: int, crop: int, photos: pathlib.Path, scratch_dir):
     name, kind = case.split(":")
-    if name not in CONFIGS or kind not in ("tiny", "official"):
-        raise ValueError(f"unknown case {case!r}; names {sorted(CONFIGS)}, kinds tiny|official")
+    if name not in CONFIGS or kind not in ("tiny", "small", "official"):
+        raise ValueError(f"unknown case {case!r}; names {sorted(CONFIGS)}, "
+                         "kinds tiny|small|official")
+    if kind == "small" and name not in SMALL_ARGS:
+        raise ValueError(f"no small config for {name}; small cases: {sorted(SMALL_ARGS)}")
     file, official_arg, tiny_arg = CONFIGS[name]
-    config = load_config(file, tiny_arg if kind == "tiny" else official_arg)
+    arg = {"tiny": tiny_arg, "official": official_arg}.get(kind) or SMALL_ARGS.get(name)
+    config = load_config(file, arg)
     config.data.clean = str(photos / "clean")
     config.data.old = (str(photos / "old"), str(photos / "old_w_scratch"))
     config.data.faces = str(photos / "clean")  # only the shapes matter here

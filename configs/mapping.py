@@ -22,6 +22,7 @@ with ``--config.data.clean=/data/VOC/JPEGImages``. The export holds ``mapping_qu
 """
 import pathlib
 
+from oldphoto_jax import bundled
 from oldphoto_jax.training import loop, stages
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -29,15 +30,23 @@ PHOTOS = REPO.parent / "shared" / "photos"
 VARIANTS = ("quality", "scratch", "hr")
 
 
+SMALL_STEPS = 1000  # the bundled run (weights/README.md)
+
+
 def get_config(arg: str | None = None):
     arg = arg or "quality"
-    tiny = arg == "tiny" or arg.startswith("tiny_")
-    variant = "quality" if arg == "tiny" else arg.removeprefix("tiny_")
+    size = next((p for p in ("tiny", "small") if arg == p or arg.startswith(p + "_")), "")
+    variant = arg.removeprefix(size).removeprefix("_") or "quality"
     if variant not in VARIANTS:
         raise ValueError(f"configs/mapping.py takes one of {VARIANTS}, optionally prefixed by "
-                         f"'tiny_' (or 'tiny'), got {arg!r}")
-    config = stages.default_config("mapping", variant, tiny=tiny)
-    suffix = "_tiny" if tiny else ""
-    config.vae_a_checkpoint = str(REPO / "runs" / f"vae_a{suffix}" / "export")
-    config.vae_b_checkpoint = str(REPO / "runs" / f"vae_b{suffix}" / "export")
-    return loop.add_trainer_fields(config, photos_root=PHOTOS, tiny=tiny)
+                         f"'tiny_' or 'small_' (or 'tiny' / 'small' alone), got {arg!r}")
+    tiny, small = size == "tiny", size == "small"
+    config = stages.default_config("mapping", variant, tiny=tiny, small=small)
+    suffix = f"_{size}" if size else ""
+    runs = bundled.RUNS_DIR if small else REPO / "runs"
+    config.vae_a_checkpoint = str(runs / f"vae_a{suffix}" / "export")
+    config.vae_b_checkpoint = str(runs / f"vae_b{suffix}" / "export")
+    config = loop.add_trainer_fields(config, photos_root=PHOTOS, tiny=tiny, small=small)
+    if small:
+        bundled.apply_small_recipe(config, SMALL_STEPS)
+    return config

@@ -13,14 +13,20 @@ Photos: ``../shared/photos/clean`` relative to the repository; override with
 """
 import pathlib
 
+from oldphoto_jax import bundled
 from oldphoto_jax.training import loop, stages
 
 PHOTOS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "photos"
 
+SMALL_STEPS = 2000  # the bundled run (weights/README.md)
+
 
 def get_config(arg: str | None = None):
-    if arg not in (None, "", "tiny"):
-        raise ValueError(f"configs/vae_b.py takes no argument or 'tiny', got {arg!r}")
-    tiny = arg == "tiny"
-    config = stages.default_config("vae_b", tiny=tiny)
-    return loop.add_trainer_fields(config, photos_root=PHOTOS, tiny=tiny)
+    if arg not in (None, "", "tiny", "small"):
+        raise ValueError(f"configs/vae_b.py takes no argument, 'tiny' or 'small', got {arg!r}")
+    tiny, small = arg == "tiny", arg == "small"
+    config = stages.default_config("vae_b", tiny=tiny, small=small)
+    config = loop.add_trainer_fields(config, photos_root=PHOTOS, tiny=tiny, small=small)
+    if small:
+        bundled.apply_small_recipe(config, SMALL_STEPS)
+    return config

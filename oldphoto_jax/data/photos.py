@@ -141,16 +141,18 @@ class CachedPhotos(abc.ABC):
 
 
 def readable_image_files(
-    folder: str, check: bool = True, report: Report | None = None
+    folder: str, check: bool = True, report: Report | None = None, exclude: tuple[str, ...] = ()
 ) -> tuple[list[str], list[tuple[str, str]]]:
-    """(readable paths, skipped (name, reason)) of the image files of ``folder``, sorted by name.
+    """(readable paths, skipped (name, reason)) of the image files of ``folder``, sorted by name,
+    leaving out the file names in ``exclude``.
 
     With ``check`` every file is decoded once (slow for very large folders: prepare those with the
     tensorflow-datasets builder); without it, only the listing is returned. Each skipped file is
     reported once through ``report`` (default: a logging warning).
     """
     report = report or logger.warning
-    paths = imagefiles.list_images(folder)
+    paths = [path for path in imagefiles.list_images(folder)
+             if os.path.basename(path) not in set(exclude)]
     if not check:
         return paths, []
     readable, skipped = [], []
@@ -170,14 +172,20 @@ def readable_image_files(
 class FolderPhotos(CachedPhotos):
     """The readable image files of one folder (not recursive), in name order.
 
-    ``skipped`` lists the (name, reason) of the files that could not be decoded.
+    ``skipped`` lists the (name, reason) of the files that could not be decoded. ``exclude``:
+    file names left out (e.g. photos held out for evaluation); each must exist in the folder.
     """
 
     def __init__(self, folder: str, check: bool = True, cache_mb: int = 512,
-                 report: Report | None = None):
+                 report: Report | None = None, exclude: tuple[str, ...] = ()):
         super().__init__(cache_mb)
         self.folder = os.path.abspath(folder)
-        paths, self.skipped = readable_image_files(self.folder, check, report)
+        listed = {os.path.basename(path) for path in imagefiles.list_images(self.folder)}
+        missing = sorted(set(exclude) - listed)
+        if missing:
+            raise ValueError(f"excluded photos not found in {self.folder}: {missing}")
+        paths, self.skipped = readable_image_files(self.folder, check, report,
+                                                   exclude=tuple(exclude))
         if not paths:
             raise ValueError(f"no readable images in {self.folder}")
         self.paths = tuple(paths)

@@ -33,7 +33,8 @@ Config fields (:func:`add_trainer_fields` adds them with their defaults; the sta
   ``num_workers``, ``output_dtype``...); its seed is ``seed``;
 * ``data.clean``, ``data.old`` (tuple), ``data.faces``: photo sources, each a folder or
   ``tfds:<prepared builder dir>:<split>`` (``oldphoto_jax.data.tfds_folder``);
-  ``data.align_faces`` runs the face aligner over ``data.faces`` first (``face_bank_size`` px);
+  ``data.clean_exclude``: file names of the clean folder left out (photos held out for
+  evaluation, as the bundled model does); ``data.align_faces`` runs the face aligner over ``data.faces`` first (``face_bank_size`` px);
 * ``mesh_shape``, ``mesh_axes`` (``(-1,)``, ``("data",)``: every device on the data axis; -1 is
   filled with the devices left over); batches are split over the ``data`` axis, the state is
   replicated on every device;
@@ -181,12 +182,16 @@ def jit_samples(stage: Stage, mesh: Mesh) -> Callable:
 # --- config and input -----------------------------------------------------------------------
 
 def add_trainer_fields(config: ml_collections.ConfigDict, *, photos_root: str | os.PathLike,
-                       tiny: bool) -> ml_collections.ConfigDict:
+                       tiny: bool, small: bool = False) -> ml_collections.ConfigDict:
     """Adds the trainer's fields (module docstring) to a stage config, with the photo folders
     under ``photos_root`` (``clean/``; ``old/`` and ``old_w_scratch/`` as the two old-photo
     sets; no faces). ``tiny``: settings for a quick CPU run (crops degraded after cropping, no
-    worker processes, frequent logs and checkpoints, the "rbg" key implementation)."""
+    worker processes, frequent logs and checkpoints, the "rbg" key implementation). ``small``
+    (the bundled model's runs on a 2-core CPU): the same input and key settings as ``tiny``
+    (the jitted step needs both cores), checkpoints every 250 steps (only the last one kept:
+    the bundled runs commit it to resume in a later session), samples every 500."""
     root = pathlib.Path(photos_root)
+    cpu_run = tiny or small
     config.seed = 0
     config.num_steps = 300 if tiny else 0
     config.optim.steps_per_epoch = 0
@@ -198,22 +203,23 @@ def add_trainer_fields(config: ml_collections.ConfigDict, *, photos_root: str | 
             config.input[field.name] = (ml_collections.config_dict.placeholder(float)
                                         if default is None else default)
     _typed_placeholders(config)
-    config.input.degrade_full_image = not tiny
-    config.input.num_workers = 0 if tiny else 4
-    config.input.read_threads = 0 if tiny else 2
+    config.input.degrade_full_image = not cpu_run
+    config.input.num_workers = 0 if cpu_run else 4
+    config.input.read_threads = 0 if cpu_run else 2
     config.data = ml_collections.ConfigDict(dict(
-        clean=str(root / "clean"), old=(str(root / "old"), str(root / "old_w_scratch")),
+        clean=str(root / "clean"), clean_exclude=(),
+        old=(str(root / "old"), str(root / "old_w_scratch")),
         faces="", align_faces=False, face_bank_size=256))
     config.mesh_shape = (-1,)
     config.mesh_axes = (DATA_AXIS,)
-    config.log_every = 25 if tiny else 100
-    config.checkpoint_every = 100 if tiny else 2000
-    config.keep_checkpoints = 3
+    config.log_every = 25 if tiny else 50 if small else 100
+    config.checkpoint_every = 100 if tiny else 250 if small else 2000
+    config.keep_checkpoints = 1 if small else 3  # small runs' checkpoints are committed
     config.async_checkpoints = True
-    config.sample_every = 100 if tiny else 1000
+    config.sample_every = 100 if tiny else 500 if small else 1000
     config.num_samples = 4
     config.export_every = 0
-    config.prng_impl = "rbg" if tiny else DEFAULT_PRNG
+    config.prng_impl = "rbg" if cpu_run else DEFAULT_PRNG
     config.debug_nan_step = 0
     return config
 
@@ -237,20 +243,24 @@ def _typed_placeholders(config: ml_collections.ConfigDict) -> None:
             node[name] = ml_collections.config_dict.placeholder(kind)
 
 
-def photo_source(spec: str, cache_mb: int = 512, field: str = "data") -> data_lib.PhotoSource:
+def photo_source(spec: str, cache_mb: int = 512, field: str = "data",
+                 exclude: tuple[str, ...] = ()) -> data_lib.PhotoSource:
     """A folder path, or ``tfds:<builder dir>:<split>`` for a prepared tensorflow-datasets set.
-    ``field`` names the config field in error messages."""
+    ``field`` names the config field in error messages; ``exclude``: file names of a folder to
+    leave out."""
     if spec.startswith("tfds:"):
         from oldphoto_jax.data.tfds_folder import TfdsPhotos
 
         builder_dir, _, split = spec[len("tfds:"):].rpartition(":")
         if not os.path.isdir(builder_dir):
             raise ConfigError(f"config.{field}: no prepared dataset at {builder_dir}")
+        if exclude:
+            raise ConfigError(f"config.{field}: excluding photos works for folders, not tfds")
         return TfdsPhotos(builder_dir, split)
     if not os.path.isdir(spec):
         raise ConfigError(f"config.{field}: {spec} is not a folder (set --config.{field}=...)")
     try:
-        return data_lib.FolderPhotos(spec, cache_mb=cache_mb)
+        return data_lib.FolderPhotos(spec, cache_mb=cache_mb, exclude=tuple(exclude))
     except ValueError as error:
         raise ConfigError(f"config.{field}: {error}") from None
 
@@ -273,7 +283,9 @@ def stage_photos(data: ml_collections.ConfigDict, input_stage: str,
     old = ()
     if input_stage == "domain_a":
         old = tuple(photo_source(spec, cache_mb, "data.old") for spec in data.get("old", ()))
-    return data_lib.StagePhotos(clean=photo_source(data.clean, cache_mb, "data.clean"), old=old)
+    clean = photo_source(data.clean, cache_mb, "data.clean",
+                         exclude=tuple(data.get("clean_exclude", ())))
+    return data_lib.StagePhotos(clean=clean, old=old)
 
 
 def input_config(config: ml_collections.ConfigDict, input_stage: str) -> data_lib.InputConfig:

@@ -46,7 +46,8 @@ Config (an ``ml_collections.ConfigDict``; :func:`default_config` builds the offi
     ``kernel_size`` 4 (fields of :class:`oldphoto_jax.models.vae.VAE`).
   - mapping: ``nc`` 64 (must equal the VAEs' latent channels), ``mc`` 512, ``n_up`` 4,
     ``n_blocks`` 6 (quality/scratch), ``nl_res_blocks`` 3 (scratch), ``query_chunk`` 0
-    (scratch; > 0 = chunked non-local attention, same result, memory linear in h*w),
+    (scratch and hr; > 0 = query rows per block of the non-local / patch attention, same
+    result, memory linear in h*w),
     ``stage_blocks`` 2 and ``patch_sizes`` (8, 4, 2) (hr).
   - scratch: ``in_channels`` 1 (must match ``input.detection_channels``), ``depth`` 4, ``wf`` 6,
     ``conv_num`` 2.
@@ -119,12 +120,15 @@ def _optim(lr=2e-4, ttur=False, b1=None, b2=None, niter=100, niter_decay=100):
                                           niter_decay=niter_decay, steps_per_epoch=1000))
 
 
-def default_config(stage: str, variant: str | None = None,
-                   tiny: bool = False) -> ml_collections.ConfigDict:
-    """The official configuration of a stage (``tiny=True``: small widths, 32 px crops, batch 2).
+def default_config(stage: str, variant: str | None = None, tiny: bool = False,
+                   small: bool = False) -> ml_collections.ConfigDict:
+    """The official configuration of a stage (``tiny=True``: small widths, 32 px crops, batch 2;
+    ``small=True``: the widths of the bundled CPU-trained model, 128 px crops, batch 8).
 
     ``variant`` selects the mapping variant ("quality" by default).
     """
+    if tiny and small:
+        raise ValueError("choose tiny or small, not both")
     if stage not in STAGE_NAMES:
         raise ValueError(f"unknown training stage {stage!r}; choose from {STAGE_NAMES}")
     c = ml_collections.ConfigDict()
@@ -168,6 +172,9 @@ def default_config(stage: str, variant: str | None = None,
     if tiny:
         _make_tiny(c)
         crop, batch = TINY_CROP, 2
+    if small:
+        _make_small(c)
+        crop, batch = SMALL_CROP, SMALL_BATCH
     c.input = ml_collections.ConfigDict(dict(stage=data_stage(c), batch_size=batch,
                                              crop_size=crop))
     if stage == "face":
@@ -191,3 +198,22 @@ def _make_tiny(c: ml_collections.ConfigDict) -> None:
         c.model.wf = 2
     else:
         c.model.update(dict(ngf=2, load_size=TINY_CROP, nhidden=4))
+
+
+SMALL_CROP = 128
+SMALL_BATCH = 8
+
+
+def _make_small(c: ml_collections.ConfigDict) -> None:
+    """The widths of the bundled model (``weights/default``): trainable on a 2-core CPU in a few
+    hours per stage. VAE latents have 32 channels (official: 64)."""
+    c.disc.ndf = 16
+    c.disc.latent_ndf = 16
+    if c.stage in ("vae_a", "vae_b"):
+        c.model.update(dict(ngf=16, max_channels=32, n_res_blocks=2))
+    elif c.stage == "mapping":
+        c.model.update(dict(nc=32, mc=128, n_blocks=2, nl_res_blocks=1, stage_blocks=1))
+    elif c.stage == "scratch":
+        c.model.wf = 4
+    else:
+        c.model.update(dict(ngf=16, nhidden=32))

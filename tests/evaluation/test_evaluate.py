@@ -1,0 +1,140 @@
+"""The evaluation harness: test set, classical baseline, metrics, and the whole run with a tiny
+random-weight model (its scores are meaningless; what is checked is the bookkeeping)."""
+import json
+import math
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from oldphoto_jax import bundled
+from oldphoto_jax.evaluate import evaluate
+from oldphoto_jax.evaluation import classical, degraded_set, metrics, report
+from oldphoto_jax.testing.random_model import write_random_model
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SCRATCH_ROLES = ("vae_a", "mapping_scratch", "vae_b_scratch", "scratch_detector")
+
+
+def _smooth_photo(height=96, width=128, seed=0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([120 + 80 * np.sin(x / 17 + c) * np.cos(y / 23 - c) for c in range(3)], -1)
+    return np.clip(base + rng.normal(0, 2, base.shape), 0, 255).astype(np.uint8)
+
+
+def test_psnr_and_ssim_follow_their_definitions():
+    clean = _smooth_photo()
+    shifted = np.clip(clean.astype(int) + 1, 0, 255).astype(np.uint8)
+    mse = np.mean((clean.astype(float) - shifted.astype(float)) ** 2)
+    assert metrics.psnr(clean, shifted) == pytest.approx(10 * math.log10(255 ** 2 / mse))
+    assert metrics.ssim(clean, clean) == pytest.approx(1.0)
+    assert metrics.ssim(clean, 255 - clean) < 0.5
+    with pytest.raises(ValueError, match="shapes differ"):
+        metrics.psnr(clean, clean[:-1])
+
+
+def test_classical_baseline_removes_noise_and_fills_the_mask():
+    clean = _smooth_photo()
+    rng = np.random.default_rng(1)
+    noisy = np.clip(clean + rng.normal(0, 15, clean.shape), 0, 255).astype(np.uint8)
+    mask = np.zeros(clean.shape[:2], bool)
+    mask[40:43, 10:120] = True
+    noisy[mask] = 255
+    restored = classical.classical_restore(noisy, mask)
+    assert restored.shape == clean.shape and restored.dtype == np.uint8
+    assert metrics.psnr(clean, restored) > metrics.psnr(clean, noisy) + 5
+    # the scratch is gone: inside the mask the result is close to the clean photo
+    assert np.abs(restored[mask].astype(int) - clean[mask]).mean() < 20
+
+
+def test_fit_clean_downscales_and_crops_to_multiples_of_16():
+    photo = _smooth_photo(300, 1000)
+    fitted = degraded_set.fit_clean(photo, max_side=512)
+    assert fitted.shape[1] == 512 and fitted.shape[0] % 16 == 0 and fitted.shape[0] <= 154
+    assert degraded_set.fit_clean(photo[:100, :130], None).shape == (96, 128, 3)
+    with pytest.raises(ValueError, match="too small"):
+        degraded_set.fit_clean(photo[:20, :40], None)
+
+
+def test_cases_depend_on_seed_and_name_only():
+    photo = _smooth_photo()
+    a = degraded_set.make_case("a.png", photo, seed=3)
+    again = degraded_set.make_case("a.png", photo.copy(), seed=3)
+    other_name = degraded_set.make_case("b.png", photo, seed=3)
+    other_seed = degraded_set.make_case("a.png", photo, seed=4)
+    np.testing.assert_array_equal(a.degraded, again.degraded)
+    np.testing.assert_array_equal(a.mask, again.mask)
+    assert not np.array_equal(a.degraded, other_name.degraded)
+    assert not np.array_equal(a.degraded, other_seed.degraded)
+    assert a.mask.dtype == bool and a.mask.shape == photo.shape[:2]
+
+
+def test_holdout_photos_exist_and_are_excluded_from_training():
+    clean = REPO.parent / "shared" / "photos" / "clean"
+    if not clean.is_dir():
+        pytest.skip("../shared/photos is not available")
+    from oldphoto_jax.data import FolderPhotos
+    from oldphoto_jax.training import loop
+
+    assert all((clean / name).is_file() for name in bundled.HOLDOUT)
+    spec = importlib_config("vae_b", "small")
+    photos = loop.stage_photos(spec.data, "domain_b")
+    names = {photos.clean.name(i) for i in range(len(photos.clean))}
+    assert names.isdisjoint(bundled.HOLDOUT)
+    assert len(names) == len(FolderPhotos(str(clean))) - len(bundled.HOLDOUT)
+    with pytest.raises(ValueError, match="not found"):
+        FolderPhotos(str(clean), exclude=("no_such_photo.jpg",))
+
+
+def importlib_config(name, arg):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"cfg_{name}", REPO / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def test_markdown_table_has_a_row_per_photo_and_a_mean():
+    scores = {"x.png": {m: {"psnr": 20.0 + i, "ssim": 0.5} for i, m in enumerate(report.METHODS)},
+              "y.png": {m: {"psnr": 22.0 + i, "ssim": 0.7} for i, m in enumerate(report.METHODS)}}
+    table = report.markdown_table(scores)
+    lines = table.splitlines()
+    assert len(lines) == 5 and lines[2].startswith("| x.png") and "**mean**" in lines[-1]
+    assert "| 21.00 | 0.6000 | 22.00 | 0.6000 | 23.00 | 0.6000 |" in lines[-1]
+
+
+def test_evaluate_runs_end_to_end_and_writes_its_results(tmp_path):
+    model_dir = tmp_path / "model"
+    write_random_model(model_dir, roles=SCRATCH_ROLES)
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    Image.fromarray(_smooth_photo(70, 90, seed=1)).save(clean / "one.png")
+    Image.fromarray(_smooth_photo(64, 64, seed=2)).save(clean / "two.jpg")
+    output = tmp_path / "eval"
+    result = evaluate(clean, None, model_dir, output, seed=0, log=lambda line: None)
+    assert set(result["scores"]) == {"one.png", "two.jpg"}
+    for name, stem in (("one.png", "one"), ("two.jpg", "two")):
+        clean_img = np.asarray(Image.open(output / "clean" / f"{stem}.png"))
+        degraded = np.asarray(Image.open(output / "degraded" / f"{stem}.png"))
+        ours = np.asarray(Image.open(output / "ours" / "final_output" / f"{stem}.png"))
+        assert clean_img.shape == ours.shape == degraded.shape
+        assert clean_img.shape[0] % 16 == 0 and clean_img.shape[1] % 16 == 0
+        scores = result["scores"][name]
+        assert scores["input"]["psnr"] == pytest.approx(metrics.psnr(clean_img, degraded))
+        assert scores["ours"]["ssim"] == pytest.approx(metrics.ssim(clean_img, ours))
+    written = json.loads((output / "results.json").read_text())
+    assert written["settings"]["preset"] == "extended"
+    assert "**mean**" in (output / "results.md").read_text()
+
+
+def test_command_line_reports_a_missing_model(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "oldphoto_jax.evaluate", f"--checkpoint_dir={tmp_path / 'none'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2
+    assert "no model at" in completed.stderr
