@@ -11,6 +11,12 @@ and SSIM (scikit-image, data range 255, colour): the degraded input itself, the 
 (OpenCV non-local-means denoising, then Telea inpainting of the true damage mask) and the model,
 run as ``infer.py --with_scratch --no_faces`` would (it detects scratches itself: no mask given).
 
+With ``--lpips_weights`` (an ``.npz`` of VGG16 and LPIPS weights the user makes once, see
+:func:`oldphoto_jax.evaluation.lpips.load_lpips_vgg_npz`; nothing is downloaded) each method also
+gets an LPIPS score (Zhang et al. 2018, VGG16 "lin" variant; lower is better); without it LPIPS is
+not computed. FID is not computed: it needs thousands of photos to be meaningful and Inception
+weights.
+
 Default photos: the clean photos held out from the bundled model's training
 (``oldphoto_jax.bundled.HOLDOUT``); ``--photos all`` takes every photo of ``--clean_folder``.
 The table is printed and written, with the images, under ``--output_dir`` (``results.md``,
@@ -49,21 +55,28 @@ _MAX_SIDE = flags.DEFINE_integer(
     "scratch-mode restoration of large photos takes minutes each on a CPU).")
 _ATTENTION_CHUNK = flags.DEFINE_integer(
     "attention_chunk", 1024, "Query rows per block of the partial non-local attention.")
+_LPIPS_WEIGHTS = flags.DEFINE_string(
+    "lpips_weights", "", "LPIPS-VGG weights (.npz, see oldphoto_jax.evaluation.lpips."
+    "load_lpips_vgg_npz); empty = LPIPS not computed.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Also print library logs.")
 
 
 def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
              preset: str = "extended", max_side: int | None = 512, attention_chunk: int = 1024,
-             log=print) -> dict:
+             lpips_weights: str | None = None, log=print) -> dict:
     """Runs the evaluation (module docstring); returns ``{"scores": scores[photo][method][metric],
-    "mean": ..., "settings": ...}`` and writes it under ``output_dir``."""
+    "mean": ..., "settings": ...}`` and writes it under ``output_dir``. Metrics: "psnr", "ssim"
+    and, when ``lpips_weights`` (an ``.npz`` path) is given, "lpips"."""
     from oldphoto_jax import checkpoints
-    from oldphoto_jax.evaluation import classical, degraded_set, metrics, report
+    from oldphoto_jax.evaluation import classical, degraded_set, lpips, metrics, report
     from oldphoto_jax.pipeline import photo_io
     from oldphoto_jax.pipeline.run import FINAL, Options, PipelineError, Restorer
 
     output = pathlib.Path(output_dir)
     began = time.perf_counter()
+    lpips_params = lpips.load_lpips_vgg_npz(lpips_weights) if lpips_weights else None
+    if lpips_params is None:
+        log("LPIPS not computed (no --lpips_weights given)")
     cases = degraded_set.load_cases(clean_folder, names, seed, preset, max_side, log=log)
     log(f"{len(cases)} photo(s) from {clean_folder}, degraded with the {preset} preset, "
         f"seed {seed}")
@@ -91,17 +104,22 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     scores = {}
     for case in cases:
         ours = photo_io.read_photo(output / "ours" / FINAL / f"{case.stem}.png").rgb
+        images = {"input": case.degraded, "classical": baseline[case.name], "ours": ours}
         scores[case.name] = {
             method: {"psnr": metrics.psnr(case.clean, image),
                      "ssim": metrics.ssim(case.clean, image)}
-            for method, image in (("input", case.degraded), ("classical", baseline[case.name]),
-                                  ("ours", ours))}
+            for method, image in images.items()}
+        if lpips_params is not None:
+            distances = lpips.lpips_distances(lpips_params, case.clean, list(images.values()))
+            for method, distance in zip(images, distances):
+                scores[case.name][method]["lpips"] = distance
     result = {
         "scores": scores,
         "mean": report.mean_scores(scores),
         "settings": {"clean_folder": str(clean_folder), "photos": [c.name for c in cases],
                      "seed": seed, "preset": preset, "max_side": max_side,
                      "checkpoint_dir": str(model.directory), "model_source": model.source,
+                     "lpips_weights": str(lpips_weights) if lpips_weights else None,
                      "sizes": {c.name: list(c.clean.shape[:2]) for c in cases}},
     }
     table = report.markdown_table(scores)
@@ -132,18 +150,23 @@ def main(argv):
         print(f"error: no model at {_CHECKPOINT_DIR.value} (manifest.json missing)",
               file=sys.stderr)
         return 2
+    if _LPIPS_WEIGHTS.value and not pathlib.Path(_LPIPS_WEIGHTS.value).is_file():
+        print(f"error: no LPIPS weights at {_LPIPS_WEIGHTS.value}", file=sys.stderr)
+        return 2
     names = None if _PHOTOS.value == ["all"] else list(_PHOTOS.value)
     max_side = _MAX_SIDE.value or None
     try:
         if _OUTPUT.value:
             evaluate(_CLEAN.value, names, _CHECKPOINT_DIR.value, _OUTPUT.value, seed=_SEED.value,
                      preset=_PRESET.value, max_side=max_side,
-                     attention_chunk=_ATTENTION_CHUNK.value)
+                     attention_chunk=_ATTENTION_CHUNK.value,
+                     lpips_weights=_LPIPS_WEIGHTS.value or None)
         else:
             with tempfile.TemporaryDirectory(prefix="oldphoto_eval_") as output:
                 evaluate(_CLEAN.value, names, _CHECKPOINT_DIR.value, output, seed=_SEED.value,
                          preset=_PRESET.value, max_side=max_side,
-                         attention_chunk=_ATTENTION_CHUNK.value)
+                         attention_chunk=_ATTENTION_CHUNK.value,
+                     lpips_weights=_LPIPS_WEIGHTS.value or None)
     except (PhotoError, PipelineError, CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

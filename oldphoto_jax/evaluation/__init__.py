@@ -2,5 +2,5 @@
 
 ``python -m oldphoto_jax.evaluate`` is the command; this package holds its parts: the degraded
 test set (:mod:`.degraded_set`), the classical baseline (:mod:`.classical`), the metrics
-(:mod:`.metrics`) and the report (:mod:`.report`).
+(:mod:`.metrics`; LPIPS, optional, in :mod:`.lpips`) and the report (:mod:`.report`).
 """

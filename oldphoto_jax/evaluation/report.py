@@ -1,4 +1,5 @@
-"""The evaluation table: PSNR / SSIM per photo and method, and their means."""
+"""The evaluation table: PSNR / SSIM (and LPIPS, when computed) per photo and method, and their
+means."""
 from __future__ import annotations
 
 import math
@@ -8,29 +9,45 @@ import numpy as np
 METHODS = ("input", "classical", "ours")
 METHOD_TITLES = {"input": "degraded input", "classical": "NLM + Telea (true mask)",
                  "ours": "oldphoto-jax"}
+# metric -> (column title, number format); "lpips" is optional (only with LPIPS weights).
+METRICS = ("psnr", "ssim", "lpips")
+METRIC_COLUMNS = {"psnr": ("PSNR", ".2f"), "ssim": ("SSIM", ".4f"),
+                  "lpips": ("LPIPS (lower is better)", ".4f")}
+
+
+def present_metrics(scores: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """PSNR and SSIM, then any optional metric that some photo and method has."""
+    found = {metric for s in scores.values() for values in s.values() for metric in values}
+    return [m for m in METRICS if m in ("psnr", "ssim") or m in found]
 
 
 def mean_scores(scores: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
     """``scores[photo][method][metric]`` -> ``means[method][metric]`` (finite values only)."""
     means: dict[str, dict[str, float]] = {}
     for method in METHODS:
-        for metric in ("psnr", "ssim"):
-            values = [s[method][metric] for s in scores.values() if method in s]
+        for metric in present_metrics(scores):
+            values = [s[method][metric] for s in scores.values()
+                      if method in s and metric in s[method]]
             finite = [v for v in values if math.isfinite(v)]
             means.setdefault(method, {})[metric] = float(np.mean(finite)) if finite else math.nan
     return means
 
 
 def markdown_table(scores: dict[str, dict[str, dict[str, float]]]) -> str:
-    """One row per photo and a mean row; columns PSNR (dB) and SSIM per method."""
+    """One row per photo and a mean row; columns PSNR (dB), SSIM and, when present, LPIPS per
+    method."""
     methods = [m for m in METHODS if any(m in s for s in scores.values())]
+    metrics = present_metrics(scores)
     header = "| photo | " + " | ".join(
-        f"{METHOD_TITLES[m]} PSNR | {METHOD_TITLES[m]} SSIM" for m in methods) + " |"
-    rule = "|---|" + "---:|---:|" * len(methods)
+        f"{METHOD_TITLES[m]} {METRIC_COLUMNS[metric][0]}"
+        for m in methods for metric in metrics) + " |"
+    rule = "|---|" + "---:|" * (len(methods) * len(metrics))
     rows = [header, rule]
 
     def cells(values):
-        return " | ".join(f"{values[m]['psnr']:.2f} | {values[m]['ssim']:.4f}" for m in methods)
+        return " | ".join(
+            format(values[m].get(metric, math.nan), METRIC_COLUMNS[metric][1])
+            for m in methods for metric in metrics)
 
     for name, values in scores.items():
         rows.append(f"| {name} | {cells(values)} |")
