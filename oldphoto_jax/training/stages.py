@@ -59,7 +59,8 @@ Config (an ``ml_collections.ConfigDict``; :func:`default_config` builds the offi
   (VAE_A's "first L of each group" rule over the whole global batch; 4 = the release's per-GPU
   chunks of a batch of 100).
 * ``loss``: ``lambda_feat`` 10 (feature matching; also the Global VGG weight), ``kl`` 1.0,
-  ``latent_l1`` 60 (mapping), ``vgg_weights`` "" (path of a torchvision VGG19 ``.npz``, see
+  ``latent_l1`` 60 (mapping), ``image_l1`` 0 (VAEs: weight of an image L1 term, not in the
+  release; the ``small`` variant uses 20), ``vgg_weights`` "" (path of a torchvision VGG19 ``.npz``, see
   :func:`oldphoto_jax.training.losses.load_vgg19_npz`; empty = no VGG term: no ImageNet weights
   ship with this project), ``lambda_vgg`` 10 (face), ``detection`` "balanced_bce" | "bce" |
   "focal", ``positive_weight`` 1.0 ("bce"), ``focal_gamma`` 2.0, ``focal_alpha`` 0.25,
@@ -139,7 +140,7 @@ def default_config(stage: str, variant: str | None = None, tiny: bool = False,
         num_D=2, n_layers=3, ndf=64, spectral_norm=None, latent_ndf=64, latent_n_layers=3,
         latent_chunks=1))
     c.loss = ml_collections.ConfigDict(dict(
-        lambda_feat=10.0, kl=1.0, latent_l1=60.0, vgg_weights="", lambda_vgg=10.0,
+        lambda_feat=10.0, kl=1.0, latent_l1=60.0, image_l1=0.0, vgg_weights="", lambda_vgg=10.0,
         detection="balanced_bce", positive_weight=1.0, focal_gamma=2.0, focal_alpha=0.25,
         detection_threshold=0.4))
     crop = 256
@@ -211,6 +212,9 @@ def _make_small(c: ml_collections.ConfigDict) -> None:
     c.disc.latent_ndf = 16
     if c.stage in ("vae_a", "vae_b"):
         c.model.update(dict(ngf=16, max_channels=32, n_res_blocks=2))
+        # No VGG term without ImageNet weights: a direct reconstruction term instead, so a short
+        # CPU run reconstructs well (GAN + feature matching alone learn slowly).
+        c.loss.image_l1 = 20.0
     elif c.stage == "mapping":
         c.model.update(dict(nc=32, mc=128, n_blocks=2, nl_res_blocks=1, stage_blocks=1))
     elif c.stage == "scratch":

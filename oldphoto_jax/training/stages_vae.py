@@ -8,7 +8,9 @@ input, instance norm, no spectral norm).
 Forward (per sample): ``h = Enc(x)``, ``x_hat = Dec(h + n)`` with n standard normal noise of h's
 shape, target x. Objectives:
 
-* vae: ``L_GAN + L_FM + L_VGG + L_KL`` (+ ``L_G_featD`` for VAE_A);
+* vae: ``L_GAN + L_FM + L_VGG + L_KL`` (+ ``L_G_featD`` for VAE_A) (+ ``image_l1 * L1``, our
+  option, 0 by default as the release: the bundled CPU-trained model uses it in place of the VGG
+  term, whose ImageNet weights cannot ship);
 * D: ``1/2 [LS(D(x), 1) + LS(D(x_hat), 0)]``;
 * feat_D (VAE_A): ``1/2 [LS(feat_D(h_syn), 1) + LS(feat_D(h_real), 0)]`` over the kept pairs
   of the "first L of each group" rule (:func:`oldphoto_jax.training.losses.latent_group_weights`).
@@ -17,7 +19,8 @@ shape, target x. Objectives:
   chunks of 25. A chunk (or batch) without both groups contributes no latent terms.
 
 ``metric/l1`` (the reconstruction metric) is ``mean|x_hat - x|`` of the training forward (with
-the latent noise); it is monitored, not optimised (the release has no image L1 term).
+the latent noise); it is monitored, and optimised only with ``config.loss.image_l1`` > 0 (the
+release has no image L1 term).
 """
 from __future__ import annotations
 
@@ -85,6 +88,7 @@ def build_vae_stage(config) -> Stage:
     loss_cfg = config.loss
     lambda_feat = float(loss_cfg.lambda_feat)
     kl_weight = float(loss_cfg.kl)
+    image_l1 = float(loss_cfg.get("image_l1", 0.0))
     chunks = int(config.disc.get("latent_chunks", 1))
 
     def init_state(rng, batch):
@@ -109,9 +113,12 @@ def build_vae_stage(config) -> Stage:
         metrics, g_adv, d_objective = lsgan_terms(fake_d, real, fake_g, lambda_feat)
         vgg_metrics, g_vgg = vgg_term(frozen, x_hat, x, lambda_feat, config.precision)
         kl = losses.kl_loss(h, kl_weight)
+        l1 = jnp.mean(jnp.abs(x_hat - x))
         g_objective = g_adv + g_vgg + kl
+        if image_l1 > 0:
+            g_objective = g_objective + image_l1 * l1
         metrics.update(vgg_metrics)
-        metrics.update({"loss/kl": kl, "metric/l1": jnp.mean(jnp.abs(x_hat - x))})
+        metrics.update({"loss/kl": kl, "metric/l1": l1})
         objectives = {"vae": g_objective, "D": d_objective}
         new_cols = {"D": d_cols} if d_cols else {}
         if domain_a:

@@ -258,6 +258,19 @@ def test_vae_a_noise_comes_from_the_step_key(vae_dirs):
     assert float(m1["loss/kl"]) == float(m2["loss/kl"])
 
 
+def test_vae_image_l1_adds_its_weighted_term(vae_dirs):
+    base = get_run("vae_b", vae_dirs)
+    config = small_config("vae_b", None, 1e-3)
+    config.loss.image_l1 = 5.0
+    weighted = Run(config)
+    key = jax.random.PRNGKey(3)
+    _, m0 = base.step(base.initial, base.batch, key)
+    _, m1 = weighted.step(base.initial, base.batch, key)
+    assert float(m1["metric/l1"]) == pytest.approx(float(m0["metric/l1"]), rel=1e-6)
+    assert float(m1["loss/vae"]) - float(m0["loss/vae"]) == pytest.approx(
+        5.0 * float(m0["metric/l1"]), rel=1e-4)
+
+
 def spectral_after(u, kernel, iterations):
     w = kernel_matrix(jnp.asarray(kernel))
     u = jnp.asarray(u)
