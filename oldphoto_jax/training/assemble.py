@@ -74,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="one network of DIR (role SOURCE, default ROLE) under ROLE")
     parser.add_argument("--output", required=True, help="the model directory to write")
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    parser.add_argument("--description", default="",
+                        help="how the networks were made, recorded in the manifest's source "
+                             "(infer.py prints it) before the list of inputs")
     args = parser.parse_args(argv)
     if not args.models and not args.network:
         parser.error("give at least one model directory or --network")
@@ -82,9 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         unknown = sorted(set(networks) - set(checkpoints.ROLES))
         if unknown:
             raise ValueError(f"unknown roles {unknown}; known: {sorted(checkpoints.ROLES)}")
-        sources = ", ".join(args.models + args.network)
-        checkpoints.save_model(args.output, networks, overwrite=args.overwrite,
-                               source=f"assembled from {sources}")
+        source = f"assembled from {', '.join(args.models + args.network)}"
+        if args.description:
+            source = f"{args.description}; {source}"
+        checkpoints.save_model(args.output, networks, overwrite=args.overwrite, source=source)
     except (checkpoints.CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

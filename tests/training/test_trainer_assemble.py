@@ -41,6 +41,15 @@ def test_assemble_takes_models_renames_and_replaces(tmp_path, capsys):
     assert not (tmp_path / "other").exists()
 
 
+def test_assemble_records_the_description_and_inputs(tmp_path):
+    _export(tmp_path / "vae_a", "vae_a", 0)
+    assert assemble.main([str(tmp_path / "vae_a"), "--output", str(tmp_path / "model"),
+                          "--description", "trained by recipe.sh at commit abc"]) == 0
+    source = checkpoints.load_model(tmp_path / "model").source
+    assert source.startswith("trained by recipe.sh at commit abc; assembled from ")
+    assert str(tmp_path / "vae_a") in source
+
+
 def test_parse_network():
     assert assemble.parse_network("vae_b_scratch=runs/b:vae_b_quality") == (
         "vae_b_scratch", "runs/b", "vae_b_quality")
