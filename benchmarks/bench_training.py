@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_training.py                      # tiny configs + official
     .venv/bin/python benchmarks/bench_training.py --cases vae_b:tiny scratch:official
     .venv/bin/python benchmarks/bench_training.py --official-batch 4 --crop 256 --official-steps 1
+    .venv/bin/python benchmarks/bench_training.py --cases vae_b:official --conv-weight-grad xla im2col
 
 A case is ``<config>:<tiny|small|official>`` with ``<config>`` one of vae_a, vae_b,
 mapping_quality, mapping_scratch, mapping_hr, scratch, face. ``tiny`` runs the
@@ -97,7 +98,7 @@ def case_config(case: str, batch: int, crop: int, photos: pathlib.Path, scratch_
     return config
 
 
-def measure(config, warmup: int, steps: int) -> dict:
+def measure(config, warmup: int, steps: int, conv_weight_grad: str = "xla") -> dict:
     photos = loop.stage_photos(config.data, config.input.stage)
     config = loop.resolve_lengths(config, photos)
     stage = stages.build_stage(config)
@@ -105,7 +106,7 @@ def measure(config, warmup: int, steps: int) -> dict:
     batch_size = int(config.input.batch_size)
     batch = loop.data_lib.batch_dataset(loop.input_config(config, stage.input_stage), photos)[0]
     state = loop.replicate(stage.init_state(loop.init_key(0), batch), loop.replicated(mesh))
-    step_fn = loop.jit_train_step(stage, mesh, 0, str(config.prng_impl))
+    step_fn = loop.jit_train_step(stage, mesh, 0, str(config.prng_impl), conv_weight_grad)
     placed = loop.global_batch(batch, loop.batch_sharding(mesh))
     began = time.perf_counter()
     compiled = step_fn.lower(state, placed, np.int32(0)).compile()
@@ -134,11 +135,14 @@ def main(argv=None) -> None:
     parser.add_argument("--official-steps", type=int, default=2,
                         help="timed steps (official cases)")
     parser.add_argument("--photos", default=str(REPO.parent / "shared" / "photos"))
+    parser.add_argument("--conv-weight-grad", nargs="+", default=["xla"],
+                        choices=["xla", "im2col"],
+                        help="kernel-gradient formulations to time (config.conv_weight_grad)")
     args = parser.parse_args(argv)
     device = f"{jax.device_count()} x {jax.devices()[0].device_kind}"
     print(f"devices: {device}; load average {os.getloadavg()[0]:.1f}", flush=True)
-    header = (f"{'case':26s} {'batch':>5s} {'crop':>5s} {'params':>11s} {'compile s':>9s} "
-              f"{'steps/s':>9s} {'images/s':>9s}")
+    header = (f"{'case':26s} {'wgrad':>6s} {'batch':>5s} {'crop':>5s} {'params':>11s} "
+              f"{'compile s':>9s} {'steps/s':>9s} {'images/s':>9s}")
     print(header)
     print("-" * len(header), flush=True)
     with tempfile.TemporaryDirectory() as scratch_dir:
@@ -146,11 +150,12 @@ def main(argv=None) -> None:
             config = case_config(case, args.official_batch, args.crop, pathlib.Path(args.photos),
                                  scratch_dir)
             official = case.endswith("official")
-            r = measure(config, 0 if official else args.warmup,
-                        args.official_steps if official else args.steps)
-            print(f"{case:26s} {r['batch']:5d} {r['crop']:5d} {r['params']:11,d} "
-                  f"{r['compile_s']:9.1f} {r['steps_per_s']:9.3f} {r['images_per_s']:9.2f}",
-                  flush=True)
+            for mode in args.conv_weight_grad:
+                r = measure(config, 0 if official else args.warmup,
+                            args.official_steps if official else args.steps, mode)
+                print(f"{case:26s} {mode:>6s} {r['batch']:5d} {r['crop']:5d} {r['params']:11,d} "
+                      f"{r['compile_s']:9.1f} {r['steps_per_s']:9.3f} {r['images_per_s']:9.2f}",
+                      flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 

@@ -88,3 +88,31 @@ def test_normalize_helpers():
                                _nhwc(F.normalize(t, p=2, dim=1)), atol=1e-7)
     zeros = jnp.zeros((1, 2, 2, 3))
     assert not np.any(np.isnan(layers.l1_normalize(zeros, axis=-1)))
+
+
+@pytest.mark.parametrize("kwargs, k", [
+    (dict(), 3), (dict(padding=1), 3), (dict(stride=2, padding=1), 4),
+    (dict(padding=2, dilation=2), 3), (dict(lhs_dilation=2, padding_hw=((2, 3), (2, 3))), 4)])
+def test_im2col_kernel_gradient_equals_xla(kwargs, k):
+    import jax
+
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((2, 9, 11, 3)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((k, k, 3, 5)), jnp.float32)
+
+    def loss(x, w):
+        return jnp.sum(jnp.sin(layers.conv2d(x, w, **kwargs)))
+
+    assert layers.conv_weight_gradient() == "xla"
+    y0, (gx0, gw0) = layers.conv2d(x, w, **kwargs), jax.grad(loss, argnums=(0, 1))(x, w)
+    with layers.using_conv_weight_gradient("im2col"):
+        y1, (gx1, gw1) = layers.conv2d(x, w, **kwargs), jax.grad(loss, argnums=(0, 1))(x, w)
+    assert layers.conv_weight_gradient() == "xla"
+    np.testing.assert_allclose(y1, y0, atol=1e-5)
+    np.testing.assert_allclose(gx1, gx0, atol=1e-5)
+    np.testing.assert_allclose(gw1, gw0, rtol=1e-5, atol=1e-4 * float(jnp.max(jnp.abs(gw0))))
+
+
+def test_unknown_weight_gradient_mode_is_refused():
+    with pytest.raises(ValueError, match="im2col"):
+        layers.set_conv_weight_gradient("fft")

@@ -42,7 +42,10 @@ Config fields (:func:`add_trainer_fields` adds them with their defaults; the sta
   ``sample_every`` (0 = never), ``num_samples`` (rows of the grid), ``export_every`` (0 = at
   the end only);
 * ``prng_impl``: the PRNG key implementation of the training keys (``DEFAULT_PRNG``);
-* ``debug_nan_step``: if > 0, that step's inputs are replaced by NaN (to test the stop).
+* ``debug_nan_step``: if > 0, that step's inputs are replaced by NaN (to test the stop);
+* ``conv_weight_grad``: "xla" (default) or "im2col": how convolution kernel gradients are
+  computed (:data:`oldphoto_jax.layers.WEIGHT_GRADIENTS`; same values up to float32 summation
+  order, speed per ``benchmarks/bench_conv_grad.py`` and ``bench_training.py``).
 """
 from __future__ import annotations
 
@@ -60,7 +63,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from oldphoto_jax import checkpoints
+from oldphoto_jax import checkpoints, layers
 from oldphoto_jax import data as data_lib
 from oldphoto_jax.training import checkpointing, metrics as metrics_lib
 from oldphoto_jax.training.stage import Stage
@@ -160,13 +163,19 @@ def init_key(seed: int, impl: str = DEFAULT_PRNG) -> jax.Array:
 
 
 @functools.lru_cache(maxsize=8)
-def jit_train_step(stage: Stage, mesh: Mesh, seed: int, impl: str = DEFAULT_PRNG) -> Callable:
+def jit_train_step(stage: Stage, mesh: Mesh, seed: int, impl: str = DEFAULT_PRNG,
+                   conv_weight_grad: str = "xla") -> Callable:
     """``(state, batch, step) -> (state, metrics)``: jitted, state replicated (and donated),
-    batch split over the data axis, the step's key derived inside. Cached, so training the same
-    stage object again in one process (a resume) reuses the compiled step."""
+    batch split over the data axis, the step's key derived inside; convolution kernel gradients
+    computed as ``conv_weight_grad`` says (:data:`oldphoto_jax.layers.WEIGHT_GRADIENTS`). Cached,
+    so training the same stage object again in one process (a resume) reuses the compiled step."""
+    if conv_weight_grad not in layers.WEIGHT_GRADIENTS:
+        raise ConfigError(f"conv_weight_grad must be one of {layers.WEIGHT_GRADIENTS}, "
+                          f"got {conv_weight_grad!r}")
 
     def step_fn(state, batch, step):
-        return stage.train_step(state, batch, step_key(seed, step, impl))
+        with layers.using_conv_weight_gradient(conv_weight_grad):  # applies while tracing
+            return stage.train_step(state, batch, step_key(seed, step, impl))
 
     return jax.jit(step_fn,
                    in_shardings=(replicated(mesh), batch_sharding(mesh), replicated(mesh)),
@@ -221,6 +230,7 @@ def add_trainer_fields(config: ml_collections.ConfigDict, *, photos_root: str | 
     config.export_every = 0
     config.prng_impl = "rbg" if cpu_run else DEFAULT_PRNG
     config.debug_nan_step = 0
+    config.conv_weight_grad = "xla"
     return config
 
 
@@ -419,7 +429,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         state = replicate(stage.init_state(init_key(seed, prng), fixed_batch), replicated(mesh))
     _write_config(config, workdir, start_step)
 
-    train_step = jit_train_step(stage, mesh, seed, prng)
+    train_step = jit_train_step(stage, mesh, seed, prng,
+                                str(config.get("conv_weight_grad", "xla")))
     sample_fn = jit_samples(stage, mesh)
     in_sharding = batch_sharding(mesh)
     writer = metrics_lib.MetricWriter(str(workdir / "tb"), purge_step=start_step or None)

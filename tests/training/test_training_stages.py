@@ -271,6 +271,19 @@ def test_vae_image_l1_adds_its_weighted_term(vae_dirs):
         5.0 * float(m0["metric/l1"]), rel=1e-4)
 
 
+def test_im2col_kernel_gradients_give_the_same_step(vae_dirs):
+    from oldphoto_jax import layers
+
+    base = get_run("vae_b", vae_dirs)
+    with layers.using_conv_weight_gradient("im2col"):
+        step = jax.jit(base.stage.train_step, compiler_options=FAST_COMPILE)
+        _, m1 = step(base.initial, base.batch, jax.random.PRNGKey(0))
+    _, m0 = base.step(base.initial, base.batch, jax.random.PRNGKey(0))
+    for name in m0:
+        assert float(m1[name]) == pytest.approx(float(m0[name]), rel=1e-4, abs=1e-6), name
+    assert float(m0["grad_norm/vae"]) > 0
+
+
 def spectral_after(u, kernel, iterations):
     w = kernel_matrix(jnp.asarray(kernel))
     u = jnp.asarray(u)
