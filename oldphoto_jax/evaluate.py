@@ -19,9 +19,10 @@ weights.
 
 Default photos: the clean photos held out from the bundled model's training
 (``oldphoto_jax.bundled.HOLDOUT``); ``--photos all`` takes every photo of ``--clean_folder``.
-The table is printed and written, with the images, under ``--output_dir`` (``results.md``,
-``results.json``, ``clean/``, ``degraded/``, ``mask/``, ``classical/``, ``ours/``: the
-``infer.py`` layout, ``final_output/`` holding the results).
+The table is printed and written, with the images, under ``--output_dir``: ``results.md``,
+``results.json``, ``sheet.png`` (a row per photo: clean | degraded | classical | ours),
+``clean/``, ``degraded/``, ``mask/``, ``classical/`` and ``ours/`` (the ``infer.py`` layout,
+``final_output/`` holding the results).
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     "mean": ..., "settings": ...}`` and writes it under ``output_dir``. Metrics: "psnr", "ssim"
     and, when ``lpips_weights`` (an ``.npz`` path) is given, "lpips"."""
     from oldphoto_jax import checkpoints
-    from oldphoto_jax.evaluation import classical, degraded_set, lpips, metrics, report
+    from oldphoto_jax.evaluation import classical, contact_sheet, degraded_set, lpips, metrics, report
     from oldphoto_jax.pipeline import photo_io
     from oldphoto_jax.pipeline.run import FINAL, Options, PipelineError, Restorer
 
@@ -125,6 +126,10 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     table = report.markdown_table(scores)
     _write_text(output / "results.json", json.dumps(result, indent=2) + "\n")
     _write_text(output / "results.md", table + "\n")
+    rows = [[case.clean, case.degraded, baseline[case.name],
+             photo_io.read_photo(output / "ours" / FINAL / f"{case.stem}.png").rgb]
+            for case in cases]
+    photo_io.write_png_atomic(output / "sheet.png", contact_sheet.sheet(rows, 192))
     log(f"\n{table}\n")
     log(f"evaluated {len(cases)} photo(s) in {time.perf_counter() - began:.1f} s; "
         f"images and tables in {output}")

@@ -130,6 +130,7 @@ def test_evaluate_runs_end_to_end_and_writes_its_results(tmp_path):
     written = json.loads((output / "results.json").read_text())
     assert written["settings"]["preset"] == "extended"
     assert "**mean**" in (output / "results.md").read_text()
+    assert (output / "sheet.png").is_file()
 
 
 def test_command_line_reports_a_missing_model(tmp_path):
@@ -138,3 +139,22 @@ def test_command_line_reports_a_missing_model(tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 2
     assert "no model at" in completed.stderr
+
+
+def test_contact_sheet_lays_out_rows_and_columns(tmp_path):
+    from oldphoto_jax.evaluation import contact_sheet
+
+    before, after = tmp_path / "before", tmp_path / "after"
+    before.mkdir()
+    after.mkdir()
+    Image.fromarray(_smooth_photo(40, 60)).save(before / "a.jpg")
+    Image.fromarray(_smooth_photo(50, 50)).save(before / "b.png")
+    Image.fromarray(_smooth_photo(40, 60, seed=3)).save(after / "a.png")
+    Image.fromarray(_smooth_photo(50, 50, seed=4)).save(after / "b.png")
+    out = tmp_path / "sheet.png"
+    assert contact_sheet.main(["--columns", str(before), str(after), "--output", str(out),
+                               "--height", "20"]) == 0
+    sheet = np.asarray(Image.open(out))
+    assert sheet.shape == (20 * 2 + contact_sheet.GAP, 30 + 30 + contact_sheet.GAP, 3)
+    (after / "b.png").unlink()
+    assert contact_sheet.main(["--columns", str(before), str(after), "--output", str(out)]) == 1
