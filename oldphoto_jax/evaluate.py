@@ -26,15 +26,14 @@ The table is printed and written, with the images, under ``--output_dir``: ``res
 """
 from __future__ import annotations
 
-import json
 import pathlib
 import sys
 import tempfile
-import time
 
 from absl import app, flags, logging
 
 from oldphoto_jax import bundled
+from oldphoto_jax.evaluation.run import evaluate
 
 _CLEAN = flags.DEFINE_string(
     "clean_folder", str(bundled.REPO.parent / "shared" / "photos" / "clean"),
@@ -60,87 +59,6 @@ _LPIPS_WEIGHTS = flags.DEFINE_string(
     "lpips_weights", "", "LPIPS-VGG weights (.npz, see oldphoto_jax.evaluation.lpips."
     "load_lpips_vgg_npz); empty = LPIPS not computed.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Also print library logs.")
-
-
-def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
-             preset: str = "extended", max_side: int | None = 512, attention_chunk: int = 1024,
-             lpips_weights: str | None = None, log=print) -> dict:
-    """Runs the evaluation (module docstring); returns ``{"scores": scores[photo][method][metric],
-    "mean": ..., "settings": ...}`` and writes it under ``output_dir``. Metrics: "psnr", "ssim"
-    and, when ``lpips_weights`` (an ``.npz`` path) is given, "lpips"."""
-    from oldphoto_jax import checkpoints
-    from oldphoto_jax.evaluation import classical, contact_sheet, degraded_set, lpips, metrics, report
-    from oldphoto_jax.pipeline import photo_io
-    from oldphoto_jax.pipeline.run import FINAL, Options, PipelineError, Restorer
-
-    output = pathlib.Path(output_dir)
-    began = time.perf_counter()
-    lpips_params = lpips.load_lpips_vgg_npz(lpips_weights) if lpips_weights else None
-    if lpips_params is None:
-        log("LPIPS not computed (no --lpips_weights given)")
-    cases = degraded_set.load_cases(clean_folder, names, seed, preset, max_side, log=log)
-    log(f"{len(cases)} photo(s) from {clean_folder}, degraded with the {preset} preset, "
-        f"seed {seed}")
-    for case in cases:
-        photo_io.write_png_atomic(output / "clean" / f"{case.stem}.png", case.clean)
-        photo_io.write_png_atomic(output / "degraded" / f"{case.stem}.png", case.degraded)
-        mask_rgb = (case.mask[..., None] * 255).astype("uint8").repeat(3, axis=2)
-        photo_io.write_png_atomic(output / "mask" / f"{case.stem}.png", mask_rgb)
-
-    log("classical baseline (non-local means + Telea inpainting of the true mask)")
-    baseline = {}
-    for case in cases:
-        baseline[case.name] = classical.classical_restore(case.degraded, case.mask)
-        photo_io.write_png_atomic(output / "classical" / f"{case.stem}.png", baseline[case.name])
-
-    model = checkpoints.load_model(checkpoint_dir)
-    log(f"model: {model.directory} ({model.source or 'no source recorded'})")
-    options = Options(with_scratch=True, faces=False, overwrite=True,
-                      attention_chunk=attention_chunk)
-    summary = Restorer(model, options, log=log).run(output / "degraded", output / "ours")
-    if summary.failed:
-        raise PipelineError("restoration failed for " + ", ".join(
-            f"{name} ({reason})" for name, reason in summary.failed))
-
-    scores = {}
-    for case in cases:
-        ours = photo_io.read_photo(output / "ours" / FINAL / f"{case.stem}.png").rgb
-        images = {"input": case.degraded, "classical": baseline[case.name], "ours": ours}
-        scores[case.name] = {
-            method: {"psnr": metrics.psnr(case.clean, image),
-                     "ssim": metrics.ssim(case.clean, image)}
-            for method, image in images.items()}
-        if lpips_params is not None:
-            distances = lpips.lpips_distances(lpips_params, case.clean, list(images.values()))
-            for method, distance in zip(images, distances):
-                scores[case.name][method]["lpips"] = distance
-    result = {
-        "scores": scores,
-        "mean": report.mean_scores(scores),
-        "settings": {"clean_folder": str(clean_folder), "photos": [c.name for c in cases],
-                     "seed": seed, "preset": preset, "max_side": max_side,
-                     "checkpoint_dir": str(model.directory), "model_source": model.source,
-                     "lpips_weights": str(lpips_weights) if lpips_weights else None,
-                     "sizes": {c.name: list(c.clean.shape[:2]) for c in cases}},
-    }
-    table = report.markdown_table(scores)
-    _write_text(output / "results.json", json.dumps(result, indent=2) + "\n")
-    _write_text(output / "results.md", table + "\n")
-    rows = [[case.clean, case.degraded, baseline[case.name],
-             photo_io.read_photo(output / "ours" / FINAL / f"{case.stem}.png").rgb]
-            for case in cases]
-    photo_io.write_png_atomic(output / "sheet.png", contact_sheet.sheet(rows, 192))
-    log(f"\n{table}\n")
-    log(f"evaluated {len(cases)} photo(s) in {time.perf_counter() - began:.1f} s; "
-        f"images and tables in {output}")
-    return result
-
-
-def _write_text(path: pathlib.Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text)
-    temp.replace(path)
 
 
 def main(argv):

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from oldphoto_jax import bundled
-from oldphoto_jax.evaluate import evaluate
+from oldphoto_jax.evaluation.run import evaluate
 from oldphoto_jax.evaluation import classical, degraded_set, metrics, report
 from oldphoto_jax.testing.random_model import write_random_model
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from oldphoto_jax.evaluate import evaluate
+from oldphoto_jax.evaluation.run import evaluate
 from oldphoto_jax.evaluation import lpips, report
 from oldphoto_jax.testing.random_model import write_random_model
 
