@@ -81,7 +81,8 @@ def case_config(case: str, batch: int, crop: int, photos: pathlib.Path, scratch_
     if kind == "small" and name not in SMALL_ARGS:
         raise ValueError(f"no small config for {name}; small cases: {sorted(SMALL_ARGS)}")
     file, official_arg, tiny_arg = CONFIGS[name]
-    arg = {"tiny": tiny_arg, "official": official_arg}.get(kind) or SMALL_ARGS.get(name)
+    arg = {"tiny": tiny_arg, "official": official_arg}[kind] if kind != "small" else \
+        SMALL_ARGS[name]
     config = load_config(file, arg)
     config.data.clean = str(photos / "clean")
     config.data.old = (str(photos / "old"), str(photos / "old_w_scratch"))
