@@ -54,9 +54,10 @@ def reflect_pad(x: Array, pad: int | Sequence[int]) -> Array:
 # forward pass and the input gradient are XLA's in both cases):
 # * "xla": XLA's own (a convolution of the input with the output gradient);
 # * "im2col": the kh*kw shifted views of the padded input stacked along channels, then one matmul
-#   with the output gradient. On XLA:CPU this is several times faster for wide layers on large
-#   images (64 -> 64 channels at 256 px: ~2.7x) and slower for narrow ones; see
-#   ``benchmarks/bench_conv_grad.py``. Same values up to float32 summation order.
+#   with the output gradient. On XLA:CPU this is faster for wide stride-1 layers on large images
+#   (64 -> 64 channels at 256 px: 3.8x) but slower for narrow, strided and large-kernel ones, and
+#   a whole official VAE_B step is slower with it (benchmarks/README.md). Same values up to
+#   float32 summation order.
 WEIGHT_GRADIENTS = ("xla", "im2col")
 _weight_gradient = "xla"
 
