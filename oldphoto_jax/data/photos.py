@@ -144,15 +144,19 @@ def readable_image_files(
     folder: str, check: bool = True, report: Report | None = None, exclude: tuple[str, ...] = ()
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """(readable paths, skipped (name, reason)) of the image files of ``folder``, sorted by name,
-    leaving out the file names in ``exclude``.
+    leaving out the file names in ``exclude`` (each must be in the folder, else ValueError).
 
     With ``check`` every file is decoded once (slow for very large folders: prepare those with the
     tensorflow-datasets builder); without it, only the listing is returned. Each skipped file is
     reported once through ``report`` (default: a logging warning).
     """
     report = report or logger.warning
-    paths = [path for path in imagefiles.list_images(folder)
-             if os.path.basename(path) not in set(exclude)]
+    listed = imagefiles.list_images(folder)
+    excluded = set(exclude)
+    missing = sorted(excluded - {os.path.basename(path) for path in listed})
+    if missing:
+        raise ValueError(f"excluded photos not found in {folder}: {missing}")
+    paths = [path for path in listed if os.path.basename(path) not in excluded]
     if not check:
         return paths, []
     readable, skipped = [], []
@@ -180,10 +184,6 @@ class FolderPhotos(CachedPhotos):
                  report: Report | None = None, exclude: tuple[str, ...] = ()):
         super().__init__(cache_mb)
         self.folder = os.path.abspath(folder)
-        listed = {os.path.basename(path) for path in imagefiles.list_images(self.folder)}
-        missing = sorted(set(exclude) - listed)
-        if missing:
-            raise ValueError(f"excluded photos not found in {self.folder}: {missing}")
         paths, self.skipped = readable_image_files(self.folder, check, report,
                                                    exclude=tuple(exclude))
         if not paths:
