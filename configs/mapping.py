@@ -23,7 +23,7 @@ with ``--config.data.clean=/data/VOC/JPEGImages``. The export holds ``mapping_qu
 import pathlib
 
 from oldphoto_jax import bundled
-from oldphoto_jax.training import loop, stages
+from oldphoto_jax.training import loop
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PHOTOS = REPO.parent / "shared" / "photos"
@@ -40,13 +40,10 @@ def get_config(arg: str | None = None):
     if variant not in VARIANTS:
         raise ValueError(f"configs/mapping.py takes one of {VARIANTS}, optionally prefixed by "
                          f"'tiny_' or 'small_' (or 'tiny' / 'small' alone), got {arg!r}")
-    tiny, small = size == "tiny", size == "small"
-    config = stages.default_config("mapping", variant, tiny=tiny, small=small)
+    config = loop.stage_config("mapping", photos_root=PHOTOS, size=size, variant=variant,
+                               small_steps=SMALL_STEPS)
     suffix = f"_{size}" if size else ""
-    runs = bundled.RUNS_DIR if small else REPO / "runs"
+    runs = bundled.RUNS_DIR if size == "small" else REPO / "runs"
     config.vae_a_checkpoint = str(runs / f"vae_a{suffix}" / "export")
     config.vae_b_checkpoint = str(runs / f"vae_b{suffix}" / "export")
-    config = loop.add_trainer_fields(config, photos_root=PHOTOS, tiny=tiny, small=small)
-    if small:
-        bundled.apply_small_recipe(config, SMALL_STEPS)
     return config

@@ -15,8 +15,7 @@ The export (``<workdir>/export``) holds role ``vae_a``.
 """
 import pathlib
 
-from oldphoto_jax import bundled
-from oldphoto_jax.training import loop, stages
+from oldphoto_jax.training import loop
 
 PHOTOS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "photos"
 
@@ -26,9 +25,5 @@ SMALL_STEPS = 1500  # the bundled run (weights/README.md)
 def get_config(arg: str | None = None):
     if arg not in (None, "", "tiny", "small"):
         raise ValueError(f"configs/vae_a.py takes no argument, 'tiny' or 'small', got {arg!r}")
-    tiny, small = arg == "tiny", arg == "small"
-    config = stages.default_config("vae_a", tiny=tiny, small=small)
-    config = loop.add_trainer_fields(config, photos_root=PHOTOS, tiny=tiny, small=small)
-    if small:
-        bundled.apply_small_recipe(config, SMALL_STEPS)
-    return config
+    return loop.stage_config("vae_a", photos_root=PHOTOS, size=arg or "",
+                             small_steps=SMALL_STEPS)

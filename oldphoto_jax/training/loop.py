@@ -63,9 +63,9 @@ import ml_collections
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from oldphoto_jax import checkpoints, layers
+from oldphoto_jax import bundled, checkpoints, layers
 from oldphoto_jax import data as data_lib
-from oldphoto_jax.training import checkpointing, metrics as metrics_lib
+from oldphoto_jax.training import checkpointing, metrics as metrics_lib, stages
 from oldphoto_jax.training.stage import Stage
 
 DATA_AXIS = "data"
@@ -231,6 +231,21 @@ def add_trainer_fields(config: ml_collections.ConfigDict, *, photos_root: str | 
     config.prng_impl = "rbg" if cpu_run else DEFAULT_PRNG
     config.debug_nan_step = 0
     config.conv_weight_grad = "xla"
+    return config
+
+
+def stage_config(stage: str, *, photos_root: str | os.PathLike, size: str = "",
+                 variant: str | None = None, small_steps: int = 0) -> ml_collections.ConfigDict:
+    """A config file's whole config: the stage's defaults at ``size`` ("" = official, "tiny" or
+    "small"), the trainer's fields, and for "small" the bundled recipe run for ``small_steps``
+    steps (:func:`oldphoto_jax.bundled.apply_small_recipe`)."""
+    if size not in ("", "tiny", "small"):
+        raise ValueError(f"size must be '', 'tiny' or 'small', got {size!r}")
+    tiny, small = size == "tiny", size == "small"
+    config = stages.default_config(stage, variant, tiny=tiny, small=small)
+    config = add_trainer_fields(config, photos_root=photos_root, tiny=tiny, small=small)
+    if small:
+        bundled.apply_small_recipe(config, small_steps)
     return config
 
 
