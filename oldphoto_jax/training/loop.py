@@ -42,6 +42,9 @@ Config fields (:func:`add_trainer_fields` adds them with their defaults; the sta
   ``sample_every`` (0 = never), ``num_samples`` (rows of the grid), ``export_every`` (0 = at
   the end only);
 * ``prng_impl``: the PRNG key implementation of the training keys (``DEFAULT_PRNG``);
+* ``time_limit_s``: if > 0, the run stops at the first step that ends this many seconds after
+  the loop began (compilation included), and checkpoints, samples and exports that step as it
+  would the last; a later call resumes from it (for time-boxed machines; 0 = no limit);
 * ``debug_nan_step``: if > 0, that step's inputs are replaced by NaN (to test the stop);
 * ``conv_weight_grad``: "xla" (default) or "im2col": how convolution kernel gradients are
   computed (:data:`oldphoto_jax.layers.WEIGHT_GRADIENTS`; same values up to float32 summation
@@ -107,6 +110,7 @@ class TrainResult:
     start_step: int
     steps_per_second: float
     history: list = dataclasses.field(default_factory=list)
+    time_limited: bool = False  # stopped by ``time_limit_s`` before ``num_steps``
 
 
 # --- devices ------------------------------------------------------------------------------------
@@ -196,9 +200,9 @@ def add_trainer_fields(config: ml_collections.ConfigDict, *, photos_root: str | 
     under ``photos_root`` (``clean/``; ``old/`` and ``old_w_scratch/`` as the two old-photo
     sets; no faces). ``tiny``: settings for a quick CPU run (crops degraded after cropping, no
     worker processes, frequent logs and checkpoints, the "rbg" key implementation). ``small``
-    (the bundled model's runs on a 2-core CPU): the same input and key settings as ``tiny``
-    (the jitted step needs both cores), checkpoints every 250 steps (only the last one kept:
-    the bundled runs commit it to resume in a later session), samples every 500."""
+    (the bundled model's runs): the same input and key settings as ``tiny`` (worker processes
+    are set on the command line where the machine has cores to spare), checkpoints every 1000
+    steps (only the last one kept), samples every 500."""
     root = pathlib.Path(photos_root)
     cpu_run = tiny or small
     config.seed = 0
@@ -222,7 +226,7 @@ def add_trainer_fields(config: ml_collections.ConfigDict, *, photos_root: str | 
     config.mesh_shape = (-1,)
     config.mesh_axes = (DATA_AXIS,)
     config.log_every = 25 if tiny else 50 if small else 100
-    config.checkpoint_every = 100 if tiny else 250 if small else 2000
+    config.checkpoint_every = 100 if tiny else 1000 if small else 2000
     config.keep_checkpoints = 1 if small else 3  # small runs' checkpoints are committed
     config.async_checkpoints = True
     config.sample_every = 100 if tiny else 500 if small else 1000
@@ -230,6 +234,7 @@ def add_trainer_fields(config: ml_collections.ConfigDict, *, photos_root: str | 
     config.export_every = 0
     config.prng_impl = "rbg" if cpu_run else DEFAULT_PRNG
     config.debug_nan_step = 0
+    config.time_limit_s = 0.0
     config.conv_weight_grad = "xla"
     return config
 
@@ -415,6 +420,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     sample_every = int(config.get("sample_every", 0))
     export_every = int(config.get("export_every", 0))
     nan_step = int(config.get("debug_nan_step", 0))
+    time_limit = float(config.get("time_limit_s", 0))
     prng = str(config.get("prng_impl", DEFAULT_PRNG))
     batch_size = int(config.input.batch_size)
 
@@ -463,7 +469,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         images = fetch_gathered(sample_fn(state, global_batch(fixed_batch, in_sharding)))
         writer.image(step, "samples", metrics_lib.image_grid(images, max_rows=num_samples))
 
-    step, history = start_step, []
+    step, history, time_limited = start_step, [], False
+    deadline = time.monotonic() + time_limit if time_limit > 0 else math.inf
     try:
         if start_step == 0 and sample_every:
             write_samples(0)
@@ -497,6 +504,16 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
             if export_every and step % export_every == 0 and step != num_steps:
                 check_finite(step)
                 export_networks(stage, state, workdir / "export", step)
+            if step != num_steps and time.monotonic() >= deadline:
+                time_limited = True
+                log(f"step {step}: time limit of {time_limit:g} s reached; stopping here "
+                    f"(run again to go on to step {num_steps})")
+                check_finite(step)
+                if step % checkpoint_every:
+                    ckpt.save(step, state, iterator)
+                if sample_every and step % sample_every:
+                    write_samples(step)
+                break
         check_finite(step)
         ckpt.wait()
         export_networks(stage, state, workdir / "export", step)
@@ -512,4 +529,5 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         if in_config.num_workers:
             iterator.close()
     return TrainResult(state=state, step=step, start_step=start_step,
-                       steps_per_second=progress.steps_per_second, history=history)
+                       steps_per_second=progress.steps_per_second, history=history,
+                       time_limited=time_limited)

@@ -44,6 +44,23 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, test_stage, make_config,
     assert tags["loss/l1"] == [4, 8] and tags["samples"] == [0, 4, 8]
 
 
+def test_time_limit_stops_with_a_checkpoint_and_export_then_resumes(tmp_path, test_stage,
+                                                                    make_config):
+    lines = []
+    limited = loop.train(make_config(num_steps=8, checkpoint_every=4, time_limit_s=1e-6),
+                         tmp_path, stage=test_stage, log=lines.append)
+    # The deadline has passed when the first step ends: that step is checkpointed and exported.
+    assert (limited.step, limited.time_limited) == (1, True)
+    assert any("time limit of 1e-06 s reached" in line for line in lines)
+    assert checkpointing.TrainCheckpoints(tmp_path / "checkpoints").all_steps() == [1]
+    assert checkpoints.load_model(tmp_path / "export").roles == ["vae_b_quality"]
+
+    rest = loop.train(make_config(num_steps=8, checkpoint_every=4), tmp_path, stage=test_stage,
+                      log=lines.append)
+    assert (rest.start_step, rest.step, rest.time_limited) == (1, 8, False)
+    assert checkpointing.TrainCheckpoints(tmp_path / "checkpoints").all_steps()[-1] == 8
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, test_stage,
                                                                    make_config):
     config = make_config(num_steps=12, checkpoint_every=4, log_every=100, debug_nan_step=6)
