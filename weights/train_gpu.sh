@@ -8,8 +8,10 @@
 #            4x: the better one on held-out synthetic masks is bundled);
 #   phase 2: the scratch mapping between the two finished VAEs, beside the detectors.
 # Each run stops at its config's num_steps or at its --config.time_limit_s, whichever comes
-# first, and then checkpoints and exports (train.py resumes it on a later call). Logs go to
-# weights/runs/<run>.log. Data workers: 16 CPU cores assumed (--config.input.num_workers).
+# first, and then checkpoints and exports (train.py resumes it on a later call: a work directory
+# left by another recipe is resumed too, so remove it first). Logs go to weights/runs/<run>.log.
+# Data workers: 16 CPU cores assumed (--config.input.num_workers). At the end the exports are
+# assembled into weights/default (the plain-BCE detector; ASSEMBLE=0 skips this).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
@@ -51,3 +53,11 @@ else
 fi
 wait
 echo "[$(elapsed) s] all runs ended"
+
+if [[ ${ASSEMBLE:-1} == 1 ]]; then
+  COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  $PY -m oldphoto_jax.training.assemble --output weights/default --overwrite \
+      --description "bundled model: train.py with configs/*.py:small (weights/train_gpu.sh $BUDGET) at commit $COMMIT; see weights/README.md" \
+      "$RUNS/vae_a_small/export" "$RUNS/vae_b_small/export" \
+      "$RUNS/mapping_small_scratch/export" "$RUNS/scratch_small/export"
+fi

@@ -77,13 +77,18 @@ def markdown_table(scores: list[DetectionScore]) -> str:
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint_dir", None, "Model directory holding a scratch_detector.")
-flags.DEFINE_string("clean_folder", None, "Clean photos (default: ../shared/photos/clean).")
-flags.DEFINE_list("photos", None, "Photo names in --clean_folder (default: the bundled "
-                  "model's held-out photos).")
-flags.DEFINE_integer("seed", 0, "Degradation seed.")
-flags.DEFINE_integer("max_side", 512, "Longer side of the evaluated photos.")
-flags.DEFINE_list("thresholds", [str(t) for t in DEFAULT_THRESHOLDS], "Thresholds to score.")
+
+
+def define_flags() -> None:
+    """The command line's flags (defined only when run as a program, so the library functions
+    import beside other absl programs)."""
+    flags.DEFINE_string("checkpoint_dir", None, "Model directory holding a scratch_detector.")
+    flags.DEFINE_string("clean_folder", None, "Clean photos (default: ../shared/photos/clean).")
+    flags.DEFINE_list("photos", None, "Photo names in --clean_folder (default: the bundled "
+                      "model's held-out photos).")
+    flags.DEFINE_integer("seed", 0, "Degradation seed.")
+    flags.DEFINE_integer("max_side", 512, "Longer side of the evaluated photos.")
+    flags.DEFINE_list("thresholds", [str(t) for t in DEFAULT_THRESHOLDS], "Thresholds to score.")
 
 
 def main(argv):
@@ -103,4 +108,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

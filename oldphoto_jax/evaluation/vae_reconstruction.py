@@ -1,0 +1,91 @@
+"""How well a model's VAEs reconstruct photos: the ceiling of its global restoration.
+
+    .venv/bin/python -m oldphoto_jax.evaluation.vae_reconstruction --checkpoint_dir weights/default
+
+The restored photo is VAE_B's decoding of a mapped latent, so VAE_B's own encode-then-decode of
+the clean photos bounds what the pipeline can reach. On the evaluation set (the held-out clean
+photos degraded as ``python -m oldphoto_jax.evaluate`` does) this prints the PSNR of VAE_B on the
+clean photos and of VAE_A on the degraded ones, per photo and on average.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from absl import app, flags
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_round_trip(module):
+    import jax
+
+    def round_trip(variables, image):
+        latent = module.apply(variables, image, method="encode")
+        return module.apply(variables, latent, method="decode")
+    return jax.jit(round_trip)
+
+
+def reconstruct(vae, rgb: np.ndarray) -> np.ndarray:
+    """``decode(encode(rgb))`` of a ``(module, variables)`` VAE pair, uint8 RGB in and out (sides
+    multiples of 4)."""
+    module, variables = vae
+    image = rgb[None].astype(np.float32) / 127.5 - 1.0
+    out = np.asarray(_jitted_round_trip(module)(variables, image))[0]
+    return np.clip(np.round((out + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def reconstruction_psnr(model, cases) -> dict[str, list[float]]:
+    """{"vae_b (clean)": [...], "vae_a (degraded)": [...]} PSNR per case, for the VAEs the model
+    has (VAE_B under ``vae_b_quality`` or ``vae_b_scratch``)."""
+    from oldphoto_jax.evaluation import metrics
+
+    results = {}
+    vae_b_role = next((r for r in ("vae_b_quality", "vae_b_scratch") if r in model.roles), None)
+    if vae_b_role:
+        vae_b = model.network(vae_b_role)
+        results["vae_b (clean)"] = [metrics.psnr(c.clean, reconstruct(vae_b, c.clean))
+                                    for c in cases]
+    if "vae_a" in model.roles:
+        vae_a = model.network("vae_a")
+        results["vae_a (degraded)"] = [metrics.psnr(c.degraded, reconstruct(vae_a, c.degraded))
+                                       for c in cases]
+    return results
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The command line's flags (defined only when run as a program, so the library functions
+    import beside other absl programs)."""
+    flags.DEFINE_string("checkpoint_dir", None, "Model directory holding vae_a and/or vae_b.")
+    flags.DEFINE_string("clean_folder", None, "Clean photos (default: ../shared/photos/clean).")
+    flags.DEFINE_list("photos", None, "Photo names in --clean_folder (default: the bundled "
+                      "model's held-out photos).")
+    flags.DEFINE_integer("seed", 0, "Degradation seed.")
+    flags.DEFINE_integer("max_side", 512, "Longer side of the evaluated photos.")
+
+
+def main(argv):
+    del argv
+    from oldphoto_jax import bundled, checkpoints
+    from oldphoto_jax.evaluation import degraded_set
+
+    if not FLAGS.checkpoint_dir:
+        raise app.UsageError("--checkpoint_dir is required")
+    clean = FLAGS.clean_folder or str(bundled.REPO.parent / "shared" / "photos" / "clean")
+    names = FLAGS.photos or list(bundled.HOLDOUT)
+    cases = degraded_set.load_cases(clean, names, FLAGS.seed, bundled.PRESET, FLAGS.max_side)
+    results = reconstruction_psnr(checkpoints.load_model(FLAGS.checkpoint_dir), cases)
+    if not results:
+        raise app.UsageError(f"{FLAGS.checkpoint_dir} has no VAE")
+    print("| VAE (input) | " + " | ".join(c.name for c in cases) + " | mean |")
+    print("|---|" + "---:|" * (len(cases) + 1))
+    for name, values in results.items():
+        cells = " | ".join(f"{v:.2f}" for v in values)
+        print(f"| {name} | {cells} | {np.mean(values):.2f} |")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
