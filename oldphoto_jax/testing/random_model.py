@@ -33,6 +33,22 @@ TINY_NETWORKS = {
 }
 
 
+# role -> (class, constructor arguments, init input shapes) at the official widths (the classes'
+# defaults: latents of 64 channels), for benchmarks of time and memory.
+OFFICIAL_NETWORKS = {
+    "vae_a": ("VAE", {}, [(1, 16, 16, 3)]),
+    "vae_b_quality": ("VAE", {}, [(1, 16, 16, 3)]),
+    "vae_b_scratch": ("VAE", {}, [(1, 16, 16, 3)]),
+    "mapping_quality": ("MappingModel", {}, [(1, 4, 4, 64)]),
+    "mapping_scratch": ("MappingModelWithMask", {}, [(1, 4, 4, 64), (1, 16, 16, 1)]),
+    "mapping_hr": ("MappingModelWithMask2", {}, [(1, 8, 8, 64), (1, 32, 32, 1)]),
+    "scratch_detector": ("ScratchUNet", {}, [(1, 16, 16, 1)]),
+    "face_256": ("SPADEGenerator", dict(load_size=256), [(1, 256, 256, 3)]),
+    "face_512": ("SPADEGenerator", dict(load_size=512), [(1, 512, 512, 3)]),
+}
+WIDTHS = {"tiny": TINY_NETWORKS, "official": OFFICIAL_NETWORKS}
+
+
 def random_variables(module, input_shapes, seed: int = 0) -> dict:
     """Random variables with the structure ``module.init`` would create."""
     inputs = [jax.ShapeDtypeStruct(s, np.float32) for s in input_shapes]
@@ -53,16 +69,20 @@ def random_variables(module, input_shapes, seed: int = 0) -> dict:
     return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
-def tiny_network(role: str, seed: int = 0):
-    class_name, args, input_shapes = TINY_NETWORKS[role]
+def tiny_network(role: str, seed: int = 0, widths: str = "tiny"):
+    class_name, args, input_shapes = WIDTHS[widths][role]
     module = build_network(class_name, args)
     return module, random_variables(module, input_shapes, seed)
 
 
 def write_random_model(directory: str | os.PathLike, roles=None, seed: int = 0,
-                       overwrite: bool = False):
-    """Write a tiny random-weight model with the given roles (default: all) to ``directory``."""
-    roles = list(TINY_NETWORKS) if roles is None else list(roles)
-    networks = {role: tiny_network(role, seed + i) for i, role in enumerate(roles)}
+                       overwrite: bool = False, widths: str = "tiny"):
+    """Write a random-weight model with the given roles (default: all) to ``directory``, at
+    ``widths`` "tiny" (tests) or "official" (benchmarks)."""
+    if widths not in WIDTHS:
+        raise ValueError(f"widths must be one of {sorted(WIDTHS)}, got {widths!r}")
+    roles = list(WIDTHS[widths]) if roles is None else list(roles)
+    networks = {role: tiny_network(role, seed + i, widths) for i, role in enumerate(roles)}
     return checkpoints.save_model(directory, networks, overwrite=overwrite,
-                                  source="tiny random weights for tests (meaningless outputs)")
+                                  source=f"{widths} random weights for tests and benchmarks "
+                                         "(meaningless outputs)")
