@@ -17,7 +17,8 @@ scratch lines (the content does not change the work). Stages:
   so its cost does not grow with the photo);
 * ``restore_quality`` / ``restore_scratch`` / ``restore_hr``: VAE_A encoder -> mapping ->
   VAE_B decoder at full size; the scratch mappings with ``--attention_chunk``;
-* ``face``: the face generator on one aligned face (256 or 512, the network's own size).
+* ``face``: the face generator on one aligned face (the network's own size: 512 where the model
+  has ``face_512``, else 256).
 
 Stages whose networks the model lacks are skipped with a note.
 """
@@ -77,7 +78,7 @@ def _status_mib(field: str) -> float:
 
 
 def _case_function(model, stage: str, size: int, attention_chunk: int):
-    """(jittable function, its arguments) of one case."""
+    """(jittable function, its arguments, the side it runs at) of one case."""
     import jax.numpy as jnp
     from PIL import Image
 
@@ -88,14 +89,15 @@ def _case_function(model, stage: str, size: int, attention_chunk: int):
     if stage == "detect":
         module, variables = model.network("scratch_detector")
         _, unet_input = preprocess.detection_input(Image.fromarray(photo))
-        return stage1.detection_function(module), (variables, jnp.asarray(unet_input))
+        return (stage1.detection_function(module), (variables, jnp.asarray(unet_input)),
+                min(unet_input.shape[1:3]))
     if stage == "face":
         role = next(r for r in FACE_ROLES if r in model.roles)
         module, variables = model.network(role)
         side = int(module.load_size)
         face = np.asarray(Image.fromarray(photo).resize((side, side), Image.BICUBIC))
         return (lambda p, x: module.apply(p, x)), (
-            variables, jnp.asarray(preprocess.to_network_input(face)))
+            variables, jnp.asarray(preprocess.to_network_input(face))), side
     networks = []
     for role in STAGE_ROLES[stage]:
         module, variables = model.network(role)
@@ -107,8 +109,8 @@ def _case_function(model, stage: str, size: int, attention_chunk: int):
     params = tuple(v for _, v in networks)
     image = jnp.asarray(preprocess.to_network_input(photo))
     if stage == "restore_quality":
-        return (lambda p, x: fn(p, x)), (params, image)
-    return fn, (params, image, jnp.asarray(mask[None, :, :, None]))
+        return (lambda p, x: fn(p, x)), (params, image), size
+    return fn, (params, image, jnp.asarray(mask[None, :, :, None])), size
 
 
 def run_case(checkpoint_dir: str, stage: str, size: int, repeats: int,
@@ -119,7 +121,7 @@ def run_case(checkpoint_dir: str, stage: str, size: int, repeats: int,
     from oldphoto_jax import checkpoints
 
     model = checkpoints.load_model(checkpoint_dir)
-    fn, args = _case_function(model, stage, size, attention_chunk)
+    fn, args, side = _case_function(model, stage, size, attention_chunk)
     rss0 = _status_mib("VmRSS")
     began = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
@@ -133,7 +135,7 @@ def run_case(checkpoint_dir: str, stage: str, size: int, repeats: int,
         jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - began)
     result = {
-        "stage": stage, "size": size, "output_shape": list(np.shape(out)),
+        "stage": stage, "size": size, "network_side": side, "output_shape": list(np.shape(out)),
         "compile_s": compile_s, "first_run_s": first_s,
         "run_s": statistics.median(times) if times else first_s,
         "rss0_mib": rss0,
@@ -170,15 +172,15 @@ def run_in_subprocess(*args, timeout: float | None = None) -> dict:
 
 
 def markdown_table(results: list[dict]) -> str:
-    lines = ["| stage | size | compile s | first run s | run s | peak RSS MiB | rss0 MiB | "
-             "device peak MiB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| stage | photo side | network input side | compile s | first run s | run s | "
+             "peak RSS MiB | rss0 MiB | device peak MiB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['stage']} | {r['size']} | error: {r['error']} | | | | | |")
+            lines.append(f"| {r['stage']} | {r['size']} | error: {r['error']} | | | | | | |")
             continue
         device = f"{r['device_peak_mib']:,.0f}" if "device_peak_mib" in r else "–"
-        lines.append(f"| {r['stage']} | {r['size']} | {r['compile_s']:.2f} | "
+        lines.append(f"| {r['stage']} | {r['size']} | {r['network_side']} | {r['compile_s']:.2f} | "
                      f"{r['first_run_s']:.2f} | {r['run_s']:.2f} | {r['peak_rss_mib']:,.0f} | "
                      f"{r['rss0_mib']:,.0f} | {device} |")
     return "\n".join(lines)

@@ -41,7 +41,8 @@ def test_detect_case_in_a_fresh_process_and_the_table(model_dir):
     assert result["output_shape"] == [1, 256, 256, 1]  # short side 256, as the pipeline
     failed = {"stage": "restore_hr", "size": 64, "error": "ValueError: boom"}
     table = bench.markdown_table([result, failed]).splitlines()
-    assert table[2].startswith("| detect | 64 | ") and table[3].startswith(
+    assert result["network_side"] == 256
+    assert table[2].startswith("| detect | 64 | 256 | ") and table[3].startswith(
         "| restore_hr | 64 | error: ValueError: boom")
 
 
