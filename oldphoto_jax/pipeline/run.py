@@ -70,6 +70,11 @@ MODE_ROLES = {
 }
 
 
+# The infer.py flags of each mode (for error hints).
+_MODE_FLAGS = {"quality": "no scratch flags", "scratch": "--with_scratch",
+               "scratch_hr": "--with_scratch --HR"}
+
+
 @dataclasses.dataclass
 class Job:
     """One photo on its way through the stages."""
@@ -126,9 +131,13 @@ class Restorer:
             roles.append("scratch_detector")
         missing = [r for r in roles if not model.has(r)]
         if missing:
+            runnable = [_MODE_FLAGS[mode] for mode, needed in MODE_ROLES.items()
+                        if all(model.has(r) for r in needed)
+                        and (mode == "quality" or model.has("scratch_detector"))]
+            hint = f"; this model runs with: {' or '.join(runnable)}" if runnable else ""
             raise PipelineError(
                 f"model {model.directory} lacks {', '.join(missing)} needed for "
-                f"{options.mode} restoration (it has: {', '.join(model.roles)})")
+                f"{options.mode} restoration (it has: {', '.join(model.roles)}){hint}")
         face_role = f"face_{options.face_size}"
         self.face_enabled = options.faces and model.has(face_role)
         if options.faces and not self.face_enabled:

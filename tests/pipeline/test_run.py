@@ -121,11 +121,19 @@ def test_missing_network_is_a_clear_error(tmp_path):
     directory = tmp_path / "partial"
     write_random_model(directory, roles=["vae_a", "mapping_quality", "vae_b_quality"])
     partial = checkpoints.load_model(directory)
-    with pytest.raises(pipeline_run.PipelineError, match="scratch_detector"):
+    with pytest.raises(pipeline_run.PipelineError, match="scratch_detector.*runs with: no scratch"):
         pipeline_run.Restorer(partial, pipeline_run.Options(with_scratch=True))
     lines = []
     pipeline_run.Restorer(partial, pipeline_run.Options(), log=lines.append)
     assert any("no face_256" in line for line in lines)
+
+    # A scratch-only model (as the bundled one) names the flag that runs it.
+    scratch_only = tmp_path / "scratch_only"
+    write_random_model(scratch_only, roles=["vae_a", "mapping_scratch", "vae_b_scratch",
+                                            "scratch_detector"])
+    with pytest.raises(pipeline_run.PipelineError,
+                       match=r"lacks mapping_quality, vae_b_quality .*runs with: --with_scratch$"):
+        pipeline_run.Restorer(checkpoints.load_model(scratch_only), pipeline_run.Options())
 
 
 def test_batched_equals_batch_of_one(model, tmp_path):
