@@ -77,3 +77,33 @@ def load_cases(folder: str | pathlib.Path, names: list[str] | None, seed: int,
         photo = photo_io.read_photo(path)  # PhotoError names the file
         cases.append(make_case(path.name, photo.rgb, seed, preset, max_side))
     return cases
+
+
+def define_case_flags(model_help: str) -> None:
+    """The flags of the model diagnostics' command lines (``detection_scores``,
+    ``vae_reconstruction``): ``--checkpoint_dir`` (``model_help``), and the evaluation set:
+    ``--clean_folder``, ``--photos``, ``--seed``, ``--max_side``."""
+    from absl import flags
+
+    flags.DEFINE_string("checkpoint_dir", None, model_help)
+    flags.DEFINE_string("clean_folder", None, "Clean photos (default: ../shared/photos/clean).")
+    flags.DEFINE_list("photos", None, "Photo names in --clean_folder (default: the bundled "
+                      "model's held-out photos).")
+    flags.DEFINE_integer("seed", 0, "Degradation seed.")
+    flags.DEFINE_integer("max_side", 512, "Longer side of the evaluated photos.")
+
+
+def model_and_cases_from_flags():
+    """``(model, cases, clean folder)`` of the flags of :func:`define_case_flags`: the bundled
+    model's held-out photos by default, degraded with its preset, as the evaluation does."""
+    from absl import app, flags
+
+    from oldphoto_jax import bundled, checkpoints
+
+    values = flags.FLAGS
+    if not values.checkpoint_dir:
+        raise app.UsageError("--checkpoint_dir is required")
+    clean = values.clean_folder or str(bundled.REPO.parent / "shared" / "photos" / "clean")
+    names = values.photos or list(bundled.HOLDOUT)
+    cases = load_cases(clean, names, values.seed, bundled.PRESET, values.max_side)
+    return checkpoints.load_model(values.checkpoint_dir), cases, clean

@@ -58,25 +58,17 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """The command line's flags (defined only when run as a program, so the library functions
     import beside other absl programs)."""
-    flags.DEFINE_string("checkpoint_dir", None, "Model directory holding vae_a and/or vae_b.")
-    flags.DEFINE_string("clean_folder", None, "Clean photos (default: ../shared/photos/clean).")
-    flags.DEFINE_list("photos", None, "Photo names in --clean_folder (default: the bundled "
-                      "model's held-out photos).")
-    flags.DEFINE_integer("seed", 0, "Degradation seed.")
-    flags.DEFINE_integer("max_side", 512, "Longer side of the evaluated photos.")
+    from oldphoto_jax.evaluation import degraded_set
+
+    degraded_set.define_case_flags("Model directory holding vae_a and/or vae_b.")
 
 
 def main(argv):
     del argv
-    from oldphoto_jax import bundled, checkpoints
     from oldphoto_jax.evaluation import degraded_set
 
-    if not FLAGS.checkpoint_dir:
-        raise app.UsageError("--checkpoint_dir is required")
-    clean = FLAGS.clean_folder or str(bundled.REPO.parent / "shared" / "photos" / "clean")
-    names = FLAGS.photos or list(bundled.HOLDOUT)
-    cases = degraded_set.load_cases(clean, names, FLAGS.seed, bundled.PRESET, FLAGS.max_side)
-    results = reconstruction_psnr(checkpoints.load_model(FLAGS.checkpoint_dir), cases)
+    model, cases, _ = degraded_set.model_and_cases_from_flags()
+    results = reconstruction_psnr(model, cases)
     if not results:
         raise app.UsageError(f"{FLAGS.checkpoint_dir} has no VAE")
     print("| VAE (input) | " + " | ".join(c.name for c in cases) + " | mean |")
