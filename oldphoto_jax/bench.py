@@ -1,17 +1,18 @@
 """Time and peak memory of the inference stages, per stage and photo size (a benchmark, not a test).
 
     .venv/bin/python -m oldphoto_jax.bench                               # the bundled model
-    .venv/bin/python -m oldphoto_jax.bench --checkpoint_dir models/official --sizes 256 512 1024
-    .venv/bin/python -m oldphoto_jax.bench --random_widths official --sizes 256 512
+    .venv/bin/python -m oldphoto_jax.bench --checkpoint_dir models/official --sizes 256,512,1024
+    .venv/bin/python -m oldphoto_jax.bench --random_widths official --sizes 256,512
     .venv/bin/python -m oldphoto_jax.bench --stages restore_scratch --sizes 2048 --repeats 0
 
 Each (stage, size) case runs in a fresh process, so its peak memory is its own: the jitted
-function the pipeline uses (``oldphoto_jax.pipeline.stage1``, the face generator) is compiled
-ahead of time (``compile s``), run once (``first run s``) and then ``--repeats`` times (``run s``:
-the median). ``peak RSS`` is the process's peak resident memory (interpreter, JAX, weights and
-XLA's buffers), ``rss0`` the same before the first compilation; on a GPU/TPU the device's peak
-bytes in use are reported too. Inputs are a synthetic photo of ``size`` x ``size`` with a few
-scratch lines (the content does not change the work). Stages:
+function the pipeline uses (``oldphoto_jax.pipeline.stage1``, the face generator), with the
+networks set up as ``infer.py`` sets them (``pipeline.run.inference_network``: precision,
+attention chunk), is compiled ahead of time (``compile s``), run once (``first run s``) and then
+``--repeats`` times (``run s``: the median). ``peak RSS`` is the process's peak resident memory
+(interpreter, JAX, weights and XLA's buffers), ``rss0`` the same before the first compilation;
+on a GPU/TPU the device's peak bytes in use are reported too. Inputs are a synthetic photo of
+``size`` x ``size`` with a few scratch lines (the content does not change the work). Stages:
 
 * ``detect``: the scratch UNet on the photo resized to short side 256 (as the pipeline does,
   so its cost does not grow with the photo);
@@ -35,12 +36,14 @@ import time
 import numpy as np
 from absl import app, flags
 
+from oldphoto_jax.pipeline import run as pipeline_run
+
 STAGES = ("detect", "restore_quality", "restore_scratch", "restore_hr", "face")
 STAGE_ROLES = {
     "detect": ("scratch_detector",),
-    "restore_quality": ("vae_a", "mapping_quality", "vae_b_quality"),
-    "restore_scratch": ("vae_a", "mapping_scratch", "vae_b_scratch"),
-    "restore_hr": ("vae_a", "mapping_hr", "vae_b_scratch"),
+    "restore_quality": pipeline_run.MODE_ROLES["quality"],
+    "restore_scratch": pipeline_run.MODE_ROLES["scratch"],
+    "restore_hr": pipeline_run.MODE_ROLES["scratch_hr"],
 }
 FACE_ROLES = ("face_512", "face_256")
 
@@ -82,29 +85,28 @@ def _case_function(model, stage: str, size: int, attention_chunk: int):
     import jax.numpy as jnp
     from PIL import Image
 
-    from oldphoto_jax.models import mapping as mapping_models
     from oldphoto_jax.pipeline import preprocess, stage1
 
     photo, mask = synthetic_photo(size)
+    precision = pipeline_run.Options().precision  # infer.py's default
+
+    def network(role):
+        return pipeline_run.inference_network(model, role, precision=precision,
+                                              attention_chunk=attention_chunk)
+
     if stage == "detect":
-        module, variables = model.network("scratch_detector")
+        module, variables = network("scratch_detector")
         _, unet_input = preprocess.detection_input(Image.fromarray(photo))
         return (stage1.detection_function(module), (variables, jnp.asarray(unet_input)),
                 min(unet_input.shape[1:3]))
     if stage == "face":
         role = next(r for r in FACE_ROLES if r in model.roles)
-        module, variables = model.network(role)
+        module, variables = network(role)
         side = int(module.load_size)
         face = np.asarray(Image.fromarray(photo).resize((side, side), Image.BICUBIC))
         return (lambda p, x: module.apply(p, x)), (
             variables, jnp.asarray(preprocess.to_network_input(face))), side
-    networks = []
-    for role in STAGE_ROLES[stage]:
-        module, variables = model.network(role)
-        if isinstance(module, (mapping_models.MappingModelWithMask,
-                               mapping_models.MappingModelWithMask2)):
-            module = module.clone(query_chunk=attention_chunk)
-        networks.append((module, variables))
+    networks = [network(role) for role in STAGE_ROLES[stage]]
     fn = stage1.restoration_function(*(m for m, _ in networks))
     params = tuple(v for _, v in networks)
     image = jnp.asarray(preprocess.to_network_input(photo))

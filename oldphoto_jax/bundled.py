@@ -30,8 +30,9 @@ DETECTION_LOSS = "bce"
 
 def apply_small_recipe(config, num_steps: int):
     """The bundled runs' settings on a ``small`` stage config: hold out :data:`HOLDOUT`, degrade
-    with :data:`PRESET`, :data:`VAE_KL` and :data:`DETECTION_LOSS`, run ``num_steps`` steps with the stage's learning-rate schedule (constant
-    for ``optim.niter`` epochs, then linear decay for ``optim.niter_decay``) fitted to them."""
+    with :data:`PRESET`, set :data:`VAE_KL` and :data:`DETECTION_LOSS`, run ``num_steps`` steps
+    with the stage's learning-rate schedule (constant for ``optim.niter`` epochs, then linear
+    decay for ``optim.niter_decay``) fitted to them."""
     config.data.clean_exclude = HOLDOUT
     config.input.preset = PRESET
     config.num_steps = int(num_steps)

@@ -14,7 +14,8 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     under ``output_dir``. Metrics: "psnr", "ssim"
     and, when ``lpips_weights`` (an ``.npz`` path) is given, "lpips"."""
     from oldphoto_jax import checkpoints
-    from oldphoto_jax.evaluation import classical, contact_sheet, degraded_set, lpips, metrics, report
+    from oldphoto_jax.evaluation import (classical, contact_sheet, degraded_set, lpips, metrics,
+                                         report)
     from oldphoto_jax.pipeline import photo_io
     from oldphoto_jax.pipeline.run import FINAL, Options, PipelineError, Restorer
 

@@ -27,11 +27,13 @@ def _jitted_round_trip(module):
 
 def reconstruct(vae, rgb: np.ndarray) -> np.ndarray:
     """``decode(encode(rgb))`` of a ``(module, variables)`` VAE pair, uint8 RGB in and out (sides
-    multiples of 4)."""
+    multiples of 4): the pipeline's input normalisation, and its clamped PNG conversion (no
+    min-max stretch, so the VAE's own colour is what is scored)."""
+    from oldphoto_jax.pipeline import postprocess, preprocess
+
     module, variables = vae
-    image = rgb[None].astype(np.float32) / 127.5 - 1.0
-    out = np.asarray(_jitted_round_trip(module)(variables, image))[0]
-    return np.clip(np.round((out + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    out = _jitted_round_trip(module)(variables, preprocess.to_network_input(rgb))
+    return postprocess.clamped_png(np.asarray(out))[0]
 
 
 def reconstruction_psnr(model, cases) -> dict[str, list[float]]:

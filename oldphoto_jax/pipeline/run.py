@@ -75,6 +75,20 @@ _MODE_FLAGS = {"quality": "no scratch flags", "scratch": "--with_scratch",
                "scratch_hr": "--with_scratch --HR"}
 
 
+def inference_network(model, role: str, *, precision: str, attention_chunk: int):
+    """``model``'s ``role`` network as the pipeline runs it: ``(module, variables)`` with the
+    matmul ``precision`` where the module has one, and the scratch mappings' attention computed
+    in blocks of ``attention_chunk`` query rows (0 = dense)."""
+    module, variables = model.network(role)
+    overrides = {}
+    if "precision" in module.__dataclass_fields__:
+        overrides["precision"] = precision
+    if isinstance(module, (mapping_models.MappingModelWithMask,
+                           mapping_models.MappingModelWithMask2)):
+        overrides["query_chunk"] = attention_chunk
+    return module.clone(**overrides), variables
+
+
 @dataclasses.dataclass
 class Job:
     """One photo on its way through the stages."""
@@ -157,14 +171,8 @@ class Restorer:
                 "face enhancement", lambda p, x: face[0].apply(p, x), face[1], self.mesh)
 
     def _network(self, role: str):
-        module, variables = self.model.network(role)
-        overrides = {}
-        if "precision" in module.__dataclass_fields__:
-            overrides["precision"] = self.options.precision
-        if isinstance(module, (mapping_models.MappingModelWithMask,
-                               mapping_models.MappingModelWithMask2)):
-            overrides["query_chunk"] = self.options.attention_chunk
-        return module.clone(**overrides), variables
+        return inference_network(self.model, role, precision=self.options.precision,
+                                 attention_chunk=self.options.attention_chunk)
 
     # ------------------------------------------------------------------------------------------
     def run(self, input_folder, output_folder) -> Summary:

@@ -69,7 +69,8 @@ def random_variables(module, input_shapes, seed: int = 0) -> dict:
     return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
-def tiny_network(role: str, seed: int = 0, widths: str = "tiny"):
+def random_network(role: str, seed: int = 0, widths: str = "tiny"):
+    """``(module, variables)`` of ``role`` at ``widths`` ("tiny" or "official"), random weights."""
     class_name, args, input_shapes = WIDTHS[widths][role]
     module = build_network(class_name, args)
     return module, random_variables(module, input_shapes, seed)
@@ -82,7 +83,7 @@ def write_random_model(directory: str | os.PathLike, roles=None, seed: int = 0,
     if widths not in WIDTHS:
         raise ValueError(f"widths must be one of {sorted(WIDTHS)}, got {widths!r}")
     roles = list(WIDTHS[widths]) if roles is None else list(roles)
-    networks = {role: tiny_network(role, seed + i, widths) for i, role in enumerate(roles)}
+    networks = {role: random_network(role, seed + i, widths) for i, role in enumerate(roles)}
     return checkpoints.save_model(directory, networks, overwrite=overwrite,
                                   source=f"{widths} random weights for tests and benchmarks "
                                          "(meaningless outputs)")

@@ -34,7 +34,8 @@ Config fields (:func:`add_trainer_fields` adds them with their defaults; the sta
 * ``data.clean``, ``data.old`` (tuple), ``data.faces``: photo sources, each a folder or
   ``tfds:<prepared builder dir>:<split>`` (``oldphoto_jax.data.tfds_folder``);
   ``data.clean_exclude``: file names of the clean folder left out (photos held out for
-  evaluation, as the bundled model does); ``data.align_faces`` runs the face aligner over ``data.faces`` first (``face_bank_size`` px);
+  evaluation, as the bundled model does); ``data.align_faces`` runs the face aligner over
+  ``data.faces`` first (``face_bank_size`` px);
 * ``mesh_shape``, ``mesh_axes`` (``(-1,)``, ``("data",)``: every device on the data axis; -1 is
   filled with the devices left over); batches are split over the ``data`` axis, the state is
   replicated on every device;

@@ -53,9 +53,9 @@ def test_synthetic_photo_has_scratch_lines():
 
 
 def test_official_width_random_networks_for_benchmarks():
-    from oldphoto_jax.testing.random_model import tiny_network
+    from oldphoto_jax.testing.random_model import random_network
 
-    module, variables = tiny_network("mapping_scratch", widths="official")
+    module, variables = random_network("mapping_scratch", widths="official")
     assert (module.nc, module.mc) == (64, 512)  # the release's widths
     with pytest.raises(ValueError, match="widths"):
         write_random_model("/nonexistent", widths="huge")

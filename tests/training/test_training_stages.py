@@ -23,7 +23,7 @@ import pytest
 
 from oldphoto_jax import checkpoints
 from oldphoto_jax.models.spectral import kernel_matrix, power_iteration
-from oldphoto_jax.testing.random_model import tiny_network, write_random_model
+from oldphoto_jax.testing.random_model import random_network, write_random_model
 from oldphoto_jax.training import optim
 from oldphoto_jax.training.stages import build_stage, default_config
 from oldphoto_jax.training.stages_common import (Trainable, make_train_step, prepare_batch,
@@ -87,7 +87,8 @@ def make_batch(config, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def pretrained_vaes() -> dict:
-    return {"vae_a": tiny_network("vae_a", seed=1), "vae_b": tiny_network("vae_b_quality", seed=2)}
+    return {"vae_a": random_network("vae_a", seed=1),
+            "vae_b": random_network("vae_b_quality", seed=2)}
 
 
 def start(stage, batch, seed: int = 0):
