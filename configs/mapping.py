@@ -30,7 +30,7 @@ PHOTOS = REPO.parent / "shared" / "photos"
 VARIANTS = ("quality", "scratch", "hr")
 
 
-SMALL_STEPS = 4000  # the bundled run (weights/README.md)
+SMALL_STEPS = 8000  # the bundled run (weights/README.md)
 
 
 def get_config(arg: str | None = None):

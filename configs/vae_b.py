@@ -17,7 +17,7 @@ from oldphoto_jax.training import loop
 
 PHOTOS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "photos"
 
-SMALL_STEPS = 5000  # the bundled run (weights/README.md)
+SMALL_STEPS = 10000  # the bundled run (weights/README.md)
 
 
 def get_config(arg: str | None = None):

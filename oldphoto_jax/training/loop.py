@@ -7,7 +7,10 @@ runs jitted train steps until ``config.num_steps``:
 * the state is replicated and each batch is split over the mesh's ``data`` axis (every host
   loads only its share of the global batch; ``jax.make_array_from_process_local_data``);
 * the step's PRNG key is ``fold_in(fold_in(key(seed), TRAIN), step)``: a pure function of
-  (seed, step), so a resumed run draws what an uninterrupted one would;
+  (seed, step), so a resumed run draws what an uninterrupted one would; so does its data: the
+  checkpoint holds grain's iterator position, and a run resumed with another
+  ``input.num_workers`` (whose saved position grain cannot take) starts a new iterator at the
+  next batch, since batch ``i`` is a pure function of ``i``;
 * every ``checkpoint_every`` steps the state and the data iterator's position are saved
   (:mod:`oldphoto_jax.training.checkpointing`), after checking that every metric up to that step
   and every leaf of the state is finite; a NaN or infinity stops the run with a
@@ -53,8 +56,10 @@ Config fields (:func:`add_trainer_fields` adds them with their defaults; the sta
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
+import json
 import math
 import os
 import pathlib
@@ -73,6 +78,10 @@ from oldphoto_jax.training import checkpointing, metrics as metrics_lib, stages
 from oldphoto_jax.training.stage import Stage
 
 DATA_AXIS = "data"
+# Steps dispatched ahead of the device at most: enough to hide dispatch on an accelerator, and it
+# keeps steps/s, the ETA and ``time_limit_s`` honest where the host outruns the device (a CPU
+# dispatched ~20 steps past a time limit before this bound, then computed them for minutes).
+STEPS_IN_FLIGHT = 2
 # Streams folded into key(seed): parameters at initialisation, and the steps.
 INIT_STREAM = 0
 TRAIN_STREAM = 1
@@ -385,6 +394,23 @@ def export_networks(stage: Stage, state, directory: str | os.PathLike, step: int
                            source=f"oldphoto-jax train.py, stage {stage.name}, step {step}")
 
 
+def _saved_num_workers(workdir: pathlib.Path, step: int) -> int | None:
+    """``input.num_workers`` of the run that saved checkpoint ``step``: the newest
+    ``config_from_step_<s>.json`` with s < ``step`` (None if there is none to read)."""
+    starts = []
+    for path in workdir.glob("config_from_step_*.json"):
+        suffix = path.stem.removeprefix("config_from_step_")
+        if suffix.isdigit() and int(suffix) < step:
+            starts.append((int(suffix), path))
+    if not starts:
+        return None
+    try:
+        saved = json.loads(max(starts)[1].read_text())
+        return int(saved["input"]["num_workers"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path, step: int) -> None:
     if jax.process_index() == 0:
         (workdir / f"config_from_step_{step}.json").write_text(
@@ -445,7 +471,19 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     if start_step:
         abstract = abstract_state(stage.init_state, init_key(seed, prng), fixed_batch,
                                   replicated(mesh))
-        state, iterator = ckpt.restore(start_step, abstract, iterator)
+        saved_workers = _saved_num_workers(workdir, start_step)
+        if saved_workers is None or saved_workers == in_config.num_workers:
+            state, iterator = ckpt.restore(start_step, abstract, iterator)
+        else:
+            # grain's saved position only fits the worker count it was saved with; the batches
+            # are a pure function of their index, so start a new iterator at the next one.
+            state = ckpt.restore_state(start_step, abstract)
+            if in_config.num_workers:
+                iterator.close()
+            iterator = data_lib.batch_iterator(in_config, photos, shard, start_batch=start_step)
+            log(f"the checkpoint's input position was saved with {saved_workers} data workers, "
+                f"this run has {in_config.num_workers}: the input restarts at batch "
+                f"{start_step} (the same batches)")
         log(f"resumed from the checkpoint of step {start_step} in {ckpt.directory}")
     else:
         state = replicate(stage.init_state(init_key(seed, prng), fixed_batch), replicated(mesh))
@@ -471,6 +509,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         writer.image(step, "samples", metrics_lib.image_grid(images, max_rows=num_samples))
 
     step, history, time_limited = start_step, [], False
+    in_flight = collections.deque()
     deadline = time.monotonic() + time_limit if time_limit > 0 else math.inf
     try:
         if start_step == 0 and sample_every:
@@ -483,6 +522,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
             state, step_metrics = train_step(state, global_batch(host_batch, in_sharding),
                                              jnp.asarray(step - 1, jnp.int32))
             buffer.add(step, step_metrics)
+            in_flight.append(step_metrics)
+            if len(in_flight) > STEPS_IN_FLIGHT:
+                jax.block_until_ready(in_flight.popleft())
             if step == start_step + 1:
                 jax.block_until_ready(step_metrics)
                 log(f"step {step}: compiled and ran the first step in "

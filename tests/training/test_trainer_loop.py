@@ -44,6 +44,28 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, test_stage, make_config,
     assert tags["loss/l1"] == [4, 8] and tags["samples"] == [0, 4, 8]
 
 
+def test_resume_with_another_worker_count_reads_the_same_batches(tmp_path, test_stage,
+                                                                 make_config):
+    """grain's saved position fits only its worker count; a run resumed with another count
+    restarts the input at the next batch, and ends where an uninterrupted run does."""
+    straight = loop.train(make_config(num_steps=6, checkpoint_every=3), tmp_path / "straight",
+                          stage=test_stage, log=lambda _: None)
+    first_config = make_config(num_steps=3, checkpoint_every=3)
+    first_config.input.num_workers = 1
+    loop.train(first_config, tmp_path / "resumed", stage=test_stage, log=lambda _: None)
+    lines = []
+    second = loop.train(make_config(num_steps=6, checkpoint_every=3), tmp_path / "resumed",
+                        stage=test_stage, log=lines.append)
+    assert (second.start_step, second.step) == (3, 6)
+    assert any("saved with 1 data workers, this run has 0" in line for line in lines)
+    a = checkpointing.load_state_arrays(tmp_path / "straight" / "checkpoints")
+    b = checkpointing.load_state_arrays(tmp_path / "resumed" / "checkpoints")
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    del straight
+
+
 def test_time_limit_stops_with_a_checkpoint_and_export_then_resumes(tmp_path, test_stage,
                                                                     make_config):
     lines = []
