@@ -5,7 +5,9 @@
 The restored photo is VAE_B's decoding of a mapped latent, so VAE_B's own encode-then-decode of
 the clean photos bounds what the pipeline can reach. On the evaluation set (the held-out clean
 photos degraded as ``python -m oldphoto_jax.evaluate`` does) this prints the PSNR of VAE_B on the
-clean photos and of VAE_A on the degraded ones, per photo and on average.
+clean photos and of VAE_A on the degraded ones, per photo and on average; and the same once each
+reconstruction's mean colour offset (per channel) is removed, which separates global colour
+casts from lost detail.
 """
 from __future__ import annotations
 
@@ -36,21 +38,42 @@ def reconstruct(vae, rgb: np.ndarray) -> np.ndarray:
     return postprocess.clamped_png(np.asarray(out))[0]
 
 
+def mean_colour_offset(reference: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """The mean of ``image - reference`` per colour channel (float64, in levels of 255)."""
+    difference = image.astype(np.float64) - reference.astype(np.float64)
+    return difference.reshape(-1, difference.shape[-1]).mean(axis=0)
+
+
+def offset_removed(reference: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """``image`` less its :func:`mean_colour_offset` from ``reference`` (rounded, clipped uint8):
+    what a reconstruction would score if only its global colour cast were fixed."""
+    shifted = image.astype(np.float64) - mean_colour_offset(reference, image)
+    return np.clip(np.round(shifted), 0, 255).astype(np.uint8)
+
+
+OFFSET_REMOVED = ", global colour offset removed"
+
+
 def reconstruction_psnr(model, cases) -> dict[str, list[float]]:
     """{"vae_b (clean)": [...], "vae_a (degraded)": [...]} PSNR per case, for the VAEs the model
-    has (VAE_B under ``vae_b_quality`` or ``vae_b_scratch``)."""
+    has (VAE_B under ``vae_b_quality`` or ``vae_b_scratch``), each followed by the same with the
+    reconstruction's mean colour offset removed (``<name>, global colour offset removed``): the
+    gap between the two is what global colour casts cost."""
     from oldphoto_jax.evaluation import metrics
 
     results = {}
     vae_b_role = next((r for r in ("vae_b_quality", "vae_b_scratch") if r in model.roles), None)
+    pairs = []
     if vae_b_role:
-        vae_b = model.network(vae_b_role)
-        results["vae_b (clean)"] = [metrics.psnr(c.clean, reconstruct(vae_b, c.clean))
-                                    for c in cases]
+        pairs.append(("vae_b (clean)", model.network(vae_b_role), "clean"))
     if "vae_a" in model.roles:
-        vae_a = model.network("vae_a")
-        results["vae_a (degraded)"] = [metrics.psnr(c.degraded, reconstruct(vae_a, c.degraded))
-                                       for c in cases]
+        pairs.append(("vae_a (degraded)", model.network("vae_a"), "degraded"))
+    for name, vae, field in pairs:
+        inputs = [getattr(c, field) for c in cases]
+        outputs = [reconstruct(vae, x) for x in inputs]
+        results[name] = [metrics.psnr(x, y) for x, y in zip(inputs, outputs)]
+        results[name + OFFSET_REMOVED] = [metrics.psnr(x, offset_removed(x, y))
+                                          for x, y in zip(inputs, outputs)]
     return results
 
 
