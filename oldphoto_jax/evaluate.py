@@ -14,8 +14,11 @@ run as ``infer.py --with_scratch --no_faces`` would (it detects scratches itself
 With ``--lpips_weights`` (an ``.npz`` of VGG16 and LPIPS weights the user makes once, see
 :func:`oldphoto_jax.evaluation.lpips.load_lpips_vgg_npz`; nothing is downloaded) each method also
 gets an LPIPS score (Zhang et al. 2018, VGG16 "lin" variant; lower is better); without it LPIPS is
-not computed. FID is not computed: it needs thousands of photos to be meaningful and Inception
-weights.
+not computed. With ``--fid_weights`` (an ``.npz`` of the FID Inception-v3, see
+:func:`oldphoto_jax.evaluation.fid.load_fid_inception_npz`) each method also gets an FID against
+the clean photos (one number per method over the whole set; lower is better). FID needs at least
+2 photos, and with a handful it is dominated by estimation noise (thousands make it meaningful):
+read it as a comparison of the methods on the same photos.
 
 Default photos: the clean photos held out from the bundled model's training
 (``oldphoto_jax.bundled.HOLDOUT``); ``--photos all`` takes every photo of ``--clean_folder``.
@@ -58,6 +61,9 @@ _ATTENTION_CHUNK = flags.DEFINE_integer(
 _LPIPS_WEIGHTS = flags.DEFINE_string(
     "lpips_weights", "", "LPIPS-VGG weights (.npz, see oldphoto_jax.evaluation.lpips."
     "load_lpips_vgg_npz); empty = LPIPS not computed.")
+_FID_WEIGHTS = flags.DEFINE_string(
+    "fid_weights", "", "FID Inception-v3 weights (.npz, see oldphoto_jax.evaluation.fid."
+    "load_fid_inception_npz); empty = FID not computed.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Also print library logs.")
 
 
@@ -76,20 +82,20 @@ def main(argv):
     if _LPIPS_WEIGHTS.value and not pathlib.Path(_LPIPS_WEIGHTS.value).is_file():
         print(f"error: no LPIPS weights at {_LPIPS_WEIGHTS.value}", file=sys.stderr)
         return 2
+    if _FID_WEIGHTS.value and not pathlib.Path(_FID_WEIGHTS.value).is_file():
+        print(f"error: no FID weights at {_FID_WEIGHTS.value}", file=sys.stderr)
+        return 2
     names = None if _PHOTOS.value == ["all"] else list(_PHOTOS.value)
-    max_side = _MAX_SIDE.value or None
+    settings = dict(seed=_SEED.value, preset=_PRESET.value, max_side=_MAX_SIDE.value or None,
+                    attention_chunk=_ATTENTION_CHUNK.value,
+                    lpips_weights=_LPIPS_WEIGHTS.value or None,
+                    fid_weights=_FID_WEIGHTS.value or None)
     try:
         if _OUTPUT.value:
-            evaluate(_CLEAN.value, names, _CHECKPOINT_DIR.value, _OUTPUT.value, seed=_SEED.value,
-                     preset=_PRESET.value, max_side=max_side,
-                     attention_chunk=_ATTENTION_CHUNK.value,
-                     lpips_weights=_LPIPS_WEIGHTS.value or None)
+            evaluate(_CLEAN.value, names, _CHECKPOINT_DIR.value, _OUTPUT.value, **settings)
         else:
             with tempfile.TemporaryDirectory(prefix="oldphoto_eval_") as output:
-                evaluate(_CLEAN.value, names, _CHECKPOINT_DIR.value, output, seed=_SEED.value,
-                         preset=_PRESET.value, max_side=max_side,
-                         attention_chunk=_ATTENTION_CHUNK.value,
-                     lpips_weights=_LPIPS_WEIGHTS.value or None)
+                evaluate(_CLEAN.value, names, _CHECKPOINT_DIR.value, output, **settings)
     except (PhotoError, PipelineError, CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -53,3 +53,13 @@ def markdown_table(scores: dict[str, dict[str, dict[str, float]]]) -> str:
         rows.append(f"| {name} | {cells(values)} |")
     rows.append(f"| **mean** | {cells(mean_scores(scores))} |")
     return "\n".join(rows)
+
+
+def fid_table(fids: dict[str, float], count: int) -> str:
+    """One row of FID per method (against the clean photos; lower is better)."""
+    methods = [m for m in METHODS if m in fids]
+    return "\n".join([
+        f"| FID against the clean photos ({count} photos; lower is better) | "
+        + " | ".join(METHOD_TITLES[m] for m in methods) + " |",
+        "|---|" + "---:|" * len(methods),
+        "| FID | " + " | ".join(f"{fids[m]:.2f}" for m in methods) + " |"])

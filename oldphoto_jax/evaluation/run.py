@@ -8,14 +8,16 @@ import time
 
 def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
              preset: str = "extended", max_side: int | None = 512, attention_chunk: int = 1024,
-             lpips_weights: str | None = None, log=print) -> dict:
+             lpips_weights: str | None = None, fid_weights: str | None = None,
+             log=print) -> dict:
     """Runs the evaluation described in ``oldphoto_jax.evaluate``'s docstring; returns
-    ``{"scores": scores[photo][method][metric], "mean": ..., "settings": ...}`` and writes it
+    ``{"scores": scores[photo][method][metric], "mean": ..., "settings": ...}`` (and, when
+    ``fid_weights`` is given, ``"fid": {method: FID against the clean photos}``) and writes it
     under ``output_dir``. Metrics: "psnr", "ssim"
     and, when ``lpips_weights`` (an ``.npz`` path) is given, "lpips"."""
     from oldphoto_jax import checkpoints
-    from oldphoto_jax.evaluation import (classical, contact_sheet, degraded_set, lpips, metrics,
-                                         report)
+    from oldphoto_jax.evaluation import (classical, contact_sheet, degraded_set, fid, lpips,
+                                         metrics, report)
     from oldphoto_jax.pipeline import photo_io
     from oldphoto_jax.pipeline.run import FINAL, Options, PipelineError, Restorer
 
@@ -24,7 +26,12 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     lpips_params = lpips.load_lpips_vgg_npz(lpips_weights) if lpips_weights else None
     if lpips_params is None:
         log("LPIPS not computed (no --lpips_weights given)")
+    fid_params = fid.load_fid_inception_npz(fid_weights) if fid_weights else None
+    if fid_params is None:
+        log("FID not computed (no --fid_weights given)")
     cases = degraded_set.load_cases(clean_folder, names, seed, preset, max_side, log=log)
+    if fid_params is not None and len(cases) < 2:
+        raise ValueError(f"FID needs at least 2 photos, got {len(cases)}")
     log(f"{len(cases)} photo(s) from {clean_folder}, degraded with the {preset} preset, "
         f"seed {seed}")
     for case in cases:
@@ -48,10 +55,12 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
         raise PipelineError("restoration failed for " + ", ".join(
             f"{name} ({reason})" for name, reason in summary.failed))
 
-    scores = {}
+    scores, restored = {}, {method: [] for method in report.METHODS}
     for case in cases:
         ours = photo_io.read_photo(output / "ours" / FINAL / f"{case.stem}.png").rgb
         images = {"input": case.degraded, "classical": baseline[case.name], "ours": ours}
+        for method, image in images.items():
+            restored[method].append(image)
         scores[case.name] = {
             method: {"psnr": metrics.psnr(case.clean, image),
                      "ssim": metrics.ssim(case.clean, image)}
@@ -60,6 +69,13 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
             distances = lpips.lpips_distances(lpips_params, case.clean, list(images.values()))
             for method, distance in zip(images, distances):
                 scores[case.name][method]["lpips"] = distance
+    fids = None
+    if fid_params is not None:
+        log(f"FID against the {len(cases)} clean photo(s) (few photos: a noisy comparison)")
+        clean_features = fid.inception_features(fid_params, [c.clean for c in cases])
+        fids = {method: fid.features_distance(
+                    clean_features, fid.inception_features(fid_params, images))
+                for method, images in restored.items()}
     result = {
         "scores": scores,
         "mean": report.mean_scores(scores),
@@ -67,9 +83,14 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
                      "seed": seed, "preset": preset, "max_side": max_side,
                      "checkpoint_dir": str(model.directory), "model_source": model.source,
                      "lpips_weights": str(lpips_weights) if lpips_weights else None,
+                     "fid_weights": str(fid_weights) if fid_weights else None,
                      "sizes": {c.name: list(c.clean.shape[:2]) for c in cases}},
     }
+    if fids is not None:
+        result["fid"] = fids
     table = report.markdown_table(scores)
+    if fids is not None:
+        table += "\n\n" + report.fid_table(fids, len(cases))
     _write_text(output / "results.json", json.dumps(result, indent=2) + "\n")
     _write_text(output / "results.md", table + "\n")
     rows = [[case.clean, case.degraded, baseline[case.name],
