@@ -20,6 +20,10 @@ the clean photos (one number per method over the whole set; lower is better). FI
 2 photos, and with a handful it is dominated by estimation noise (thousands make it meaningful):
 read it as a comparison of the methods on the same photos.
 
+``--seeds 0,1,2,3,4`` repeats the evaluation for each degradation seed and reports the mean
+scores per seed and over the seeds (with five photos, one seed's draw of degradations moves the
+comparison by dB).
+
 Default photos: the clean photos held out from the bundled model's training
 (``oldphoto_jax.bundled.HOLDOUT``); ``--photos all`` takes every photo of ``--clean_folder``.
 The table is printed and written, with the images, under ``--output_dir``: ``results.md``,
@@ -36,7 +40,7 @@ import tempfile
 from absl import app, flags, logging
 
 from oldphoto_jax import bundled
-from oldphoto_jax.evaluation.run import evaluate
+from oldphoto_jax.evaluation.run import evaluate, evaluate_seeds
 
 _CLEAN = flags.DEFINE_string(
     "clean_folder", str(bundled.REPO.parent / "shared" / "photos" / "clean"),
@@ -51,6 +55,10 @@ _OUTPUT = flags.DEFINE_string(
     "output_dir", None, "Where to write the images and the table (default: a temporary folder, "
     "removed at the end).")
 _SEED = flags.DEFINE_integer("seed", 0, "Degradation seed.")
+_SEEDS = flags.DEFINE_list(
+    "seeds", [], "Several degradation seeds (e.g. 0,1,2,3,4): one evaluation per seed under "
+    "<output_dir>/seed_<s>, then the mean scores per seed and over the seeds (seeds.md, "
+    "seeds.json). Replaces --seed.")
 _PRESET = flags.DEFINE_enum("preset", bundled.PRESET, ["official", "extended"],
                             "data_synth degradation preset.")
 _MAX_SIDE = flags.DEFINE_integer(
@@ -86,16 +94,29 @@ def main(argv):
         print(f"error: no FID weights at {_FID_WEIGHTS.value}", file=sys.stderr)
         return 2
     names = None if _PHOTOS.value == ["all"] else list(_PHOTOS.value)
-    settings = dict(seed=_SEED.value, preset=_PRESET.value, max_side=_MAX_SIDE.value or None,
+    settings = dict(preset=_PRESET.value, max_side=_MAX_SIDE.value or None,
                     attention_chunk=_ATTENTION_CHUNK.value,
                     lpips_weights=_LPIPS_WEIGHTS.value or None,
                     fid_weights=_FID_WEIGHTS.value or None)
     try:
+        seeds = [int(s) for s in _SEEDS.value]
+    except ValueError:
+        print(f"error: --seeds takes integers, got {','.join(_SEEDS.value)}", file=sys.stderr)
+        return 2
+
+    def run(output):
+        if seeds:
+            evaluate_seeds(_CLEAN.value, names, _CHECKPOINT_DIR.value, output, seeds, **settings)
+        else:
+            evaluate(_CLEAN.value, names, _CHECKPOINT_DIR.value, output, seed=_SEED.value,
+                     **settings)
+
+    try:
         if _OUTPUT.value:
-            evaluate(_CLEAN.value, names, _CHECKPOINT_DIR.value, _OUTPUT.value, **settings)
+            run(_OUTPUT.value)
         else:
             with tempfile.TemporaryDirectory(prefix="oldphoto_eval_") as output:
-                evaluate(_CLEAN.value, names, _CHECKPOINT_DIR.value, output, **settings)
+                run(output)
     except (PhotoError, PipelineError, CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -63,3 +63,37 @@ def fid_table(fids: dict[str, float], count: int) -> str:
         + " | ".join(METHOD_TITLES[m] for m in methods) + " |",
         "|---|" + "---:|" * len(methods),
         "| FID | " + " | ".join(f"{fids[m]:.2f}" for m in methods) + " |"])
+
+
+def summarise_seeds(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict:
+    """``{"mean": means[method][metric], "std": ...}`` over the seeds' mean scores."""
+    summary: dict[str, dict[str, dict[str, float]]] = {"mean": {}, "std": {}}
+    for method in METHODS:
+        metrics = sorted({m for means in per_seed.values() for m in means.get(method, {})})
+        for metric in metrics:
+            values = [means[method][metric] for means in per_seed.values()
+                      if metric in means.get(method, {})]
+            summary["mean"].setdefault(method, {})[metric] = float(np.mean(values))
+            summary["std"].setdefault(method, {})[metric] = float(np.std(values))
+    return summary
+
+
+def seeds_table(per_seed: dict[int, dict[str, dict[str, float]]]) -> str:
+    """One row of mean scores per seed, then the mean (± standard deviation) over the seeds."""
+    methods = [m for m in METHODS if any(m in means for means in per_seed.values())]
+    metrics = [m for m in METRICS
+               if any(m in means.get(method, {}) for means in per_seed.values()
+                      for method in methods)]
+    header = "| seed | " + " | ".join(f"{METHOD_TITLES[m]} {METRIC_COLUMNS[metric][0]}"
+                                      for m in methods for metric in metrics) + " |"
+    rows = [header, "|---|" + "---:|" * (len(methods) * len(metrics))]
+    for seed, means in per_seed.items():
+        rows.append(f"| {seed} | " + " | ".join(
+            format(means[m].get(metric, math.nan), METRIC_COLUMNS[metric][1])
+            for m in methods for metric in metrics) + " |")
+    summary = summarise_seeds(per_seed)
+    rows.append("| **mean ± sd** | " + " | ".join(
+        f"{format(summary['mean'][m][metric], METRIC_COLUMNS[metric][1])} ± "
+        f"{format(summary['std'][m][metric], METRIC_COLUMNS[metric][1])}"
+        for m in methods for metric in metrics) + " |")
+    return "\n".join(rows)

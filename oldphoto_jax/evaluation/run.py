@@ -103,6 +103,34 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     return result
 
 
+def evaluate_seeds(clean_folder, names, checkpoint_dir, output_dir, seeds, log=print,
+                   **settings) -> dict:
+    """:func:`evaluate` once per degradation seed (into ``output_dir/seed_<s>``), then the mean
+    scores of every seed and their mean over the seeds, written as ``seeds.md`` and
+    ``seeds.json``: with five photos one seed's draw of degradations moves the comparison by
+    dB, so a claim should hold over several. Returns ``{"per_seed": {seed: means},
+    "mean": means over seeds, "std": their standard deviation}`` (``means[method][metric]``)."""
+    from oldphoto_jax.evaluation import report
+
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"expected distinct seeds, got {seeds}")
+    output = pathlib.Path(output_dir)
+    per_seed = {}
+    for seed in seeds:
+        log(f"== seed {seed}")
+        result = evaluate(clean_folder, names, checkpoint_dir, output / f"seed_{seed}",
+                          seed=seed, log=log, **settings)
+        per_seed[seed] = result["mean"]
+    summary = report.summarise_seeds(per_seed)
+    table = report.seeds_table(per_seed)
+    _write_text(output / "seeds.json", json.dumps(
+        {"per_seed": {str(k): v for k, v in per_seed.items()}, **summary}, indent=2) + "\n")
+    _write_text(output / "seeds.md", table + "\n")
+    log(f"\nmean over seeds {', '.join(map(str, seeds))}:\n{table}\n")
+    return {"per_seed": per_seed, **summary}
+
+
 def _write_text(path: pathlib.Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp")

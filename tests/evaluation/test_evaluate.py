@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from oldphoto_jax import bundled
-from oldphoto_jax.evaluation.run import evaluate
+from oldphoto_jax.evaluation.run import evaluate, evaluate_seeds
 from oldphoto_jax.evaluation import classical, degraded_set, metrics, report
 from oldphoto_jax.testing.random_model import write_random_model
 
@@ -131,6 +131,41 @@ def test_evaluate_runs_end_to_end_and_writes_its_results(tmp_path):
     assert written["settings"]["preset"] == "extended"
     assert "**mean**" in (output / "results.md").read_text()
     assert (output / "sheet.png").is_file()
+
+
+def test_seeds_table_reports_each_seed_and_the_mean_with_its_spread():
+    per_seed = {0: {m: {"psnr": 16.0 + i, "ssim": 0.5} for i, m in enumerate(report.METHODS)},
+                3: {m: {"psnr": 18.0 + i, "ssim": 0.7} for i, m in enumerate(report.METHODS)}}
+    summary = report.summarise_seeds(per_seed)
+    assert summary["mean"]["ours"]["psnr"] == pytest.approx(19.0)
+    assert summary["std"]["ours"]["psnr"] == pytest.approx(1.0)
+    lines = report.seeds_table(per_seed).splitlines()
+    assert len(lines) == 5 and lines[2].startswith("| 0 |") and lines[3].startswith("| 3 |")
+    assert lines[-1] == ("| **mean ± sd** | 17.00 ± 1.00 | 0.6000 ± 0.1000 | 18.00 ± 1.00 | "
+                         "0.6000 ± 0.1000 | 19.00 ± 1.00 | 0.6000 ± 0.1000 |")
+
+
+def test_evaluate_seeds_runs_one_evaluation_per_seed(tmp_path):
+    model_dir = tmp_path / "model"
+    write_random_model(model_dir, roles=SCRATCH_ROLES)
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    Image.fromarray(_smooth_photo(48, 64, seed=1)).save(clean / "one.png")
+    output = tmp_path / "eval"
+    result = evaluate_seeds(clean, None, model_dir, output, [0, 5], log=lambda line: None)
+    for seed in (0, 5):
+        single = json.loads((output / f"seed_{seed}" / "results.json").read_text())
+        assert single["settings"]["seed"] == seed
+        for method, values in single["mean"].items():
+            assert result["per_seed"][seed][method] == pytest.approx(values)
+    inputs = [result["per_seed"][s]["input"]["psnr"] for s in (0, 5)]
+    assert inputs[0] != inputs[1]  # the seeds degrade differently
+    assert result["mean"]["input"]["psnr"] == pytest.approx(np.mean(inputs))
+    written = json.loads((output / "seeds.json").read_text())
+    assert set(written["per_seed"]) == {"0", "5"} and "mean ± sd" in (
+        output / "seeds.md").read_text()
+    with pytest.raises(ValueError, match="distinct seeds"):
+        evaluate_seeds(clean, None, model_dir, output, [1, 1])
 
 
 def test_command_line_reports_a_missing_model(tmp_path):
