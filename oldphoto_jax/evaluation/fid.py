@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import linalg
 
+from oldphoto_jax.evaluation.npz_weights import NpzWeights
 from oldphoto_jax.layers import conv2d, resize_bilinear
 
 INPUT_SIDE = 299
@@ -178,17 +179,11 @@ def load_fid_inception_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     with ``s = gamma / sqrt(var + eps)``. Returns ``{"U.kernel": HWIO, "U.shift": (out,)}``.
     Raises ValueError naming the key when an array is missing or has the wrong shape.
     """
-    with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files}
+    file = NpzWeights(path, "the pytorch-fid Inception-v3 state dict: <unit>.conv.weight and "
+                            "<unit>.bn.*")
 
     def get(key: str, shape: tuple[int, ...]) -> np.ndarray:
-        if key not in arrays:
-            raise ValueError(f"{path}: missing {key} (expected the pytorch-fid Inception-v3 "
-                             "state dict: <unit>.conv.weight and <unit>.bn.*)")
-        value = np.asarray(arrays[key], np.float64)
-        if value.shape != shape:
-            raise ValueError(f"{path}: {key} has shape {value.shape}, expected {shape}")
-        return value
+        return file.get(key, shape, np.float64)
 
     weights = {}
     for unit, shape in conv_shapes().items():

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from oldphoto_jax.evaluation.npz_weights import NpzWeights
 from oldphoto_jax.layers import conv2d
 
 # torchvision ``vgg16().features`` up to relu5_3: conv widths by torchvision index; "M" = max pool.
@@ -65,17 +66,8 @@ def load_lpips_vgg_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     Raises ValueError naming the key when an array is missing or has the wrong shape.
     """
-    with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files}
-
-    def get(key: str, shape: tuple[int, ...]) -> np.ndarray:
-        if key not in arrays:
-            raise ValueError(f"{path}: missing {key} (expected torchvision VGG16 features.* "
-                             "and LPIPS lin*.model.1.weight arrays)")
-        value = np.asarray(arrays[key], np.float32)
-        if value.shape != shape:
-            raise ValueError(f"{path}: {key} has shape {value.shape}, expected {shape}")
-        return value
+    get = NpzWeights(path, "torchvision VGG16 features.* and LPIPS lin*.model.1.weight "
+                           "arrays").get
 
     weights: dict[str, np.ndarray] = {}
     channels = 3

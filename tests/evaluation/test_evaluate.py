@@ -13,17 +13,10 @@ from PIL import Image
 from oldphoto_jax import bundled
 from oldphoto_jax.evaluation.run import evaluate, evaluate_seeds
 from oldphoto_jax.evaluation import classical, degraded_set, metrics, report
-from oldphoto_jax.testing.random_model import write_random_model
+from oldphoto_jax.testing.synthetic_photos import smooth_photo as make_smooth_photo
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-SCRATCH_ROLES = ("vae_a", "mapping_scratch", "vae_b_scratch", "scratch_detector")
-
-
-def _smooth_photo(height=96, width=128, seed=0):
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack([120 + 80 * np.sin(x / 17 + c) * np.cos(y / 23 - c) for c in range(3)], -1)
-    return np.clip(base + rng.normal(0, 2, base.shape), 0, 255).astype(np.uint8)
+_smooth_photo = make_smooth_photo
 
 
 def test_psnr_and_ssim_follow_their_definitions():
@@ -108,13 +101,9 @@ def test_markdown_table_has_a_row_per_photo_and_a_mean():
     assert "| 21.00 | 0.6000 | 22.00 | 0.6000 | 23.00 | 0.6000 |" in lines[-1]
 
 
-def test_evaluate_runs_end_to_end_and_writes_its_results(tmp_path):
-    model_dir = tmp_path / "model"
-    write_random_model(model_dir, roles=SCRATCH_ROLES)
-    clean = tmp_path / "clean"
-    clean.mkdir()
-    Image.fromarray(_smooth_photo(70, 90, seed=1)).save(clean / "one.png")
-    Image.fromarray(_smooth_photo(64, 64, seed=2)).save(clean / "two.jpg")
+def test_evaluate_runs_end_to_end_and_writes_its_results(tmp_path, eval_inputs):
+    model_dir, clean = eval_inputs({"one.png": _smooth_photo(70, 90, seed=1),
+                                    "two.jpg": _smooth_photo(64, 64, seed=2)})
     output = tmp_path / "eval"
     result = evaluate(clean, None, model_dir, output, seed=0, log=lambda line: None)
     assert set(result["scores"]) == {"one.png", "two.jpg"}
@@ -145,12 +134,8 @@ def test_seeds_table_reports_each_seed_and_the_mean_with_its_spread():
                          "0.6000 ± 0.1000 | 19.00 ± 1.00 | 0.6000 ± 0.1000 |")
 
 
-def test_evaluate_seeds_runs_one_evaluation_per_seed(tmp_path):
-    model_dir = tmp_path / "model"
-    write_random_model(model_dir, roles=SCRATCH_ROLES)
-    clean = tmp_path / "clean"
-    clean.mkdir()
-    Image.fromarray(_smooth_photo(48, 64, seed=1)).save(clean / "one.png")
+def test_evaluate_seeds_runs_one_evaluation_per_seed(tmp_path, eval_inputs):
+    model_dir, clean = eval_inputs({"one.png": _smooth_photo(48, 64, seed=1)})
     output = tmp_path / "eval"
     result = evaluate_seeds(clean, None, model_dir, output, [0, 5], log=lambda line: None)
     for seed in (0, 5):
@@ -174,6 +159,18 @@ def test_command_line_reports_a_missing_model(tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 2
     assert "no model at" in completed.stderr
+
+
+@pytest.mark.parametrize("flag, message", [("lpips_weights", "no LPIPS weights at"),
+                                           ("fid_weights", "no FID weights at")])
+def test_command_line_reports_a_missing_weights_file(tmp_path, eval_inputs, flag, message):
+    model_dir, _ = eval_inputs({})
+    completed = subprocess.run(
+        [sys.executable, "-m", "oldphoto_jax.evaluate", f"--checkpoint_dir={model_dir}",
+         f"--{flag}={tmp_path / 'none.npz'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2
+    assert message in completed.stderr
 
 
 def test_contact_sheet_lays_out_rows_and_columns(tmp_path):

@@ -2,9 +2,6 @@
 (random weights of the real shapes; its state-dict keys are the ones the loader reads), the
 Fréchet distance against closed forms, the loader's errors, and the evaluation run with FID."""
 import json
-import subprocess
-import sys
-import pathlib
 
 import numpy as np
 import pytest
@@ -15,10 +12,8 @@ from PIL import Image
 
 from oldphoto_jax.evaluation import fid, report
 from oldphoto_jax.evaluation.run import evaluate
-from oldphoto_jax.testing.random_model import write_random_model
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-SCRATCH_ROLES = ("vae_a", "mapping_scratch", "vae_b_scratch", "scratch_detector")
+from oldphoto_jax.testing.synthetic_photos import smooth_photo as make_smooth_photo
 
 
 # ---- a torch reference, torchvision's Inception3 names with pytorch-fid's pools ----
@@ -192,11 +187,7 @@ def weights(weights_file):
 
 
 def _photo(height, width, seed):
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack([120 + 80 * np.sin(x / 17 + c + seed) * np.cos(y / 23 - c) for c in range(3)],
-                    -1)
-    return np.clip(base + rng.normal(0, 2, base.shape), 0, 255).astype(np.uint8)
+    return make_smooth_photo(height, width, seed=seed, phase=float(seed))
 
 
 def test_loader_reads_exactly_the_units_of_the_pytorch_fid_layout(torch_net, weights):
@@ -267,13 +258,8 @@ def test_loader_names_a_missing_key_or_a_wrong_shape(torch_net, tmp_path):
         fid.load_fid_inception_npz(tmp_path / "shape.npz")
 
 
-def test_evaluate_reports_fid_per_method(tmp_path, weights_file, weights):
-    model_dir = tmp_path / "model"
-    write_random_model(model_dir, roles=SCRATCH_ROLES)
-    clean = tmp_path / "clean"
-    clean.mkdir()
-    for k in range(3):
-        Image.fromarray(_photo(64, 80, seed=10 + k)).save(clean / f"p{k}.png")
+def test_evaluate_reports_fid_per_method(tmp_path, weights_file, weights, eval_inputs):
+    model_dir, clean = eval_inputs({f"p{k}.png": _photo(64, 80, seed=10 + k) for k in range(3)})
     output = tmp_path / "eval"
     lines = []
     result = evaluate(clean, None, model_dir, output, seed=0, fid_weights=str(weights_file),
@@ -292,23 +278,8 @@ def test_evaluate_reports_fid_per_method(tmp_path, weights_file, weights):
     assert "| FID against the clean photos (3 photos; lower is better) |" in table
 
 
-def test_evaluate_without_fid_weights_says_so(tmp_path):
+def test_evaluate_without_fid_weights_says_so(tmp_path, eval_inputs):
+    model_dir, clean = eval_inputs({"one.png": _photo(48, 48, seed=3)})
     lines = []
-    model_dir = tmp_path / "model"
-    write_random_model(model_dir, roles=SCRATCH_ROLES)
-    clean = tmp_path / "clean"
-    clean.mkdir()
-    Image.fromarray(_photo(48, 48, seed=3)).save(clean / "one.png")
     result = evaluate(clean, None, model_dir, tmp_path / "eval", seed=0, log=lines.append)
     assert "fid" not in result and any("FID not computed" in line for line in lines)
-
-
-def test_command_line_reports_missing_fid_weights(tmp_path):
-    model_dir = tmp_path / "model"
-    write_random_model(model_dir, roles=SCRATCH_ROLES)
-    completed = subprocess.run(
-        [sys.executable, "-m", "oldphoto_jax.evaluate", f"--checkpoint_dir={model_dir}",
-         f"--fid_weights={tmp_path / 'none.npz'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 2
-    assert "no FID weights at" in completed.stderr

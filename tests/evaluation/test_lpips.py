@@ -2,9 +2,6 @@
 torch reference written here, its basic properties, the loader's errors, and the evaluation run
 with LPIPS on."""
 import json
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,13 +11,10 @@ from PIL import Image
 
 from oldphoto_jax.evaluation.run import evaluate
 from oldphoto_jax.evaluation import lpips, report
-from oldphoto_jax.testing.random_model import write_random_model
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 # torchvision vgg16().features conv indices, block by block (2x2 max pool between blocks).
 BLOCKS = ((0, 2), (5, 7), (10, 12, 14), (17, 19, 21), (24, 26, 28))
 WIDTHS = (64, 128, 256, 512, 512)
-SCRATCH_ROLES = ("vae_a", "mapping_scratch", "vae_b_scratch", "scratch_detector")
 
 
 def _random_arrays(seed=0):
@@ -138,19 +132,9 @@ def test_table_has_lpips_columns_only_when_scored():
     assert "lpips" not in report.mean_scores(scores)["ours"]
 
 
-def _smooth_photo(height, width, seed):
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack([120 + 80 * np.sin(x / 17 + c) * np.cos(y / 23 - c) for c in range(3)], -1)
-    return np.clip(base + rng.normal(0, 2, base.shape), 0, 255).astype(np.uint8)
-
-
-def test_evaluate_scores_lpips_for_every_method(tmp_path, weights_file, weights):
-    model_dir = tmp_path / "model"
-    write_random_model(model_dir, roles=SCRATCH_ROLES)
-    clean = tmp_path / "clean"
-    clean.mkdir()
-    Image.fromarray(_smooth_photo(64, 80, seed=1)).save(clean / "one.png")
+def test_evaluate_scores_lpips_for_every_method(tmp_path, weights_file, weights, eval_inputs,
+                                               smooth_photo):
+    model_dir, clean = eval_inputs({"one.png": smooth_photo(64, 80, seed=1)})
     output = tmp_path / "eval"
     lines = []
     result = evaluate(clean, None, model_dir, output, seed=0, lpips_weights=str(weights_file),
@@ -168,14 +152,3 @@ def test_evaluate_scores_lpips_for_every_method(tmp_path, weights_file, weights)
     written = json.loads((output / "results.json").read_text())
     assert written["settings"]["lpips_weights"] == str(weights_file)
     assert "LPIPS" in (output / "results.md").read_text()
-
-
-def test_command_line_reports_missing_lpips_weights(tmp_path):
-    model_dir = tmp_path / "model"
-    write_random_model(model_dir, roles=SCRATCH_ROLES)
-    completed = subprocess.run(
-        [sys.executable, "-m", "oldphoto_jax.evaluate", f"--checkpoint_dir={model_dir}",
-         f"--lpips_weights={tmp_path / 'none.npz'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert completed.returncode == 2
-    assert "no LPIPS weights at" in completed.stderr
