@@ -78,10 +78,13 @@ from oldphoto_jax.training import checkpointing, metrics as metrics_lib, stages
 from oldphoto_jax.training.stage import Stage
 
 DATA_AXIS = "data"
-# Steps dispatched ahead of the device at most: enough to hide dispatch on an accelerator, and it
-# keeps steps/s, the ETA and ``time_limit_s`` honest where the host outruns the device (a CPU
-# dispatched ~20 steps past a time limit before this bound, then computed them for minutes).
-STEPS_IN_FLIGHT = 2
+# Steps dispatched ahead of the device at most (before, only the metrics fetched every
+# ``log_every`` steps bounded them): it keeps steps/s, the ETA and ``time_limit_s`` roughly honest
+# where the host outruns the device (a CPU had dispatched 19 steps past a time limit, then
+# computed them for minutes). 8, not fewer, to leave an accelerator slack for uneven batches
+# from the data workers: the only GPU runs with a bound (of 2) ran at ~25 steps/s where earlier
+# runs had reached 33-55, the cause not established.
+STEPS_IN_FLIGHT = 8
 # Streams folded into key(seed): parameters at initialisation, and the steps.
 INIT_STREAM = 0
 TRAIN_STREAM = 1
