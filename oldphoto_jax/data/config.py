@@ -55,6 +55,10 @@ class InputConfig:
     ``mapping``; about 10x the work of degrading the crop for 1024 px photos); False degrades the
     crop. ``output_dtype``: "float32" (images in [-1, 1], masks {0, 1}) or "uint8" (raw values,
     a quarter of the bytes to move to the accelerator; convert there with ``u8 / 127.5 - 1``).
+    ``scale_range``: ``(low, high)`` in (0, 1]: each photo is first downscaled by a factor
+    drawn uniformly from it (Lanczos; never below the crop size on its short side), so crops
+    show content at several scales; ``None`` (default, the release) crops at the photo's own
+    scale. Every stage but ``faces``.
     ``num_workers``: grain worker processes (0 = in the training process);
     ``read_threads`` and ``prefetch_batches`` are per process. ``cache_mb``: decoded photos kept
     in memory by each process.
@@ -71,6 +75,7 @@ class InputConfig:
     flip_p: float = 0.5
     empty_mask_p: float | None = None
     degrade_full_image: bool = True
+    scale_range: tuple[float, float] | None = None
     domain_a_local_damage: bool = False
     detection_channels: int = 1
     output_dtype: str = "float32"
@@ -89,6 +94,11 @@ class InputConfig:
         for name in ("real_old_p", "grayscale_p", "flip_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be a probability")
+        if self.scale_range is not None:
+            low, high = self.scale_range
+            if not 0.0 < low <= high <= 1.0:
+                raise ValueError(f"scale_range must be (low, high) with 0 < low <= high <= 1, "
+                                 f"got {self.scale_range}")
         if self.empty_mask_p is not None and not 0.0 <= self.empty_mask_p <= 1.0:
             raise ValueError("empty_mask_p must be a probability or None")
         if self.output_dtype not in ("float32", "uint8"):

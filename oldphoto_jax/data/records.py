@@ -8,7 +8,9 @@ choice of record ``index`` comes from generators seeded with
 
 * stream 0 (layout): photo choice, real-or-synthetic, crop offset, flip, grayscale, empty mask;
 * stream 1: the ``data_synth.degrade`` seed, so a degradation can be replayed on its own;
-* stream 2 with the epoch instead of the index: the photo order of that epoch.
+* stream 2 with the epoch instead of the index: the photo order of that epoch;
+* stream 3: the downscale factor when ``config.scale_range`` is set (its own stream, so the
+  other draws are those of a run without it).
 
 So the record does not depend on which process makes it, on worker count or on what was made
 before; grain only decides which indices are asked for.
@@ -43,6 +45,7 @@ from oldphoto_jax.data.photos import PhotoSource
 LAYOUT_STREAM = 0
 DEGRADE_STREAM = 1
 ORDER_STREAM = 2
+SCALE_STREAM = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,9 +133,18 @@ class StageRecords:
         out = transforms.crop(image, top, left, self.config.crop_size)
         return transforms.hflip(out) if flip else out
 
-    def _uniform_photo(self, source: PhotoSource, rng: np.random.Generator) -> np.ndarray:
-        photo = source[int(rng.integers(len(source)))]
+    def _at_scale(self, photo: np.ndarray, index: int) -> np.ndarray:
+        """The photo downscaled by record ``index``'s factor (``config.scale_range``), then
+        upscaled to the crop size where its short side is smaller."""
+        if self.config.scale_range is not None:
+            rng = np.random.default_rng(record_seed(self.config, index, SCALE_STREAM))
+            factor = rng.uniform(*self.config.scale_range)
+            photo = transforms.downscale(photo, factor, self.config.crop_size)
         return transforms.upscale_short_side(photo, self.config.crop_size)
+
+    def _uniform_photo(self, source: PhotoSource, rng: np.random.Generator,
+                       index: int) -> np.ndarray:
+        return self._at_scale(source[int(rng.integers(len(source)))], index)
 
     def _indexed_photo(self, index: int) -> np.ndarray:
         source = self.photos.indexed(self.config.stage)
@@ -173,20 +185,20 @@ class StageRecords:
         real = bool(rng.random() < self.config.real_old_p)
         if real:
             old = self.photos.old[int(rng.integers(len(self.photos.old)))]
-            photo = self._uniform_photo(old, rng)
+            photo = self._uniform_photo(old, rng, index)
             image = self._cut(photo, self._window(photo, rng))
             gray = bool(rng.random() < self.config.grayscale_p)
             if gray:
                 image = transforms.grayscale(image)
         else:
-            photo = self._uniform_photo(self.photos.clean, rng)
+            photo = self._uniform_photo(self.photos.clean, rng, index)
             image, _, _, gray = self._degraded_pair(
                 photo, index, rng, self.domain_a_recipe, self.config.degrade_full_image)
         return {"image": image, "real_old": np.float32(real), "grayscale": np.float32(gray)}
 
     def _domain_b(self, index: int) -> dict[str, np.ndarray]:
         rng = self._layout_rng(index)
-        photo = self._uniform_photo(self.photos.clean, rng)
+        photo = self._uniform_photo(self.photos.clean, rng, index)
         image = self._cut(photo, self._window(photo, rng))
         gray = bool(rng.random() < self.config.grayscale_p)
         if gray:
@@ -195,14 +207,14 @@ class StageRecords:
 
     def _mapping(self, index: int) -> dict[str, np.ndarray]:
         rng = self._layout_rng(index)
-        photo = transforms.upscale_short_side(self._indexed_photo(index), self.config.crop_size)
+        photo = self._at_scale(self._indexed_photo(index), index)
         degraded, clean, _, gray = self._degraded_pair(
             photo, index, rng, self.undamaged_recipe, self.config.degrade_full_image)
         return {"degraded": degraded, "clean": clean, "grayscale": np.float32(gray)}
 
     def _mapping_mask(self, index: int) -> dict[str, np.ndarray]:
         rng = self._layout_rng(index)
-        photo = transforms.upscale_short_side(self._indexed_photo(index), self.config.crop_size)
+        photo = self._at_scale(self._indexed_photo(index), index)
         recipe = self._masked_recipe(rng)
         degraded, clean, mask, gray = self._degraded_pair(photo, index, rng, recipe, False)
         return {"degraded": degraded, "clean": clean, "mask": transforms.binary_mask(mask),
@@ -210,7 +222,7 @@ class StageRecords:
 
     def _detection(self, index: int) -> dict[str, np.ndarray]:
         rng = self._layout_rng(index)
-        photo = transforms.upscale_short_side(self._indexed_photo(index), self.config.crop_size)
+        photo = self._at_scale(self._indexed_photo(index), index)
         recipe = self._masked_recipe(rng)
         degraded, _, mask, gray = self._degraded_pair(photo, index, rng, recipe, False)
         if self.config.detection_channels == 1:

@@ -31,6 +31,18 @@ def upscale_short_side(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(resized)
 
 
+def downscale(image: np.ndarray, factor: float, min_short_side: int) -> np.ndarray:
+    """Pillow Lanczos resize by ``factor`` <= 1, but never below ``min_short_side`` on the short
+    side (the factor is raised to keep it; an image already at or under it is unchanged)."""
+    height, width = image.shape[:2]
+    short = min(height, width)
+    factor = min(1.0, max(float(factor), min_short_side / short))
+    if factor >= 1.0:
+        return image
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+
+
 def crop_offset(height: int, width: int, size: int, rng: np.random.Generator) -> tuple[int, int]:
     """(top, left) of a ``size`` square crop, uniform integers in [0, H - size] x [0, W - size]."""
     if height < size or width < size:

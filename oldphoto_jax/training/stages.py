@@ -176,8 +176,11 @@ def default_config(stage: str, variant: str | None = None, tiny: bool = False,
     if small:
         _make_small(c)
         crop, batch = SMALL_CROP, SMALL_BATCH
-    c.input = ml_collections.ConfigDict(dict(stage=data_stage(c), batch_size=batch,
-                                             crop_size=crop))
+    # scale_range: None (the release) or (low, high), set on the command line as
+    # --config.input.scale_range="(0.5, 1.0)" (oldphoto_jax.data.InputConfig).
+    c.input = ml_collections.ConfigDict(dict(
+        stage=data_stage(c), batch_size=batch, crop_size=crop,
+        scale_range=ml_collections.config_dict.placeholder(tuple)))
     if stage == "face":
         c.input.crop_size = int(c.model.load_size)
     return c

@@ -45,6 +45,25 @@ def test_domain_b_records_are_flipped_crops_of_clean_photos(photos, config_for):
         assert is_crop_of(record["image"], photos.clean, config.crop_size)
 
 
+def test_scale_range_crops_each_photo_at_a_drawn_scale(photos, config_for):
+    size = 32
+    half = StageRecords(config_for("domain_b", grayscale_p=0.0, scale_range=(0.5, 0.5)), photos)
+    halved = [transforms.downscale(photos.clean[i], 0.5, size) for i in range(len(photos.clean))]
+    for index in range(4):
+        assert is_crop_of(half(index)["image"], halved, size)
+    # Its own random stream: at scale 1 every record is the one of a run without scale_range.
+    for stage in ("domain_b", "mapping_mask"):
+        plain = StageRecords(config_for(stage), photos)
+        unit = StageRecords(config_for(stage, scale_range=(1.0, 1.0)), photos)
+        for index in (0, 3):
+            for key, value in plain(index).items():
+                np.testing.assert_array_equal(unit(index)[key], value)
+    with pytest.raises(ValueError, match="scale_range"):
+        config_for("domain_b", scale_range=(0.0, 1.0))
+    with pytest.raises(ValueError, match="scale_range"):
+        config_for("domain_b", scale_range=(0.8, 0.5))
+
+
 def test_records_are_pure_functions_of_seed_and_index(photos, config_for):
     for stage in ("domain_a", "mapping", "mapping_mask"):
         a = StageRecords(config_for(stage), photos)

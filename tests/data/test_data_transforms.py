@@ -82,3 +82,11 @@ def test_model_inputs_convert_images_and_masks_only():
     assert raw["degraded"].dtype == np.uint8 and raw["degraded"] is not batch["degraded"]
     with pytest.raises(ValueError):
         transforms.model_inputs(batch, "float16")
+
+
+def test_downscale_keeps_the_short_side_at_least_the_minimum():
+    image = np.random.default_rng(0).integers(0, 256, (100, 60, 3), dtype=np.uint8)
+    assert transforms.downscale(image, 0.5, 16).shape == (50, 30, 3)
+    assert transforms.downscale(image, 0.1, 32).shape == (53, 32, 3)  # factor raised to 32/60
+    assert transforms.downscale(image, 1.0, 16) is image
+    assert transforms.downscale(image, 0.5, 80) is image  # short side 60 already under 80
