@@ -10,6 +10,9 @@ Each clean photo is downscaled to ``--max_side`` and centre-cropped to sides tha
 and SSIM (scikit-image, data range 255, colour): the degraded input itself, the classical baseline
 (OpenCV non-local-means denoising, then Telea inpainting of the true damage mask) and the model,
 run as ``infer.py --with_scratch --no_faces`` would (it detects scratches itself: no mask given).
+A colour diagnosis follows the table: each method's mean PSNR once every image's global colour
+offset from its clean photo (one number per channel) is removed, and what that offset costs. It
+is not a score (it looks at the clean photo); it tells wrong overall colour from lost detail.
 
 With ``--lpips_weights`` (an ``.npz`` of VGG16 and LPIPS weights the user makes once, see
 :func:`oldphoto_jax.evaluation.lpips.load_lpips_vgg_npz`; nothing is downloaded) each method also

@@ -1,5 +1,5 @@
 """The evaluation table: PSNR / SSIM (and LPIPS, when computed) per photo and method, and their
-means."""
+means; and the colour diagnosis (PSNR once each image's global colour offset is removed)."""
 from __future__ import annotations
 
 import math
@@ -10,9 +10,13 @@ METHODS = ("input", "classical", "ours")
 METHOD_TITLES = {"input": "degraded input", "classical": "NLM + Telea (true mask)",
                  "ours": "oldphoto-jax"}
 # metric -> (column title, number format); "lpips" is optional (only with LPIPS weights).
-METRICS = ("psnr", "ssim", "lpips")
+METRICS = ("psnr", "ssim", "lpips", "psnr_offset_removed")
 METRIC_COLUMNS = {"psnr": ("PSNR", ".2f"), "ssim": ("SSIM", ".4f"),
-                  "lpips": ("LPIPS (lower is better)", ".4f")}
+                  "lpips": ("LPIPS (lower is better)", ".4f"),
+                  "psnr_offset_removed": ("PSNR, global colour offset removed", ".2f")}
+# Diagnoses, not scores (they look at the clean photo): kept out of the score tables and shown
+# by colour_table.
+DIAGNOSTIC_METRICS = ("psnr_offset_removed",)
 
 
 def present_metrics(scores: dict[str, dict[str, dict[str, float]]]) -> list[str]:
@@ -37,7 +41,7 @@ def markdown_table(scores: dict[str, dict[str, dict[str, float]]]) -> str:
     """One row per photo and a mean row; columns PSNR (dB), SSIM and, when present, LPIPS per
     method."""
     methods = [m for m in METHODS if any(m in s for s in scores.values())]
-    metrics = present_metrics(scores)
+    metrics = [m for m in present_metrics(scores) if m not in DIAGNOSTIC_METRICS]
     header = "| photo | " + " | ".join(
         f"{METHOD_TITLES[m]} {METRIC_COLUMNS[metric][0]}"
         for m in methods for metric in metrics) + " |"
@@ -81,9 +85,9 @@ def summarise_seeds(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict:
 def seeds_table(per_seed: dict[int, dict[str, dict[str, float]]]) -> str:
     """One row of mean scores per seed, then the mean (± standard deviation) over the seeds."""
     methods = [m for m in METHODS if any(m in means for means in per_seed.values())]
-    metrics = [m for m in METRICS
-               if any(m in means.get(method, {}) for means in per_seed.values()
-                      for method in methods)]
+    metrics = [m for m in METRICS if m not in DIAGNOSTIC_METRICS
+               and any(m in means.get(method, {}) for means in per_seed.values()
+                       for method in methods)]
     header = "| seed | " + " | ".join(f"{METHOD_TITLES[m]} {METRIC_COLUMNS[metric][0]}"
                                       for m in methods for metric in metrics) + " |"
     rows = [header, "|---|" + "---:|" * (len(methods) * len(metrics))]
@@ -97,3 +101,24 @@ def seeds_table(per_seed: dict[int, dict[str, dict[str, float]]]) -> str:
         f"{format(summary['std'][m][metric], METRIC_COLUMNS[metric][1])}"
         for m in methods for metric in metrics) + " |")
     return "\n".join(rows)
+
+
+def colour_table(means: dict[str, dict[str, float]]) -> str:
+    """The colour diagnosis of mean scores (``means[method][metric]``): each method's PSNR, the
+    same with every image's global colour offset (one number per channel) removed, and the
+    difference, which is what wrong overall colour costs; "" when not computed."""
+    methods = [m for m in METHODS if "psnr_offset_removed" in means.get(m, {})]
+    if not methods:
+        return ""
+
+    def row(title, values):
+        return f"| {title} | " + " | ".join(f"{v:.2f}" for v in values) + " |"
+
+    plain = [means[m]["psnr"] for m in methods]
+    aligned = [means[m]["psnr_offset_removed"] for m in methods]
+    return "\n".join([
+        "| colour diagnosis (mean) | " + " | ".join(METHOD_TITLES[m] for m in methods) + " |",
+        "|---|" + "---:|" * len(methods),
+        row("PSNR", plain),
+        row(METRIC_COLUMNS["psnr_offset_removed"][0], aligned),
+        row("cost of the colour offset (dB)", [a - p for a, p in zip(aligned, plain)])])

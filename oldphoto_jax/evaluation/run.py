@@ -13,8 +13,9 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     """Runs the evaluation described in ``oldphoto_jax.evaluate``'s docstring; returns
     ``{"scores": scores[photo][method][metric], "mean": ..., "settings": ...}`` (and, when
     ``fid_weights`` is given, ``"fid": {method: FID against the clean photos}``) and writes it
-    under ``output_dir``. Metrics: "psnr", "ssim"
-    and, when ``lpips_weights`` (an ``.npz`` path) is given, "lpips"."""
+    under ``output_dir``. Metrics: "psnr", "ssim", the diagnosis "psnr_offset_removed" (PSNR once
+    the image's global colour offset from the clean photo is removed: not a score, it looks at
+    the clean photo) and, when ``lpips_weights`` (an ``.npz`` path) is given, "lpips"."""
     from oldphoto_jax import checkpoints
     from oldphoto_jax.evaluation import (classical, contact_sheet, degraded_set, fid, lpips,
                                          metrics, report)
@@ -63,7 +64,8 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
             restored[method].append(image)
         scores[case.name] = {
             method: {"psnr": metrics.psnr(case.clean, image),
-                     "ssim": metrics.ssim(case.clean, image)}
+                     "ssim": metrics.ssim(case.clean, image),
+                     "psnr_offset_removed": metrics.psnr_offset_removed(case.clean, image)}
             for method, image in images.items()}
         if lpips_params is not None:
             distances = lpips.lpips_distances(lpips_params, case.clean, list(images.values()))
@@ -91,6 +93,7 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     table = report.markdown_table(scores)
     if fids is not None:
         table += "\n\n" + report.fid_table(fids, len(cases))
+    table += "\n\n" + report.colour_table(result["mean"])
     _write_text(output / "results.json", json.dumps(result, indent=2) + "\n")
     _write_text(output / "results.md", table + "\n")
     rows = [[case.clean, case.degraded, baseline[case.name],
@@ -123,7 +126,7 @@ def evaluate_seeds(clean_folder, names, checkpoint_dir, output_dir, seeds, log=p
                           seed=seed, log=log, **settings)
         per_seed[seed] = result["mean"]
     summary = report.summarise_seeds(per_seed)
-    table = report.seeds_table(per_seed)
+    table = report.seeds_table(per_seed) + "\n\n" + report.colour_table(summary["mean"])
     _write_text(output / "seeds.json", json.dumps(
         {"per_seed": {str(k): v for k, v in per_seed.items()}, **summary}, indent=2) + "\n")
     _write_text(output / "seeds.md", table + "\n")

@@ -38,19 +38,6 @@ def reconstruct(vae, rgb: np.ndarray) -> np.ndarray:
     return postprocess.clamped_png(np.asarray(out))[0]
 
 
-def mean_colour_offset(reference: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """The mean of ``image - reference`` per colour channel (float64, in levels of 255)."""
-    difference = image.astype(np.float64) - reference.astype(np.float64)
-    return difference.reshape(-1, difference.shape[-1]).mean(axis=0)
-
-
-def offset_removed(reference: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """``image`` less its :func:`mean_colour_offset` from ``reference`` (rounded, clipped uint8):
-    what a reconstruction would score if only its global colour cast were fixed."""
-    shifted = image.astype(np.float64) - mean_colour_offset(reference, image)
-    return np.clip(np.round(shifted), 0, 255).astype(np.uint8)
-
-
 OFFSET_REMOVED = ", global colour offset removed"
 
 
@@ -72,7 +59,7 @@ def reconstruction_psnr(model, cases) -> dict[str, list[float]]:
         inputs = [getattr(c, field) for c in cases]
         outputs = [reconstruct(vae, x) for x in inputs]
         results[name] = [metrics.psnr(x, y) for x, y in zip(inputs, outputs)]
-        results[name + OFFSET_REMOVED] = [metrics.psnr(x, offset_removed(x, y))
+        results[name + OFFSET_REMOVED] = [metrics.psnr_offset_removed(x, y)
                                           for x, y in zip(inputs, outputs)]
     return results
 

@@ -30,6 +30,23 @@ def test_psnr_and_ssim_follow_their_definitions():
         metrics.psnr(clean, clean[:-1])
 
 
+def test_offset_removal_undoes_a_global_colour_cast_only():
+    rng = np.random.default_rng(1)
+    clean = rng.integers(40, 200, (16, 20, 3)).astype(np.uint8)
+    cast = (clean.astype(int) + np.array([30, -12, 5])).astype(np.uint8)
+    np.testing.assert_allclose(metrics.mean_colour_offset(clean, cast), [30, -12, 5])
+    np.testing.assert_array_equal(metrics.offset_removed(clean, cast), clean)
+    noisy = np.clip(clean + rng.normal(0, 8, clean.shape), 0, 255).astype(np.uint8)
+    # Zero-mean noise is not a cast: removing the (near-zero) offset leaves the PSNR about equal.
+    assert metrics.psnr(clean, metrics.offset_removed(clean, noisy)) == pytest.approx(
+        metrics.psnr(clean, noisy), abs=0.1)
+    # A cast on top of the noise costs PSNR that the diagnosis gives back.
+    cast_noisy = np.clip(noisy.astype(int) + np.array([30, -12, 5]), 0, 255).astype(np.uint8)
+    assert metrics.psnr(clean, cast_noisy) < metrics.psnr(clean, noisy) - 5
+    assert metrics.psnr_offset_removed(clean, cast_noisy) == pytest.approx(
+        metrics.psnr(clean, noisy), abs=0.2)
+
+
 def test_classical_baseline_removes_noise_and_fills_the_mask():
     clean = _smooth_photo()
     rng = np.random.default_rng(1)
@@ -101,6 +118,19 @@ def test_markdown_table_has_a_row_per_photo_and_a_mean():
     assert "| 21.00 | 0.6000 | 22.00 | 0.6000 | 23.00 | 0.6000 |" in lines[-1]
 
 
+def test_colour_diagnosis_stays_out_of_the_score_tables_and_has_its_own():
+    scores = {"x.png": {m: {"psnr": 20.0 + i, "ssim": 0.5, "psnr_offset_removed": 21.0 + 2 * i}
+                        for i, m in enumerate(report.METHODS)}}
+    assert "offset" not in report.markdown_table(scores)
+    assert "offset" not in report.seeds_table({0: report.mean_scores(scores)})
+    lines = report.colour_table(report.mean_scores(scores)).splitlines()
+    assert len(lines) == 5 and "oldphoto-jax" in lines[0]
+    assert lines[2] == "| PSNR | 20.00 | 21.00 | 22.00 |"
+    assert lines[3].endswith("| 21.00 | 23.00 | 25.00 |")
+    assert lines[4] == "| cost of the colour offset (dB) | 1.00 | 2.00 | 3.00 |"
+    assert report.colour_table({m: {"psnr": 1.0} for m in report.METHODS}) == ""
+
+
 def test_evaluate_runs_end_to_end_and_writes_its_results(tmp_path, eval_inputs):
     model_dir, clean = eval_inputs({"one.png": _smooth_photo(70, 90, seed=1),
                                     "two.jpg": _smooth_photo(64, 64, seed=2)})
@@ -116,9 +146,12 @@ def test_evaluate_runs_end_to_end_and_writes_its_results(tmp_path, eval_inputs):
         scores = result["scores"][name]
         assert scores["input"]["psnr"] == pytest.approx(metrics.psnr(clean_img, degraded))
         assert scores["ours"]["ssim"] == pytest.approx(metrics.ssim(clean_img, ours))
+        assert scores["ours"]["psnr_offset_removed"] == pytest.approx(
+            metrics.psnr_offset_removed(clean_img, ours))
     written = json.loads((output / "results.json").read_text())
     assert written["settings"]["preset"] == "extended"
     assert "**mean**" in (output / "results.md").read_text()
+    assert "colour diagnosis" in (output / "results.md").read_text()
     assert (output / "sheet.png").is_file()
 
 
