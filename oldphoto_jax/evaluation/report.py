@@ -42,21 +42,28 @@ def markdown_table(scores: dict[str, dict[str, dict[str, float]]]) -> str:
     method."""
     methods = [m for m in METHODS if any(m in s for s in scores.values())]
     metrics = [m for m in present_metrics(scores) if m not in DIAGNOSTIC_METRICS]
-    header = "| photo | " + " | ".join(
-        f"{METHOD_TITLES[m]} {METRIC_COLUMNS[metric][0]}"
-        for m in methods for metric in metrics) + " |"
-    rule = "|---|" + "---:|" * (len(methods) * len(metrics))
-    rows = [header, rule]
-
-    def cells(values):
-        return " | ".join(
-            format(values[m].get(metric, math.nan), METRIC_COLUMNS[metric][1])
-            for m in methods for metric in metrics)
-
+    rows = _header("photo", methods, metrics)
     for name, values in scores.items():
-        rows.append(f"| {name} | {cells(values)} |")
-    rows.append(f"| **mean** | {cells(mean_scores(scores))} |")
+        rows.append(f"| {name} | {_cells(values, methods, metrics)} |")
+    rows.append(f"| **mean** | {_cells(mean_scores(scores), methods, metrics)} |")
     return "\n".join(rows)
+
+
+def _header(first: str, methods, metrics) -> list[str]:
+    """The title row (``first``, then "<method> <metric>" per column) and the alignment rule."""
+    titles = " | ".join(f"{METHOD_TITLES[m]} {METRIC_COLUMNS[metric][0]}"
+                        for m in methods for metric in metrics)
+    return [f"| {first} | {titles} |", "|---|" + "---:|" * (len(methods) * len(metrics))]
+
+
+def _number(value: float, metric: str) -> str:
+    return format(value, METRIC_COLUMNS[metric][1])
+
+
+def _cells(values: dict[str, dict[str, float]], methods, metrics) -> str:
+    """``values[method][metric]`` as table cells, method-major (missing values: nan)."""
+    return " | ".join(_number(values[m].get(metric, math.nan), metric)
+                      for m in methods for metric in metrics)
 
 
 def fid_table(fids: dict[str, float], count: int) -> str:
@@ -88,17 +95,13 @@ def seeds_table(per_seed: dict[int, dict[str, dict[str, float]]]) -> str:
     metrics = [m for m in METRICS if m not in DIAGNOSTIC_METRICS
                and any(m in means.get(method, {}) for means in per_seed.values()
                        for method in methods)]
-    header = "| seed | " + " | ".join(f"{METHOD_TITLES[m]} {METRIC_COLUMNS[metric][0]}"
-                                      for m in methods for metric in metrics) + " |"
-    rows = [header, "|---|" + "---:|" * (len(methods) * len(metrics))]
+    rows = _header("seed", methods, metrics)
     for seed, means in per_seed.items():
-        rows.append(f"| {seed} | " + " | ".join(
-            format(means[m].get(metric, math.nan), METRIC_COLUMNS[metric][1])
-            for m in methods for metric in metrics) + " |")
+        rows.append(f"| {seed} | {_cells(means, methods, metrics)} |")
     summary = summarise_seeds(per_seed)
     rows.append("| **mean ± sd** | " + " | ".join(
-        f"{format(summary['mean'][m][metric], METRIC_COLUMNS[metric][1])} ± "
-        f"{format(summary['std'][m][metric], METRIC_COLUMNS[metric][1])}"
+        f"{_number(summary['mean'][m][metric], metric)} ± "
+        f"{_number(summary['std'][m][metric], metric)}"
         for m in methods for metric in metrics) + " |")
     return "\n".join(rows)
 
