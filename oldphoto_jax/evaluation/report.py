@@ -115,7 +115,7 @@ def colour_table(means: dict[str, dict[str, float]]) -> str:
         return ""
 
     def row(title, values):
-        return f"| {title} | " + " | ".join(f"{v:.2f}" for v in values) + " |"
+        return f"| {title} | " + " | ".join(_number(v, "psnr") for v in values) + " |"
 
     plain = [means[m]["psnr"] for m in methods]
     aligned = [means[m]["psnr_offset_removed"] for m in methods]
