@@ -10,8 +10,10 @@ configs read ``runs/vae_a/export`` and ``runs/vae_b/export`` by default), plus s
 and faces independently; ``python -m oldphoto_jax.training.assemble`` then combines the exports.
 
 ``--config`` is an ml_collections config file with an optional argument after ``:`` (each file's
-docstring lists them: the official widths by default, ``tiny`` for a CPU-sized run); any field
-can be overridden with ``--config.<field>=<value>``. ``--workdir`` receives:
+docstring lists them: the official widths by default, ``tiny`` for a CPU-sized run, ``small`` for
+the bundled model's run); the config files hold every number of a run, and any field can be
+overridden with ``--config.<field>=<value>``. ``--print_config`` prints the resolved config and
+exits. ``--workdir`` receives:
 
 * ``checkpoints/<step>/``: training state and data-iterator position (orbax). Running the same
   command again resumes from the newest complete checkpoint, also after a kill at any moment,
@@ -54,7 +56,10 @@ _DISTRIBUTED = flags.DEFINE_enum(
     "Call jax.distributed.initialize(): 'auto' when the environment describes a multi-process "
     "job (see the module docstring).")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Also print library logs (orbax, grain).")
-flags.mark_flags_as_required(["config", "workdir"])
+_PRINT_CONFIG = flags.DEFINE_bool(
+    "print_config", False, "Print the resolved config (file, argument and --config.* "
+    "overrides) and exit without training; --workdir is not needed.")
+flags.mark_flags_as_required(["config"])
 
 
 def _count(environ: Mapping[str, str], name: str) -> int:
@@ -77,6 +82,11 @@ def is_multiprocess_job(environ: Mapping[str, str]) -> bool:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _PRINT_CONFIG.value:
+        print(_CONFIG.value, end="", flush=True)
+        return 0
+    if not _WORKDIR.value:
+        raise app.UsageError("--workdir is required (except with --print_config)")
     import jax
 
     if _DISTRIBUTED.value == "yes" or (

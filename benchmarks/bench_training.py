@@ -21,7 +21,6 @@ printed: the machine may be shared.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import pathlib
 import tempfile
@@ -31,6 +30,7 @@ import jax
 import numpy as np
 
 from oldphoto_jax import checkpoints
+from oldphoto_jax.testing.config_files import load_config
 from oldphoto_jax.training import loop, stages
 from oldphoto_jax.training.stages_vae import vae_module
 
@@ -49,21 +49,14 @@ SMALL_ARGS = {"vae_a": "small", "vae_b": "small", "mapping_quality": "small_qual
 DEFAULT_CASES = [f"{name}:tiny" for name in CONFIGS] + [f"{name}:official" for name in CONFIGS]
 
 
-def load_config(name: str, arg: str | None):
-    spec = importlib.util.spec_from_file_location(f"config_{name}", REPO / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 def random_vaes(config, directory: pathlib.Path) -> None:
     """VAE_A / VAE_B exports with random weights and the widths the mapping config expects."""
     vae_config = load_config("vae_b", None)
-    vae_config.model.ngf = vae_config.model.max_channels = int(config.model.nc)
-    if int(config.model.nc) < 64:  # the small configs' VAEs
-        vae_config.model.ngf = int(config.model.nc) // 2
+    vae_config.model.ngf = vae_config.model.max_channels = config.model.nc
+    if config.model.nc < 64:  # the small configs' VAEs
+        vae_config.model.ngf = config.model.nc // 2
     module = vae_module(vae_config, precision="highest")
-    size = 4 * 2 ** int(vae_config.model.n_down_convs)
+    size = 4 * 2 ** vae_config.model.n_down_convs
     variables = jax.device_get(module.init(jax.random.key(0, impl="rbg"),
                                            np.zeros((1, size, size, 3), np.float32)))
     for name, roles in (("vae_a", ("vae_a",)), ("vae_b", ("vae_b_quality", "vae_b_scratch"))):
@@ -84,9 +77,12 @@ def case_config(case: str, batch: int, crop: int, photos: pathlib.Path, scratch_
     arg = {"tiny": tiny_arg, "official": official_arg}[kind] if kind != "small" else \
         SMALL_ARGS[name]
     config = load_config(file, arg)
-    config.data.clean = str(photos / "clean")
-    config.data.old = (str(photos / "old"), str(photos / "old_w_scratch"))
-    config.data.faces = str(photos / "clean")  # only the shapes matter here
+    if "faces" in config.data:
+        config.data.faces = str(photos / "clean")  # only the shapes matter here
+    else:
+        config.data.clean = str(photos / "clean")
+    if "old" in config.data:
+        config.data.old = (str(photos / "old"), str(photos / "old_w_scratch"))
     config.input.degrade_full_image = False
     config.input.num_workers = 0
     if kind == "official":

@@ -4,46 +4,76 @@
     .venv/bin/python train.py --config configs/mapping.py:scratch --workdir runs/mapping_scratch
     .venv/bin/python train.py --config configs/mapping.py:hr --workdir runs/mapping_hr
     .venv/bin/python train.py --config configs/mapping.py:tiny_scratch --workdir runs/mapping_tiny
+    .venv/bin/python train.py --config configs/mapping.py:small_scratch --print_config
 
-Argument: ``quality`` (default; ``Mapping_Model``, TTUR, batch 80), ``scratch``
-(``Mapping_Model_with_mask`` with the partial non-local block, spectral-norm D, batch 36,
-synthetic scratches and holes) or ``hr`` (multi-scale patch attention), each optionally prefixed
-by ``tiny_`` (``tiny`` alone = ``tiny_quality``): 8-channel latents, 32 px crops, batch 2, 300
-steps (reconstruction metric ``loss/latent_l1``).
+Argument: ``[<size>_]<variant>``. Variants: ``quality`` (default; model ``mapping``, TTUR,
+batch 80), ``scratch`` (model ``mapping_mask`` with the partial non-local block, spectral-norm
+D, batch 36, synthetic scratches and holes) or ``hr`` (model ``mapping_patch``: multi-scale
+patch attention). Sizes (``configs/common.py``): none = the release's widths; ``tiny``
+(``tiny`` alone = ``tiny_quality``): 8-channel latents, 32 px crops, batch 2, 300 steps
+(reconstruction metric ``loss/latent_l1``); ``small``: the bundled model's widths, 8000 steps.
 
-The frozen VAEs come from the exports of the VAE runs, by default (relative to the repository)
-``runs/vae_a/export`` and ``runs/vae_b/export`` (``runs/vae_a_tiny/export`` and
-``runs/vae_b_tiny/export`` for the tiny variants, whose widths match ``configs/vae_*.py:tiny``);
-override with ``--config.vae_a_checkpoint=... --config.vae_b_checkpoint=...``.
+The frozen VAEs come from the exports of the VAE runs of the same size: ``runs/vae_a/export``
+and ``runs/vae_b/export`` relative to the repository (``runs/vae_{a,b}_tiny/export`` for tiny,
+``weights/runs/vae_{a,b}_small/export`` for small); override with
+``--config.vae_a_checkpoint=... --config.vae_b_checkpoint=...``. ``model.nc`` must equal their
+latent channels.
 
 Photos: ``../shared/photos/clean`` relative to the repository (degraded on the fly); override
 with ``--config.data.clean=/data/VOC/JPEGImages``. The export holds ``mapping_quality``,
 ``mapping_scratch`` or ``mapping_hr``.
 """
-import pathlib
+import ml_collections
 
+from configs import common
 from oldphoto_jax import bundled
-from oldphoto_jax.training import loop
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-PHOTOS = REPO.parent / "shared" / "photos"
 VARIANTS = ("quality", "scratch", "hr")
-
-
 SMALL_STEPS = 8000  # the bundled run (weights/README.md)
 
 
-def get_config(arg: str | None = None):
-    arg = arg or "quality"
-    size = next((p for p in ("tiny", "small") if arg == p or arg.startswith(p + "_")), "")
-    variant = arg.removeprefix(size).removeprefix("_") or "quality"
-    if variant not in VARIANTS:
-        raise ValueError(f"configs/mapping.py takes one of {VARIANTS}, optionally prefixed by "
-                         f"'tiny_' or 'small_' (or 'tiny' / 'small' alone), got {arg!r}")
-    config = loop.stage_config("mapping", photos_root=PHOTOS, size=size, variant=variant,
-                               small_steps=SMALL_STEPS)
+def model(size: str, variant: str) -> dict:
+    """The mapping network of ``variant`` (``oldphoto_jax.models.mapping``)."""
+    nc, mc, n_blocks, nl_res_blocks, stage_blocks = {
+        "": (64, 512, 6, 3, 2), "tiny": (8, 16, 1, 1, 1), "small": (32, 128, 2, 1, 1)}[size]
+    if variant == "quality":
+        return dict(name="mapping", nc=nc, mc=mc, n_up=4, n_blocks=n_blocks)
+    if variant == "scratch":
+        return dict(name="mapping_mask", nc=nc, mc=mc, n_up=4, n_blocks=n_blocks,
+                    nl_res_blocks=nl_res_blocks)
+    return dict(name="mapping_patch", nc=nc, mc=mc, n_up=4, stage_blocks=stage_blocks,
+                patch_sizes=(8, 4, 2))
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    size, variant = common.split_arg(arg, "quality", VARIANTS, "mapping.py")
+    quality = variant == "quality"
+    config = ml_collections.ConfigDict(common.trainer(size))
+    config.stage = "mapping"
+    config.variant = variant
+    config.model = model(size, variant)
+    if not quality:
+        # Query rows per block of the (patch) attention: same result, memory linear in h * w;
+        # 0 = dense. An execution setting, not part of the saved network.
+        config.attention_chunk = 0
+    config.disc = dict(num_D=2, n_layers=3, ndf={"": 64, "tiny": 8, "small": 16}[size],
+                       spectral_norm=not quality)  # conditional D on (degraded, clean) pairs
+    config.loss = dict(
+        lambda_feat=10.0,  # feature matching (and the VGG term's weight)
+        latent_l1=60.0,    # L1 between the mapped latent and VAE_B's latent of the clean photo
+        vgg_weights="")    # a torchvision VGG19 .npz; empty = no VGG term
+    # TTUR (quality): generator lr/2, discriminator 2 lr, betas (0, 0.9).
+    config.optim = dict(lr=2e-4, ttur=quality, b1=0.0 if quality else 0.5,
+                        b2=0.9 if quality else 0.999, eps=1e-8, niter=150, niter_decay=100,
+                        steps_per_epoch=0)  # 0 = floor(N / batch_size) of the clean photos
+    batch, crop = {"": (80 if quality else 36, 256), "tiny": (2, 32), "small": (16, 256)}[size]
+    config.input = common.input_pipeline("mapping" if quality else "mapping_mask", batch, crop,
+                                         size)
+    config.data = common.clean_photos(size)
+    runs = {"": common.RUNS, "tiny": common.RUNS, "small": bundled.RUNS_DIR}[size]
     suffix = f"_{size}" if size else ""
-    runs = bundled.RUNS_DIR if size == "small" else REPO / "runs"
     config.vae_a_checkpoint = str(runs / f"vae_a{suffix}" / "export")
     config.vae_b_checkpoint = str(runs / f"vae_b{suffix}" / "export")
+    if size == "small":
+        common.fit_schedule(config, SMALL_STEPS)
     return config

@@ -2,26 +2,35 @@
 
     .venv/bin/python train.py --config configs/vae_b.py --workdir runs/vae_b
     .venv/bin/python train.py --config configs/vae_b.py:tiny --workdir runs/vae_b_tiny
+    .venv/bin/python train.py --config configs/vae_b.py:small --workdir weights/runs/vae_b_small
 
-Default: the official run (VAE widths ngf 64, 2-scale PatchGAN, batch 120 of 256 px crops,
-Adam 2e-4 with 100 + 100 epochs of floor(N/120) steps). ``tiny``: 8-channel networks, 32 px
-crops, batch 2, 300 steps (reconstruction metric ``metric/l1``).
+Argument: the size, as ``configs/vae_a.py`` (the same networks, losses, optimiser and
+schedule; see there): none = the official run (batch 120 of 256 px crops), ``tiny`` or
+``small``. VAE_B has no latent discriminator and reads clean photos only.
 
 Photos: ``../shared/photos/clean`` relative to the repository; override with
 ``--config.data.clean=/data/VOC/JPEGImages``. The export holds the trained VAE under both
 ``vae_b_quality`` and ``vae_b_scratch`` (``--config.export_roles="('vae_b_quality',)"`` for one).
 """
-import pathlib
+import ml_collections
 
-from oldphoto_jax.training import loop
-
-PHOTOS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "photos"
+from configs import common, vae_a
 
 SMALL_STEPS = 10000  # the bundled run (weights/README.md)
 
 
-def get_config(arg: str | None = None):
-    if arg not in (None, "", "tiny", "small"):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    size = arg or ""
+    if size not in vae_a.SIZES:
         raise ValueError(f"configs/vae_b.py takes no argument, 'tiny' or 'small', got {arg!r}")
-    return loop.stage_config("vae_b", photos_root=PHOTOS, size=arg or "",
-                             small_steps=SMALL_STEPS)
+    config = vae_a.get_config(arg)
+    config.stage = "vae_b"
+    for latent_d_field in ("latent_ndf", "latent_n_layers", "latent_chunks"):
+        del config.disc[latent_d_field]
+    batch = {"": 120, "tiny": 2, "small": 16}[size]
+    config.input = common.input_pipeline("domain_b", batch, config.input.crop_size, size)
+    del config.data.old
+    config.export_roles = ("vae_b_quality", "vae_b_scratch")
+    if size == "small":
+        common.fit_schedule(config, SMALL_STEPS)
+    return config

@@ -6,9 +6,14 @@ A *model* is a directory::
       manifest.json          {"format": "oldphoto-jax-model", "version": 1,
                               "networks": {<role>: <subdirectory>, ...}, "source": "..."}
       <network>/
-        config.json          {"format": "oldphoto-jax-network", "version": 1,
-                              "class": "<registered class name>", "args": {...}, "source": "..."}
+        config.json          {"format": "oldphoto-jax-network", "version": 2,
+                              "model": "<registered model name>", "args": {...}, "source": "..."}
         params/              orbax checkpoint of the Flax variables ({"params": ..., ...})
+
+``model`` is the network's name in :data:`oldphoto_jax.models.registry.MODELS` and ``args`` its
+architecture fields only: execution settings (matmul precision, attention chunk size) are chosen
+when a model is run, never saved. Version 1 network configs (``"class": "<class name>"``, with
+every constructor argument) still load; their execution settings are ignored.
 
 Roles name what a network is used for (see ``ROLES``); a model holds the networks it has (a model
 without faces simply has no ``face_256``). Every write goes to a temporary sibling directory that is
@@ -26,11 +31,14 @@ from typing import Any, Mapping
 import flax.linen as nn
 import numpy as np
 
-from oldphoto_jax.models.registry import build_network, network_args
+from oldphoto_jax.models.registry import (EXECUTION_FIELDS, architecture, build_model,
+                                          build_network, model_name)
 
 MODEL_FORMAT = "oldphoto-jax-model"
 NETWORK_FORMAT = "oldphoto-jax-network"
-VERSION = 1
+MODEL_VERSION = 1
+# 2: networks recorded by model name and architecture fields (1: class name, every argument).
+NETWORK_VERSION = 2
 
 # What each role is, for manifests and error messages.
 ROLES = {
@@ -79,9 +87,9 @@ def _write_network(directory: pathlib.Path, module: nn.Module, variables: Mappin
     directory.mkdir(parents=True)
     _write_json(directory / "config.json", {
         "format": NETWORK_FORMAT,
-        "version": VERSION,
-        "class": type(module).__name__,
-        "args": network_args(module),
+        "version": NETWORK_VERSION,
+        "model": model_name(module),
+        "args": architecture(module),
         "source": source,
     })
     checkpointer = ocp.StandardCheckpointer()
@@ -130,10 +138,19 @@ def read_network_config(directory: str | os.PathLike) -> dict:
     config = _read_json(directory / "config.json")
     if config.get("format") != NETWORK_FORMAT:
         raise CheckpointError(f"{directory}/config.json is not an oldphoto-jax network config")
-    if config.get("version", 0) > VERSION:
+    if config.get("version", 0) > NETWORK_VERSION:
         raise CheckpointError(f"{directory}: format version {config['version']} is newer than "
-                              f"this oldphoto-jax understands ({VERSION})")
+                              f"this oldphoto-jax understands ({NETWORK_VERSION})")
     return config
+
+
+def network_from_config(config: Mapping[str, Any]) -> nn.Module:
+    """The module a network config describes (version 2: model name; version 1: class name,
+    its execution settings dropped)."""
+    args = {k: v for k, v in config.get("args", {}).items() if k not in EXECUTION_FIELDS}
+    if "model" in config:
+        return build_model({"name": config["model"], **args})
+    return build_network(config["class"], args)
 
 
 def load_network(directory: str | os.PathLike) -> tuple[nn.Module, dict]:
@@ -142,7 +159,7 @@ def load_network(directory: str | os.PathLike) -> tuple[nn.Module, dict]:
 
     directory = pathlib.Path(directory).absolute()
     config = read_network_config(directory)
-    module = build_network(config["class"], config.get("args", {}))
+    module = network_from_config(config)
     params_dir = directory / "params"
     if not params_dir.is_dir():
         raise CheckpointError(f"{directory}: no params/ directory")
@@ -166,7 +183,7 @@ def save_model(directory: str | os.PathLike,
             _write_network(tmp / role, module, variables, source)
         _write_json(tmp / "manifest.json", {
             "format": MODEL_FORMAT,
-            "version": VERSION,
+            "version": MODEL_VERSION,
             "networks": {role: role for role in networks},
             "source": source,
         })
@@ -183,9 +200,9 @@ class Model:
         self.manifest = _read_json(self.directory / "manifest.json")
         if self.manifest.get("format") != MODEL_FORMAT:
             raise CheckpointError(f"{self.directory}/manifest.json is not an oldphoto-jax manifest")
-        if self.manifest.get("version", 0) > VERSION:
+        if self.manifest.get("version", 0) > MODEL_VERSION:
             raise CheckpointError(f"{self.directory}: format version {self.manifest['version']} "
-                                  f"is newer than this oldphoto-jax understands ({VERSION})")
+                                  f"is newer than this oldphoto-jax understands ({MODEL_VERSION})")
         self._cache: dict[str, tuple[nn.Module, dict]] = {}
 
     @property

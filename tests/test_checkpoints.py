@@ -11,10 +11,9 @@ import pytest
 
 from oldphoto_jax import checkpoints
 from oldphoto_jax.layers import Conv2d
-from oldphoto_jax.models.registry import register_network
+from oldphoto_jax.models import registry
 
 
-@register_network
 class TinyTestNet(nn.Module):
     """A two-conv network used only by these tests."""
 
@@ -27,6 +26,10 @@ class TinyTestNet(nn.Module):
         return Conv2d(2, 1, precision=self.precision)(jax.nn.relu(x))
 
 
+# A test-only registry entry (importing this module adds it, also in the subprocess below).
+registry.MODELS.setdefault("tiny_test_net", TinyTestNet)
+
+
 def _init(features=4):
     net = TinyTestNet(features=features)
     variables = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)))
@@ -37,7 +40,8 @@ def test_network_round_trip(tmp_path):
     net, variables = _init(5)
     checkpoints.save_network(tmp_path / "net", net, variables, source="test")
     config = json.loads((tmp_path / "net" / "config.json").read_text())
-    assert config["class"] == "TinyTestNet" and config["args"]["features"] == 5
+    # The model name and the architecture only: precision is a run-time option.
+    assert config["model"] == "tiny_test_net" and config["args"] == {"features": 5}
     module, loaded = checkpoints.load_network(tmp_path / "net")
     assert module == net
     jax.tree.map(np.testing.assert_array_equal, loaded, variables)

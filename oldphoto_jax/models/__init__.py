@@ -1,6 +1,7 @@
-"""The networks of oldphoto-jax, one module per official network (all Flax Linen, NHWC)."""
-from oldphoto_jax.models import discriminators, mapping, spade, unet, vae  # noqa: F401
-from oldphoto_jax.models.registry import (NETWORK_CLASSES, build_network, network_args,
-                                          register_network)
+"""The networks of oldphoto-jax, one module per official network (all Flax Linen, NHWC), and the
+registry that names them (:mod:`oldphoto_jax.models.registry`)."""
+from oldphoto_jax.models.registry import (EXECUTION_FIELDS, MODELS, architecture, build_model,
+                                          build_network, model_name, network_args)
 
-__all__ = ["NETWORK_CLASSES", "build_network", "network_args", "register_network"]
+__all__ = ["EXECUTION_FIELDS", "MODELS", "architecture", "build_model", "build_network",
+           "model_name", "network_args"]

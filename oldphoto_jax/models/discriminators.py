@@ -48,7 +48,6 @@ import jax
 import jax.numpy as jnp
 
 from oldphoto_jax.layers import Precision, instance_norm, leaky_relu
-from oldphoto_jax.models.registry import register_network
 from oldphoto_jax.models.spectral import SpectralConv2d, kernel_matrix, spectral_sigma
 
 Array = jax.Array
@@ -92,7 +91,6 @@ def block_channels(ndf: int, n_layers: int, max_channels: int = 512) -> list[int
     return chans + [1]
 
 
-@register_network
 class PatchDiscriminator(nn.Module):
     """One PatchGAN scale (official ``NLayerDiscriminator``, ``getIntermFeat=True``).
 
@@ -133,7 +131,6 @@ class PatchDiscriminator(nn.Module):
         return outputs
 
 
-@register_network
 class MultiscaleDiscriminator(nn.Module):
     """``num_D`` PatchGAN scales; returns [features of the full-size scale, of the pooled, ...]."""
 

@@ -36,7 +36,6 @@ import jax.numpy as jnp
 from oldphoto_jax.layers import (Conv2d, Precision, conv2d, instance_norm, l1_normalize,
                                  l2_normalize, official_kernel_init, resize_bilinear,
                                  resize_nearest)
-from oldphoto_jax.models.registry import register_network
 from oldphoto_jax.models.vae import ResnetBlock, ResnetStack, level_channels
 
 Array = jax.Array
@@ -415,7 +414,6 @@ def _check_mask(name: str, z: Array, mask: Array) -> None:
                          f"got {mask.shape}")
 
 
-@register_network
 class MappingModel(nn.Module):
     """``Mapping_Model`` (quality): head, ``n_blocks`` ResnetBlocks, tail.
 
@@ -442,7 +440,6 @@ class MappingModel(nn.Module):
         return self.tail(self.trunk(self.head(z)))
 
 
-@register_network
 class MappingModelWithMask(nn.Module):
     """``Mapping_Model_with_mask`` (scratch): head, partial non-local block, trunk, tail.
 
@@ -475,7 +472,6 @@ class MappingModelWithMask(nn.Module):
         return self.tail(self.trunk(self.nl(self.head(z), mask)))
 
 
-@register_network
 class MappingModelWithMask2(nn.Module):
     """``Mapping_Model_with_mask_2`` (HR, multi-scale patch attention).
 

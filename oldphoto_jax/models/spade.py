@@ -48,7 +48,6 @@ import jax.numpy as jnp
 
 from oldphoto_jax.layers import (Conv2d, Precision, leaky_relu, resize_bilinear,
                                  upsample_nearest2x)
-from oldphoto_jax.models.registry import register_network
 from oldphoto_jax.models.spectral import SpectralConv2d
 from oldphoto_jax.models.unet import BatchNorm2d
 
@@ -106,7 +105,6 @@ class SPADEResnetBlock(nn.Module):
         return x_s + dx
 
 
-@register_network
 class SPADEGenerator(nn.Module):
     """Degraded face (NHWC, [-1, 1], any size; official: load_size x load_size) -> restored face.
 

@@ -36,7 +36,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from oldphoto_jax.layers import Conv2d, Precision, conv2d, leaky_relu, reflect_pad, resize_bilinear
-from oldphoto_jax.models.registry import register_network
 
 Array = jax.Array
 
@@ -155,7 +154,6 @@ class UpBlock(nn.Module):
             x, train=train)
 
 
-@register_network
 class ScratchUNet(nn.Module):
     """The scratch detector: grayscale image in [-1, 1] (NHWC) -> scratch logits (NHWC).
 

@@ -37,7 +37,6 @@ import jax
 import jax.numpy as jnp
 
 from oldphoto_jax.layers import Conv2d, ConvTranspose2d, Precision, instance_norm
-from oldphoto_jax.models.registry import register_network
 
 Array = jax.Array
 
@@ -93,7 +92,6 @@ def _transpose_output_padding(kernel_size: int) -> int:
     return 0 if kernel_size == 4 else 1
 
 
-@register_network
 class VAEEncoder(nn.Module):
     """``GlobalGenerator_DCDCv2.encoder``: B x H x W x in_channels in [-1, 1] -> latent.
 
@@ -130,7 +128,6 @@ class VAEEncoder(nn.Module):
         return self.trunk(h)
 
 
-@register_network
 class VAEDecoder(nn.Module):
     """``GlobalGenerator_DCDCv2.decoder``: latent -> B x H x W x out_channels in (-1, 1)."""
 
@@ -168,7 +165,6 @@ class VAEDecoder(nn.Module):
 VAE_PARTS = ("both", "encoder", "decoder")
 
 
-@register_network
 class VAE(nn.Module):
     """``GlobalGenerator_DCDCv2``: an :class:`VAEEncoder` and a :class:`VAEDecoder`.
 
@@ -197,6 +193,11 @@ class VAE(nn.Module):
                       kernel_size=self.kernel_size, precision=self.precision)
         self.encoder = VAEEncoder(in_channels=self.in_channels, **common)
         self.decoder = VAEDecoder(out_channels=self.out_channels, **common)
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the latent code."""
+        return level_channels(self.ngf, self.n_down_convs, self.max_channels)
 
     def encode(self, x: Array) -> Array:
         """Image (B x H x W x in_channels, [-1, 1]) -> latent (official ``flow="enc"``)."""

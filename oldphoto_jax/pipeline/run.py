@@ -83,8 +83,7 @@ def inference_network(model, role: str, *, precision: str, attention_chunk: int)
     overrides = {}
     if "precision" in module.__dataclass_fields__:
         overrides["precision"] = precision
-    if isinstance(module, (mapping_models.MappingModelWithMask,
-                           mapping_models.MappingModelWithMask2)):
+    if "query_chunk" in module.__dataclass_fields__:
         overrides["query_chunk"] = attention_chunk
     return module.clone(**overrides), variables
 

@@ -24,9 +24,9 @@ runs jitted train steps until ``config.num_steps``:
   steps if > 0) the inference networks are written with ``oldphoto_jax.checkpoints.save_model``
   to ``<workdir>/export``, the directory ``infer.py --checkpoint_dir`` reads.
 
-Config fields (:func:`add_trainer_fields` adds them with their defaults; the stage's own fields,
-``model``, ``disc``, ``loss``, ``optim``, ``input.stage/batch_size/crop_size``, are described in
-:mod:`oldphoto_jax.training.stages`):
+Config fields (``configs/common.py`` sets them for every stage; the stage's own fields, ``model``,
+``disc``, ``loss``, ``optim``, are described in :mod:`oldphoto_jax.training.stages`). The
+trainer reads them as they are, with no defaults of its own:
 
 * ``seed``: parameters, random keys and data records all derive from it;
 * ``num_steps``: 0 = the official length, ``(optim.niter + optim.niter_decay)`` epochs;
@@ -72,7 +72,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from oldphoto_jax import bundled, checkpoints, layers
+from oldphoto_jax import checkpoints, layers
 from oldphoto_jax import data as data_lib
 from oldphoto_jax.training import checkpointing, metrics as metrics_lib, stages
 from oldphoto_jax.training.stage import Stage
@@ -207,85 +207,6 @@ def jit_samples(stage: Stage, mesh: Mesh) -> Callable:
 
 # --- config and input -----------------------------------------------------------------------
 
-def add_trainer_fields(config: ml_collections.ConfigDict, *, photos_root: str | os.PathLike,
-                       tiny: bool, small: bool = False) -> ml_collections.ConfigDict:
-    """Adds the trainer's fields (module docstring) to a stage config, with the photo folders
-    under ``photos_root`` (``clean/``; ``old/`` and ``old_w_scratch/`` as the two old-photo
-    sets; no faces). ``tiny``: settings for a quick CPU run (crops degraded after cropping, no
-    worker processes, frequent logs and checkpoints, the "rbg" key implementation). ``small``
-    (the bundled model's runs): the same input and key settings as ``tiny`` (worker processes
-    are set on the command line where the machine has cores to spare), checkpoints every 1000
-    steps (only the last one kept), samples every 500."""
-    root = pathlib.Path(photos_root)
-    cpu_run = tiny or small
-    config.seed = 0
-    config.num_steps = 300 if tiny else 0
-    config.optim.steps_per_epoch = 0
-    for field in dataclasses.fields(data_lib.InputConfig):
-        if field.name in ("stage", "batch_size", "crop_size", "seed", "degradation"):
-            continue
-        if field.name not in config.input:
-            default = field.default
-            config.input[field.name] = (ml_collections.config_dict.placeholder(float)
-                                        if default is None else default)
-    _typed_placeholders(config)
-    config.input.degrade_full_image = not cpu_run
-    config.input.num_workers = 0 if cpu_run else 4
-    config.input.read_threads = 0 if cpu_run else 2
-    config.data = ml_collections.ConfigDict(dict(
-        clean=str(root / "clean"), clean_exclude=(),
-        old=(str(root / "old"), str(root / "old_w_scratch")),
-        faces="", align_faces=False, face_bank_size=256))
-    config.mesh_shape = (-1,)
-    config.mesh_axes = (DATA_AXIS,)
-    config.log_every = 25 if tiny else 50 if small else 100
-    config.checkpoint_every = 100 if tiny else 1000 if small else 2000
-    config.keep_checkpoints = 1 if small else 3  # small runs' checkpoints are committed
-    config.async_checkpoints = True
-    config.sample_every = 100 if tiny else 500 if small else 1000
-    config.num_samples = 4
-    config.export_every = 0
-    config.prng_impl = "rbg" if cpu_run else DEFAULT_PRNG
-    config.debug_nan_step = 0
-    config.time_limit_s = 0.0
-    config.conv_weight_grad = "xla"
-    return config
-
-
-def stage_config(stage: str, *, photos_root: str | os.PathLike, size: str = "",
-                 variant: str | None = None, small_steps: int = 0) -> ml_collections.ConfigDict:
-    """A config file's whole config: the stage's defaults at ``size`` ("" = official, "tiny" or
-    "small"), the trainer's fields, and for "small" the bundled recipe run for ``small_steps``
-    steps (:func:`oldphoto_jax.bundled.apply_small_recipe`)."""
-    if size not in ("", "tiny", "small"):
-        raise ValueError(f"size must be '', 'tiny' or 'small', got {size!r}")
-    tiny, small = size == "tiny", size == "small"
-    config = stages.default_config(stage, variant, tiny=tiny, small=small)
-    config = add_trainer_fields(config, photos_root=photos_root, tiny=tiny, small=small)
-    if small:
-        bundled.apply_small_recipe(config, small_steps)
-    return config
-
-
-# Stage fields whose default is None ("the stage decides"), with the type a command-line override
-# has: config_flags cannot override a plain None field.
-NONE_FIELD_TYPES = {"optim.b1": float, "optim.b2": float, "disc.spectral_norm": bool,
-                    "export_role": str}
-
-
-def _typed_placeholders(config: ml_collections.ConfigDict) -> None:
-    """Turns the None fields of ``NONE_FIELD_TYPES`` into typed placeholders (still None)."""
-    for dotted, kind in NONE_FIELD_TYPES.items():
-        *parents, name = dotted.split(".")
-        node = config
-        for parent in parents:
-            node = node.get(parent)
-            if node is None:
-                break
-        if node is not None and name in node and node[name] is None:
-            node[name] = ml_collections.config_dict.placeholder(kind)
-
-
 def photo_source(spec: str, cache_mb: int = 512, field: str = "data",
                  exclude: tuple[str, ...] = ()) -> data_lib.PhotoSource:
     """A folder path, or ``tfds:<builder dir>:<split>`` for a prepared tensorflow-datasets set.
@@ -312,22 +233,21 @@ def stage_photos(data: ml_collections.ConfigDict, input_stage: str,
                  cache_mb: int = 512) -> data_lib.StagePhotos:
     """The photo collections ``input_stage`` reads (only those are opened)."""
     if input_stage == "faces":
-        if not data.get("faces"):
+        if not data.faces:
             raise ConfigError("the faces stage needs data.faces: a folder of aligned faces "
                               "(or of portraits with data.align_faces=True)")
         source = photo_source(data.faces, cache_mb, "data.faces")
-        if data.get("align_faces", False):
+        if data.align_faces:
             from oldphoto_jax.data.face_bank import align_faces
 
-            source = align_faces([source], int(data.get("face_bank_size", 256)))
+            source = align_faces([source], data.face_bank_size)
         return data_lib.StagePhotos(faces=source)
-    if not data.get("clean"):
+    if not data.clean:
         raise ConfigError(f"the {input_stage} stage needs data.clean: a folder of clean photos")
     old = ()
     if input_stage == "domain_a":
-        old = tuple(photo_source(spec, cache_mb, "data.old") for spec in data.get("old", ()))
-    clean = photo_source(data.clean, cache_mb, "data.clean",
-                         exclude=tuple(data.get("clean_exclude", ())))
+        old = tuple(photo_source(spec, cache_mb, "data.old") for spec in data.old)
+    clean = photo_source(data.clean, cache_mb, "data.clean", exclude=tuple(data.clean_exclude))
     return data_lib.StagePhotos(clean=clean, old=old)
 
 
@@ -349,15 +269,15 @@ def resolve_lengths(config: ml_collections.ConfigDict,
     """A copy of ``config`` with ``optim.steps_per_epoch`` and ``num_steps`` filled in from the
     data where they are 0 (module docstring)."""
     config = ml_collections.ConfigDict(config.to_dict())
-    optim = config.get("optim")
-    if optim is not None and int(optim.get("steps_per_epoch", 1)) <= 0:
+    optim = config.get("optim")  # a stage defined outside training.stages may have none
+    if optim is not None and optim.steps_per_epoch <= 0:
         source = photos.faces if photos.faces is not None else photos.clean
-        optim.steps_per_epoch = data_lib.steps_per_epoch(len(source), int(config.input.batch_size))
-    if int(config.num_steps) <= 0:
+        optim.steps_per_epoch = data_lib.steps_per_epoch(len(source), config.input.batch_size)
+    if config.num_steps <= 0:
         if optim is None:
             raise ConfigError("num_steps = 0 needs config.optim (niter, niter_decay)")
-        epochs = int(optim.niter) + int(optim.niter_decay)
-        config.num_steps = max(1, epochs) * int(optim.steps_per_epoch)
+        epochs = optim.niter + optim.niter_decay
+        config.num_steps = max(1, epochs) * optim.steps_per_epoch
     return config
 
 
@@ -435,7 +355,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     workdir.mkdir(parents=True, exist_ok=True)
 
     input_stage = stage.input_stage if stage is not None else config.input.stage
-    photos = stage_photos(config.data, input_stage, int(config.input.get("cache_mb", 512)))
+    photos = stage_photos(config.data, input_stage, config.input.cache_mb)
     config = resolve_lengths(config, photos)
     if stage is None:
         from oldphoto_jax.training.stages import build_stage
@@ -444,18 +364,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         if stage.input_stage != input_stage:
             raise ConfigError(f"config.input.stage is {input_stage!r} but the {stage.name} "
                               f"stage reads {stage.input_stage!r}")
-    num_steps, seed = int(config.num_steps), int(config.seed)
-    log_every = int(config.get("log_every", 50))
-    checkpoint_every = int(config.get("checkpoint_every", 1000))
-    sample_every = int(config.get("sample_every", 0))
-    export_every = int(config.get("export_every", 0))
-    nan_step = int(config.get("debug_nan_step", 0))
-    time_limit = float(config.get("time_limit_s", 0))
-    prng = str(config.get("prng_impl", DEFAULT_PRNG))
-    batch_size = int(config.input.batch_size)
+    num_steps, seed = config.num_steps, config.seed
+    log_every, checkpoint_every = config.log_every, config.checkpoint_every
+    sample_every, export_every = config.sample_every, config.export_every
+    nan_step, time_limit, prng = config.debug_nan_step, config.time_limit_s, config.prng_impl
+    batch_size = config.input.batch_size
 
     if mesh is None:
-        mesh = make_mesh(config.get("mesh_shape", (-1,)), config.get("mesh_axes", (DATA_AXIS,)))
+        mesh = make_mesh(config.mesh_shape, config.mesh_axes)
     if batch_size % mesh.shape[DATA_AXIS]:
         raise ConfigError(f"batch_size {batch_size} does not split over the "
                           f"{mesh.shape[DATA_AXIS]} devices of the mesh's data axis")
@@ -467,9 +383,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     iterator = data_lib.batch_iterator(in_config, photos, shard)
     fixed_batch = data_lib.batch_dataset(in_config, photos, shard)[0]
 
-    ckpt = checkpointing.TrainCheckpoints(
-        workdir / "checkpoints", keep=int(config.get("keep_checkpoints", 3)),
-        async_save=bool(config.get("async_checkpoints", True)))
+    ckpt = checkpointing.TrainCheckpoints(workdir / "checkpoints", keep=config.keep_checkpoints,
+                                          async_save=config.async_checkpoints)
     start_step = ckpt.latest_step() or 0
     if start_step:
         abstract = abstract_state(stage.init_state, init_key(seed, prng), fixed_batch,
@@ -492,14 +407,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         state = replicate(stage.init_state(init_key(seed, prng), fixed_batch), replicated(mesh))
     _write_config(config, workdir, start_step)
 
-    train_step = jit_train_step(stage, mesh, seed, prng,
-                                str(config.get("conv_weight_grad", "xla")))
+    train_step = jit_train_step(stage, mesh, seed, prng, config.conv_weight_grad)
     sample_fn = jit_samples(stage, mesh)
     in_sharding = batch_sharding(mesh)
     writer = metrics_lib.MetricWriter(str(workdir / "tb"), purge_step=start_step or None)
     buffer = metrics_lib.MetricBuffer()
     progress = metrics_lib.Progress(num_steps, batch_size)
-    num_samples = int(config.get("num_samples", 4))
+    num_samples = config.num_samples
 
     def check_finite(step: int) -> None:
         buffer.check()

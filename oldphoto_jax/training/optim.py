@@ -9,7 +9,7 @@ epoch e, and the two-time-scale update rule (TTUR) of 10.4 / 10.5 #2 / 10.6: gen
 
 * ``lr`` (2e-4): the base learning rate ``lr0``;
 * ``ttur`` (False): two-time-scale rule (quality mapping and faces: True);
-* ``b1``, ``b2`` (None): Adam betas; None = (0, 0.9) with TTUR, (0.5, 0.999) without;
+* ``b1``, ``b2``: Adam betas (the release: (0, 0.9) with TTUR, (0.5, 0.999) without);
 * ``eps`` (1e-8);
 * ``niter``, ``niter_decay`` (epochs at lr0, epochs of linear decay; official VAEs 100 + 100,
   mapping 150 + 100, faces 50 + 0);
@@ -54,8 +54,8 @@ def linear_decay_schedule(lr: float, niter: int, niter_decay: int,
 
 def base_learning_rate(optim_config, side: str) -> float:
     """lr0 of a network on ``side`` ("g" or "d") under the (optional) TTUR rule."""
-    lr = float(optim_config.lr)
-    if not optim_config.get("ttur", False):
+    lr = optim_config.lr
+    if not optim_config.ttur:
         return lr
     if side == GENERATOR:
         return lr / 2.0
@@ -64,19 +64,10 @@ def base_learning_rate(optim_config, side: str) -> float:
     raise ValueError(f"side must be 'g' or 'd', got {side!r}")
 
 
-def adam_betas(optim_config) -> tuple[float, float]:
-    """Adam betas: the configured ones, else (0, 0.9) with TTUR and (0.5, 0.999) without."""
-    ttur = bool(optim_config.get("ttur", False))
-    b1, b2 = optim_config.get("b1", None), optim_config.get("b2", None)
-    default = (0.0, 0.9) if ttur else (0.5, 0.999)
-    return (default[0] if b1 is None else float(b1), default[1] if b2 is None else float(b2))
-
-
 def schedule_for(optim_config, side: str) -> Schedule:
     """The learning-rate schedule of a network on ``side``."""
-    return linear_decay_schedule(base_learning_rate(optim_config, side),
-                                 int(optim_config.niter), int(optim_config.niter_decay),
-                                 int(optim_config.steps_per_epoch))
+    return linear_decay_schedule(base_learning_rate(optim_config, side), optim_config.niter,
+                                 optim_config.niter_decay, optim_config.steps_per_epoch)
 
 
 def adam(schedule: Schedule, b1: float, b2: float,
@@ -87,5 +78,5 @@ def adam(schedule: Schedule, b1: float, b2: float,
 
 def optimizer_for(optim_config, side: str) -> optax.GradientTransformation:
     """Adam with the schedule and betas of ``side`` for a stage's ``config.optim``."""
-    b1, b2 = adam_betas(optim_config)
-    return adam(schedule_for(optim_config, side), b1, b2, float(optim_config.get("eps", 1e-8)))
+    return adam(schedule_for(optim_config, side), optim_config.b1, optim_config.b2,
+                optim_config.eps)

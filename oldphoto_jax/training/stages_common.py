@@ -281,14 +281,14 @@ def image_discriminator(config, in_channels: int, spectral_norm: bool,
 
     disc = config.disc
     return MultiscaleDiscriminator(
-        in_channels=in_channels, num_D=int(disc.num_D), ndf=int(disc.ndf),
-        n_layers=int(disc.n_layers), spectral_norm=bool(spectral_norm),
+        in_channels=in_channels, num_D=disc.num_D, ndf=disc.ndf,
+        n_layers=disc.n_layers, spectral_norm=spectral_norm,
         sn_outer=not spade_style, norm_bias=not spade_style, precision=config.precision)
 
 
 def frozen_vgg(config) -> dict | None:
     """``{"params": ...}`` of VGG19 from ``config.loss.vgg_weights`` (an .npz), or None."""
-    path = config.loss.get("vgg_weights", "") or ""
+    path = config.loss.vgg_weights
     if not path:
         return None
     return {"params": losses.load_vgg19_npz(path)}

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from oldphoto_jax.models.discriminators import fold_spectral_norm
-from oldphoto_jax.models.spade import SPADEGenerator
+from oldphoto_jax.models.registry import build_model
 from oldphoto_jax.training import losses
 from oldphoto_jax.training.optim import DISCRIMINATOR, GENERATOR, optimizer_for, schedule_for
 from oldphoto_jax.training.stage import Stage
@@ -42,18 +42,15 @@ from oldphoto_jax.training.stages_common import (InitSpec, Trainable, build_stat
                                                  vgg_term)
 
 
-def generator_module(config, spectral_norm: bool = True, precision=None) -> SPADEGenerator:
-    m = config.model
-    return SPADEGenerator(ngf=int(m.ngf), load_size=int(m.load_size),
-                          num_up_blocks=int(m.num_up_blocks), nhidden=int(m.nhidden),
-                          spectral_norm=spectral_norm,
-                          precision=config.precision if precision is None else precision)
+def generator_module(config, spectral_norm: bool = True, precision=None):
+    """The generator of ``config.model`` (model ``spade``: :class:`SPADEGenerator`), in its
+    training form (``spectral_norm``) or its inference form."""
+    return build_model(config.model, spectral_norm=spectral_norm,
+                       precision=config.precision if precision is None else precision)
 
 
 def export_role(config) -> str:
-    role = config.get("export_role", None)
-    if role is None:
-        role = "face_512" if int(config.model.load_size) == 512 else "face_256"
+    role = config.export_role
     if role not in ("face_256", "face_512"):
         raise ValueError(f"face export role must be face_256 or face_512, got {role!r}")
     return role
@@ -71,8 +68,7 @@ def fold_generator(variables: dict, precision="highest") -> dict:
 
 def build_face_stage(config) -> Stage:
     generator = generator_module(config)
-    spectral = config.disc.get("spectral_norm", None)
-    disc = image_discriminator(config, 3, spectral_norm=True if spectral is None else spectral,
+    disc = image_discriminator(config, 3, spectral_norm=config.disc.spectral_norm,
                                spade_style=True)
     trainables = {
         "generator": Trainable(optimizer_for(config.optim, GENERATOR),
@@ -81,13 +77,12 @@ def build_face_stage(config) -> Stage:
                        schedule_for(config.optim, DISCRIMINATOR)),
     }
     vgg = frozen_vgg(config)
-    lambda_feat = float(config.loss.lambda_feat)
-    lambda_vgg = float(config.loss.lambda_vgg)
+    lambda_feat, lambda_vgg = config.loss.lambda_feat, config.loss.lambda_vgg
 
     def init_state(rng, batch):
         batch = prepare_batch(batch)
         (face,) = example_shapes(batch, "degraded")
-        size = int(config.model.load_size)
+        size = config.model.load_size
         if face.shape[1:3] != (size, size):
             raise ValueError(f"face batches must be {size}x{size} (config.model.load_size), "
                              f"got {face.shape[1:3]}")

@@ -2,9 +2,11 @@
 
 Reference 10.4 (and 10.5 #1-#4 for the intended behaviour). Networks:
 
-* ``"mapping"``: ``MappingModel`` (quality), ``MappingModelWithMask`` (scratch) or
-  ``MappingModelWithMask2`` (hr, trained with its batched ``train_forward``: every patch is
-  rebuilt from its best key, keys that are mostly hole excluded); section 5;
+* ``"mapping"``: the network of ``config.model`` (``build_model``): model ``mapping``
+  (``MappingModel``, quality), ``mapping_mask`` (``MappingModelWithMask``, scratch) or
+  ``mapping_patch`` (``MappingModelWithMask2``, hr, trained with its batched ``train_forward``:
+  every patch is rebuilt from its best key, keys that are mostly hole excluded); section 5.
+  Variants other than quality pass the damage mask as a second input;
 * ``"D"``: the conditional image discriminator (6-channel input: degraded image and candidate
   clean image), spectral norm for scratch and hr (the release's pass order, one power
   iteration per pass), none for quality;
@@ -25,8 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from oldphoto_jax import checkpoints
-from oldphoto_jax.models.mapping import MappingModel, MappingModelWithMask, MappingModelWithMask2
-from oldphoto_jax.models.vae import VAE, level_channels
+from oldphoto_jax.models.registry import build_model
 from oldphoto_jax.training import losses
 from oldphoto_jax.training.optim import DISCRIMINATOR, GENERATOR, optimizer_for, schedule_for
 from oldphoto_jax.training.stage import Stage
@@ -42,25 +43,21 @@ VAE_B_ROLE = {"quality": "vae_b_quality", "scratch": "vae_b_scratch", "hr": "vae
 
 
 def variant_of(config) -> str:
-    variant = config.get("variant", "quality")
+    variant = config.variant
     if variant not in VARIANTS:
         raise ValueError(f"mapping variant must be one of {VARIANTS}, got {variant!r}")
     return variant
 
 
-def mapping_module(config, precision=None):
-    """The mapping network of ``config.variant`` with the widths of ``config.model``."""
-    m, variant = config.model, variant_of(config)
-    precision = config.precision if precision is None else precision
-    common = dict(nc=int(m.nc), mc=int(m.mc), n_up=int(m.n_up), precision=precision)
-    if variant == "quality":
-        return MappingModel(n_blocks=int(m.n_blocks), **common)
-    if variant == "scratch":
-        return MappingModelWithMask(n_blocks=int(m.n_blocks), nl_res_blocks=int(m.nl_res_blocks),
-                                    query_chunk=int(m.get("query_chunk", 0)), **common)
-    return MappingModelWithMask2(stage_blocks=int(m.stage_blocks),
-                                 patch_sizes=tuple(int(p) for p in m.patch_sizes),
-                                 query_chunk=int(m.get("query_chunk", 0)), **common)
+def mapping_module(config, precision=None, attention_chunk=None):
+    """The mapping network of ``config.model``, computed at ``precision`` (default
+    ``config.precision``) with the attention in blocks of ``attention_chunk`` query rows
+    (default ``config.attention_chunk``) where it has attention."""
+    options = {"precision": config.precision if precision is None else precision}
+    if variant_of(config) != "quality":
+        options["query_chunk"] = (config.attention_chunk if attention_chunk is None
+                                  else attention_chunk)
+    return build_model(config.model, **options)
 
 
 def _load_role(directory, roles: tuple[str, ...]):
@@ -76,7 +73,7 @@ def load_pretrained_vaes(config) -> dict:
     """``{"vae_a": (module, variables), "vae_b": (module, variables)}`` from the configured
     model directories."""
     variant = variant_of(config)
-    if not config.get("vae_a_checkpoint") or not config.get("vae_b_checkpoint"):
+    if not config.vae_a_checkpoint or not config.vae_b_checkpoint:
         raise ValueError("the mapping stage needs config.vae_a_checkpoint and "
                          "config.vae_b_checkpoint (model directories with trained VAEs)")
     other = "vae_b_scratch" if VAE_B_ROLE[variant] == "vae_b_quality" else "vae_b_quality"
@@ -85,9 +82,10 @@ def load_pretrained_vaes(config) -> dict:
 
 
 def _frozen_vae(name: str, module, variables, parts: tuple[str, ...], nc: int, precision):
-    if not isinstance(module, VAE):
-        raise ValueError(f"{name} must be a VAE network, got {type(module).__name__}")
-    latent = level_channels(module.ngf, module.n_down_convs, module.max_channels)
+    if not all(hasattr(module, a) for a in ("encode", "decode", "latent_channels")):
+        raise ValueError(f"{name} must be a VAE network (encode, decode, latent_channels), "
+                         f"got {type(module).__name__}")
+    latent = module.latent_channels
     if latent != nc:
         raise ValueError(f"{name} has {latent} latent channels but the mapping network "
                          f"expects nc = {nc}")
@@ -103,15 +101,13 @@ def build_mapping_stage(config, pretrained: dict | None = None) -> Stage:
     variables), "vae_b": (module, variables)}``)."""
     variant = variant_of(config)
     pretrained = pretrained if pretrained is not None else load_pretrained_vaes(config)
-    nc = int(config.model.nc)
+    nc = config.model.nc
     vae_a, vae_a_vars = _frozen_vae("VAE_A", *pretrained["vae_a"], ("encoder",), nc,
                                     config.precision)
     vae_b, vae_b_vars = _frozen_vae("VAE_B", *pretrained["vae_b"], ("encoder", "decoder"), nc,
                                     config.precision)
     mapping = mapping_module(config)
-    spectral = config.disc.get("spectral_norm", None)
-    spectral = variant != "quality" if spectral is None else bool(spectral)
-    disc = image_discriminator(config, 6, spectral_norm=spectral)
+    disc = image_discriminator(config, 6, spectral_norm=config.disc.spectral_norm)
     trainables = {
         "mapping": Trainable(optimizer_for(config.optim, GENERATOR),
                              schedule_for(config.optim, GENERATOR)),
@@ -122,8 +118,7 @@ def build_mapping_stage(config, pretrained: dict | None = None) -> Stage:
     vgg = frozen_vgg(config)
     if vgg:
         frozen["vgg"] = vgg
-    lambda_feat = float(config.loss.lambda_feat)
-    latent_weight = float(config.loss.latent_l1)
+    lambda_feat, latent_weight = config.loss.lambda_feat, config.loss.latent_l1
     with_mask = variant != "quality"
     ratio = 2 ** vae_a.n_down_convs
 
@@ -144,14 +139,14 @@ def build_mapping_stage(config, pretrained: dict | None = None) -> Stage:
         if variant == "scratch":
             return mapping.apply(variables, z_a, mask)
         if training:
-            return mapping.apply(variables, z_a, mask, method=MappingModelWithMask2.train_forward)
+            return mapping.apply(variables, z_a, mask, method="train_forward")
         # Inference path one photo at a time (its query selection reads batch element 0).
         one = lambda z, m: mapping.apply(variables, z[None], m[None])[0]
         return jax.vmap(one)(z_a, mask)
 
     def latents(frozen_vars, x, y):
-        z_a = vae_a.apply(frozen_vars["vae_a"], x, method=VAE.encode)
-        z_b = vae_b.apply(frozen_vars["vae_b"], y, method=VAE.encode)
+        z_a = vae_a.apply(frozen_vars["vae_a"], x, method="encode")
+        z_b = vae_b.apply(frozen_vars["vae_b"], y, method="encode")
         return jax.lax.stop_gradient(z_a), jax.lax.stop_gradient(z_b)
 
     def forward(params, collections, frozen_vars, batch, rng):
@@ -159,7 +154,7 @@ def build_mapping_stage(config, pretrained: dict | None = None) -> Stage:
         x, y = batch["degraded"], batch["clean"]
         z_a, z_b = latents(frozen_vars, x, y)
         z_hat = translate(params["mapping"], z_a, batch.get("mask"), training=True)
-        y_hat = vae_b.apply(frozen_vars["vae_b"], z_hat, method=VAE.decode)
+        y_hat = vae_b.apply(frozen_vars["vae_b"], z_hat, method="decode")
         fake = jnp.concatenate([x, y_hat], axis=-1)
         real = jnp.concatenate([x, y], axis=-1)
         fake_d, real_out, fake_g, d_cols = discriminate(disc, params["D"],
@@ -179,10 +174,10 @@ def build_mapping_stage(config, pretrained: dict | None = None) -> Stage:
         z_a, z_b = latents(frozen_vars, x, y)
         z_hat = translate(state["params"]["mapping"], z_a, batch.get("mask"), training=False)
         out = {"degraded": x,
-               "restored": vae_b.apply(frozen_vars["vae_b"], z_hat, method=VAE.decode),
+               "restored": vae_b.apply(frozen_vars["vae_b"], z_hat, method="decode"),
                "clean": y,
                "vae_b_reconstruction": vae_b.apply(frozen_vars["vae_b"], z_b,
-                                                   method=VAE.decode)}
+                                                   method="decode")}
         if with_mask:
             out["mask"] = mask_image(batch["mask"])
         return out

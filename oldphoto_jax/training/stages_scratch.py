@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from oldphoto_jax.models.unet import ScratchUNet
+from oldphoto_jax.models.registry import build_model
 from oldphoto_jax.training import losses
 from oldphoto_jax.training.optim import GENERATOR, optimizer_for, schedule_for
 from oldphoto_jax.training.stage import Stage
@@ -27,10 +27,9 @@ from oldphoto_jax.training.stages_common import (InitSpec, Trainable, as_rgb, bu
                                                  variables_of)
 
 
-def unet_module(config, precision=None) -> ScratchUNet:
-    m = config.model
-    return ScratchUNet(in_channels=int(m.in_channels), out_channels=1, depth=int(m.depth),
-                       wf=int(m.wf), conv_num=int(m.conv_num),
+def unet_module(config, precision=None):
+    """The detector of ``config.model`` (model ``unet``: :class:`ScratchUNet`)."""
+    return build_model(config.model,
                        precision=config.precision if precision is None else precision)
 
 
@@ -39,10 +38,10 @@ def build_scratch_stage(config) -> Stage:
     trainables = {"unet": Trainable(optimizer_for(config.optim, GENERATOR),
                                     schedule_for(config.optim, GENERATOR))}
     loss_cfg = config.loss
-    kind = str(loss_cfg.detection)
+    kind = loss_cfg.detection
     if kind not in losses.DETECTION_LOSSES:
         raise ValueError(f"config.loss.detection must be one of {losses.DETECTION_LOSSES}")
-    threshold = float(loss_cfg.detection_threshold)
+    threshold = loss_cfg.detection_threshold
 
     def init_state(rng, batch):
         batch = prepare_batch(batch)
@@ -55,8 +54,8 @@ def build_scratch_stage(config) -> Stage:
         logits, updated = unet.apply(variables, batch["image"], train=True,
                                      mutable=["batch_stats"])
         mask = batch["mask"]
-        loss = losses.detection_loss(logits, mask, kind, float(loss_cfg.positive_weight),
-                                     float(loss_cfg.focal_gamma), float(loss_cfg.focal_alpha))
+        loss = losses.detection_loss(logits, mask, kind, loss_cfg.positive_weight,
+                                     loss_cfg.focal_gamma, loss_cfg.focal_alpha)
         metrics = {"loss/bce": loss, "metric/scratch_fraction": jnp.mean(mask)}
         metrics.update({f"metric/{k}": v
                         for k, v in losses.detection_metrics(logits, mask, threshold).items()})

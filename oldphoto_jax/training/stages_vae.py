@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from oldphoto_jax.models.discriminators import latent_discriminator
-from oldphoto_jax.models.vae import VAE, level_channels
+from oldphoto_jax.models.registry import build_model
 from oldphoto_jax.training import losses
 from oldphoto_jax.training.optim import DISCRIMINATOR, GENERATOR, optimizer_for, schedule_for
 from oldphoto_jax.training.stage import Stage
@@ -41,25 +41,18 @@ from oldphoto_jax.training.stages_common import (InitSpec, Trainable, apply_disc
 VAE_B_ROLES = ("vae_b_quality", "vae_b_scratch")
 
 
-def vae_module(config, precision=None) -> VAE:
-    """The VAE of ``config.model`` (reference 4)."""
-    m = config.model
-    return VAE(ngf=int(m.ngf), max_channels=int(m.max_channels),
-               n_down_convs=int(m.n_down_convs), n_res_blocks=int(m.n_res_blocks),
-               kernel_size=int(m.kernel_size),
-               precision=config.precision if precision is None else precision)
-
-
-def latent_channels(config) -> int:
-    m = config.model
-    return level_channels(int(m.ngf), int(m.n_down_convs), int(m.max_channels))
+def vae_module(config, precision=None):
+    """The VAE of ``config.model`` (reference 4, or a registered variant with its interface:
+    ``encode``, ``decode``, ``latent_channels``, ``n_down_convs``)."""
+    return build_model(config.model,
+                       precision=config.precision if precision is None else precision)
 
 
 def export_roles(config) -> tuple[str, ...]:
     """Checkpoint roles of the trained VAE: ``vae_a``, or ``config.export_roles`` for VAE_B."""
     if config.stage == "vae_a":
         return ("vae_a",)
-    roles = tuple(config.get("export_roles", VAE_B_ROLES))
+    roles = tuple(config.export_roles)
     bad = [r for r in roles if r not in VAE_B_ROLES]
     if bad or not roles:
         raise ValueError(f"VAE_B export roles must be a non-empty subset of {VAE_B_ROLES}, "
@@ -71,10 +64,10 @@ def build_vae_stage(config) -> Stage:
     """``config.stage`` = "vae_a" (data stage ``domain_a``) or "vae_b" (``domain_b``)."""
     domain_a = config.stage == "vae_a"
     vae = vae_module(config)
-    disc = image_discriminator(config, 3, spectral_norm=bool(config.disc.get("spectral_norm")
-                                                             or False))
-    feat_d = latent_discriminator(latent_channels(config), int(config.disc.latent_ndf),
-                                  int(config.disc.latent_n_layers), config.precision)
+    disc = image_discriminator(config, 3, spectral_norm=config.disc.spectral_norm)
+    if domain_a:
+        feat_d = latent_discriminator(vae.latent_channels, config.disc.latent_ndf,
+                                      config.disc.latent_n_layers, config.precision)
     trainables = {
         "vae": Trainable(optimizer_for(config.optim, GENERATOR),
                          schedule_for(config.optim, GENERATOR)),
@@ -86,17 +79,15 @@ def build_vae_stage(config) -> Stage:
                                          schedule_for(config.optim, DISCRIMINATOR))
     vgg = frozen_vgg(config)
     loss_cfg = config.loss
-    lambda_feat = float(loss_cfg.lambda_feat)
-    kl_weight = float(loss_cfg.kl)
-    image_l1 = float(loss_cfg.get("image_l1", 0.0))
-    chunks = int(config.disc.get("latent_chunks", 1))
+    lambda_feat, kl_weight, image_l1 = loss_cfg.lambda_feat, loss_cfg.kl, loss_cfg.image_l1
+    chunks = config.disc.latent_chunks if domain_a else 1
 
     def init_state(rng, batch):
         batch = prepare_batch(batch)
         (image,) = example_shapes(batch, "image")
-        ratio = 2 ** int(config.model.n_down_convs)
+        ratio = 2 ** vae.n_down_convs
         latent = jax.ShapeDtypeStruct((1, image.shape[1] // ratio, image.shape[2] // ratio,
-                                       latent_channels(config)), jnp.float32)
+                                       vae.latent_channels), jnp.float32)
         specs = {"vae": InitSpec(vae, (image,)), "D": InitSpec(disc, (image,))}
         if domain_a:
             specs["feat_D"] = InitSpec(feat_d, (latent,))
@@ -105,9 +96,9 @@ def build_vae_stage(config) -> Stage:
 
     def forward(params, collections, frozen, batch, rng):
         x = batch["image"]
-        h = vae.apply({"params": params["vae"]}, x, method=VAE.encode)
+        h = vae.apply({"params": params["vae"]}, x, method="encode")
         noise = jax.random.normal(rng, h.shape, h.dtype)
-        x_hat = vae.apply({"params": params["vae"]}, h + noise, method=VAE.decode)
+        x_hat = vae.apply({"params": params["vae"]}, h + noise, method="decode")
         fake_d, real, fake_g, d_cols = discriminate(disc, params["D"],
                                                     collections.get("D", {}), x_hat, x)
         metrics, g_adv, d_objective = lsgan_terms(fake_d, real, fake_g, lambda_feat)

@@ -101,12 +101,9 @@ def test_holdout_photos_exist_and_are_excluded_from_training():
 
 
 def importlib_config(name, arg):
-    import importlib.util
+    from oldphoto_jax.testing.config_files import load_config
 
-    spec = importlib.util.spec_from_file_location(f"cfg_{name}", REPO / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return load_config(name, arg)
 
 
 def test_markdown_table_has_a_row_per_photo_and_a_mean():

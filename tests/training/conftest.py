@@ -83,8 +83,8 @@ def base_config(photo_dirs, **overrides) -> ml_collections.ConfigDict:
         "seed": 3,
         "num_steps": 8,
         "input": {"stage": "domain_b", "batch_size": 2, "crop_size": 32,
-                  "degrade_full_image": False, "read_threads": 0},
-        "data": {"clean": photo_dirs["clean"], "old": (photo_dirs["old"],)},
+                  "degrade_full_image": False, "read_threads": 0, "cache_mb": 64},
+        "data": {"clean": photo_dirs["clean"], "clean_exclude": (), "old": (photo_dirs["old"],)},
         "mesh_shape": (-1,),
         "mesh_axes": ("data",),
         "log_every": 4,
@@ -96,6 +96,8 @@ def base_config(photo_dirs, **overrides) -> ml_collections.ConfigDict:
         "export_every": 0,
         "debug_nan_step": 0,
         "prng_impl": "rbg",
+        "time_limit_s": 0.0,
+        "conv_weight_grad": "xla",
     })
     config.update(overrides)
     return config

@@ -9,15 +9,10 @@ import sys
 
 import pytest
 
+from oldphoto_jax.models.registry import MODELS
+from oldphoto_jax.testing.config_files import CONFIG_ARGS, config_module
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
-VARIANTS = {
-    "vae_a": (None, "tiny"),
-    "vae_b": (None, "tiny"),
-    "mapping": (None, "quality", "scratch", "hr", "tiny", "tiny_quality", "tiny_scratch",
-                "tiny_hr"),
-    "scratch": (None, "tiny"),
-    "face": (None, "256", "512", "tiny"),
-}
 
 
 def load(path: pathlib.Path, name: str):
@@ -43,28 +38,44 @@ def test_multiprocess_detection(train_module):
     assert detect({"TPU_WORKER_HOSTNAMES": "t1,t2,t3,t4"})
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("name", sorted(CONFIG_ARGS))
 def test_every_config_variant_loads(name):
-    module = load(REPO / "configs" / f"{name}.py", f"config_{name}")
+    module = config_module(name)
     assert f"train.py --config configs/{name}.py" in module.__doc__
-    for arg in VARIANTS[name]:
+    for arg in (None,) + CONFIG_ARGS[name]:
         config = module.get_config(arg)
         assert config.stage == name
         tiny = arg is not None and arg.startswith("tiny")
         assert (config.input.crop_size <= 64 and config.input.batch_size <= 4) == tiny
-        assert config.num_steps == (300 if tiny else 0)  # 0 = the official number of epochs
-        assert config.optim.steps_per_epoch == 0 and config.mesh_axes == ("data",)
-        assert pathlib.Path(config.data.clean).parts[-2:] == ("photos", "clean")
-        # None defaults are typed placeholders, so --config.optim.b1=0.9 etc. can override them.
-        assert config.optim.get_ref("b1").get_type() is float
-        assert config.disc.get_ref("spectral_norm").get_type() is bool
+        small = arg is not None and arg.startswith("small")
+        assert config.num_steps == (300 if tiny else 8000 if small and name in (
+            "mapping", "scratch") else 10000 if small else 0)  # 0 = the official epochs
+        assert (config.optim.steps_per_epoch > 0) == small and config.mesh_axes == ("data",)
+        photos = config.data.faces if name == "face" else config.data.clean
+        assert not photos or pathlib.Path(photos).parts[-2:] == ("photos", "clean")
+        # Every number is typed (none is left for the trainer to decide); the fields that are
+        # None by default are typed placeholders, so --config.input.empty_mask_p=0.5 works.
+        assert isinstance(config.optim.b1, float) and isinstance(config.optim.lr, float)
+        assert "disc" not in config or isinstance(config.disc.spectral_norm, bool)
         assert config.input.get_ref("empty_mask_p").get_type() is float
+        assert config.model.name in MODELS
     with pytest.raises(ValueError):
         module.get_config("no_such_variant")
     if name == "mapping":
         assert module.get_config("scratch").variant == "scratch"
         assert module.get_config("tiny").variant == "quality"
         assert module.get_config("tiny_hr").input.stage == "mapping_mask"
+
+
+def test_print_config_prints_the_resolved_config_and_exits(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--config",
+         f"{REPO / 'configs' / 'mapping.py'}:small_scratch",
+         "--print_config", "--config.loss.latent_l1=30"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "name: mapping_mask" in done.stdout and "latent_l1: 30.0" in done.stdout
+    assert "steps_per_epoch: 32" in done.stdout and list(tmp_path.iterdir()) == []
 
 
 def test_overrides_and_errors_reach_the_command_line(tmp_path):

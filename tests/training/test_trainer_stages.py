@@ -3,7 +3,6 @@ falls over a few hundred steps, its final checkpoint restores to the trained sta
 is an infer.py model with the stage's roles."""
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 
 import jax
@@ -11,20 +10,13 @@ import numpy as np
 import pytest
 
 from oldphoto_jax import checkpoints
+from oldphoto_jax.testing.config_files import load_config
 from oldphoto_jax.training import checkpointing, loop, stages
 from oldphoto_jax.training.stages_vae import vae_module
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 STEPS = 400
 LOG_EVERY = 25
-
-
-def load_config(name: str, arg: str):
-    """``get_config(arg)`` of ``configs/<name>.py``, loaded by path like config_flags does."""
-    spec = importlib.util.spec_from_file_location(f"config_{name}", REPO / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +38,12 @@ def tiny_vae_exports(tmp_path_factory):
 
 def small_run(config, photo_dirs):
     """The tiny config over the tests' small photo folders, checkpoints and samples included."""
-    config.data.clean = photo_dirs["clean"]
-    config.data.old = (photo_dirs["old"],)
     if config.stage == "face":
         config.data.faces = photo_dirs["clean"]
+    else:
+        config.data.clean = photo_dirs["clean"]
+    if "old" in config.data:
+        config.data.old = (photo_dirs["old"],)
     config.num_steps = STEPS
     config.log_every = LOG_EVERY
     config.checkpoint_every = STEPS // 2

@@ -25,7 +25,8 @@ from oldphoto_jax import checkpoints
 from oldphoto_jax.models.spectral import kernel_matrix, power_iteration
 from oldphoto_jax.testing.random_model import random_network, write_random_model
 from oldphoto_jax.training import optim
-from oldphoto_jax.training.stages import build_stage, default_config
+from oldphoto_jax.testing.config_files import load_config
+from oldphoto_jax.training.stages import build_stage
 from oldphoto_jax.training.stages_common import (Trainable, make_train_step, prepare_batch,
                                                  random_state)
 
@@ -33,16 +34,22 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive
 B = 2
 
 
+def _set_present(section, **values):
+    """Sets the fields of ``values`` that ``section`` has (configs hold only what they use)."""
+    section.update({k: v for k, v in values.items() if k in section})
+
+
 def small_config(stage: str, variant: str | None = None, lr: float = 2e-4):
     """Official structure at minimal widths and depths (compile time is what costs here)."""
-    c = default_config(stage, variant, tiny=True)
-    c.disc.update(dict(ndf=4, n_layers=1, latent_ndf=4, latent_n_layers=1))
+    c = load_config(stage, f"tiny_{variant}" if variant else ("tiny"))
+    if "disc" in c:
+        _set_present(c.disc, ndf=4, n_layers=1, latent_ndf=4, latent_n_layers=1)
     c.optim.lr = lr
     if stage in ("vae_a", "vae_b"):
         c.model.n_res_blocks = 1
     elif stage == "mapping":
-        c.model.update(dict(mc=16, n_up=1, n_blocks=1, nl_res_blocks=1, stage_blocks=1,
-                            patch_sizes=(4, 2)))
+        _set_present(c.model, mc=16, n_up=1, n_blocks=1, nl_res_blocks=1, stage_blocks=1,
+                     patch_sizes=(4, 2))
     elif stage == "scratch":
         c.model.update(dict(depth=2, wf=2))
     else:
@@ -393,19 +400,20 @@ def test_linear_decay_schedule_in_steps():
 
 
 def test_ttur_rates_and_betas():
-    config = default_config("mapping", "quality").optim
+    config = load_config("mapping", "quality").optim
     assert optim.base_learning_rate(config, "g") == pytest.approx(1e-4)
     assert optim.base_learning_rate(config, "d") == pytest.approx(4e-4)
-    assert optim.adam_betas(config) == (0.0, 0.9)
-    config = default_config("mapping", "scratch").optim
+    assert (config.b1, config.b2) == (0.0, 0.9)
+    config = load_config("mapping", "scratch").optim
     assert optim.base_learning_rate(config, "g") == optim.base_learning_rate(config, "d") == 2e-4
-    assert optim.adam_betas(config) == (0.5, 0.999)
-    assert optim.adam_betas(default_config("scratch").optim) == (0.9, 0.999)
+    assert (config.b1, config.b2) == (0.5, 0.999)
+    scratch = load_config("scratch").optim
+    assert (scratch.b1, scratch.b2) == (0.9, 0.999)
 
 
 def test_adam_matches_torch():
     torch = pytest.importorskip("torch")
-    config = default_config("vae_b").optim
+    config = load_config("vae_b").optim
     config.steps_per_epoch = 1
     tx = optim.optimizer_for(config, "g")
     w0 = np.array([0.5, -1.5, 2.0], np.float32)

@@ -1,0 +1,120 @@
+"""The config files resolve to the values the runs had before ``configs/`` owned every number.
+
+``data/config_dumps_before.json`` is every config of every argument as resolved at commit
+6c7bc01 (the stage defaults, trainer fields and bundled recipe then lived in library modules),
+dumped with :func:`dump` (paths relative to the checkout). Each field must be unchanged, except
+the changes listed here, each with its reason:
+
+* ``ADDED``: new fields (``model.name``: the network by name from the registry);
+* ``MOVED``: ``model.query_chunk`` is an execution setting, now the top-level
+  ``attention_chunk`` (never saved with a network);
+* ``RESOLVED``: fields that were None, meaning "the stage decides", now hold the value the stage
+  decided (a config owns that number; a stage no longer has defaults of its own);
+* ``dropped``: fields the stage never read (another stage's loss weights, another mapping
+  variant's widths, the latent D fields of VAE_B, ...), so a config shows only what its run uses.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+from oldphoto_jax.testing.config_files import CONFIG_ARGS, REPO, load_config
+
+BEFORE = pathlib.Path(__file__).parent / "data" / "config_dumps_before.json"
+
+ADDED = {"model.name"}
+MOVED = {"model.query_chunk": "attention_chunk"}
+
+
+def dump(config) -> dict:
+    """A config as plain JSON values, paths inside the checkout written as ``<repo>``."""
+    def norm(value):
+        if isinstance(value, dict):
+            return {k: norm(v) for k, v in sorted(value.items())}
+        if isinstance(value, (list, tuple)):
+            return [norm(v) for v in value]
+        if isinstance(value, str):
+            return value.replace(str(REPO), "<repo>").replace(str(REPO.parent) + "/",
+                                                               "<repo>/../")
+        return value
+
+    return norm(config.to_dict())
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def resolved(old: dict, key: str):
+    """The value the stage chose where the old config said None ("the stage decides")."""
+    stage, variant = old["stage"], old["variant"]
+    if key in ("optim.b1", "optim.b2"):
+        ttur_betas, plain_betas = (0.0, 0.9), (0.5, 0.999)
+        return (ttur_betas if old["optim.ttur"] else plain_betas)[key == "optim.b2"]
+    if key == "disc.spectral_norm":
+        return {"vae_a": False, "vae_b": False, "face": True}.get(stage, variant != "quality")
+    if key == "export_role":
+        return "face_512" if old["model.load_size"] == 512 else "face_256"
+    return None
+
+
+# Fields each stage reads (anything else in the old dump was never used by that stage's run).
+MAPPING_MODEL = {"quality": {"nc", "mc", "n_up", "n_blocks"},
+                 "scratch": {"nc", "mc", "n_up", "n_blocks", "nl_res_blocks", "query_chunk"},
+                 "hr": {"nc", "mc", "n_up", "stage_blocks", "patch_sizes", "query_chunk"}}
+USED_LOSS = {"vae_a": {"lambda_feat", "kl", "image_l1", "vgg_weights"},
+             "vae_b": {"lambda_feat", "kl", "image_l1", "vgg_weights"},
+             "mapping": {"lambda_feat", "latent_l1", "vgg_weights"},
+             "scratch": {"detection", "positive_weight", "focal_gamma", "focal_alpha",
+                         "detection_threshold"},
+             "face": {"lambda_feat", "lambda_vgg", "vgg_weights"}}
+IMAGE_D = {"num_D", "n_layers", "ndf", "spectral_norm"}
+USED_DISC = {"vae_a": IMAGE_D | {"latent_ndf", "latent_n_layers", "latent_chunks"},
+             "vae_b": IMAGE_D, "mapping": IMAGE_D, "scratch": set(), "face": IMAGE_D}
+USED_DATA = {"vae_a": {"clean", "clean_exclude", "old"}, "vae_b": {"clean", "clean_exclude"},
+             "mapping": {"clean", "clean_exclude"}, "scratch": {"clean", "clean_exclude"},
+             "face": {"faces", "align_faces", "face_bank_size"}}
+
+
+def used(old: dict, key: str) -> bool:
+    stage = old["stage"]
+    section, _, field = key.partition(".")
+    if key == "variant":
+        return stage == "mapping"
+    if section == "model" and stage == "mapping":
+        return field in MAPPING_MODEL[old["variant"]]
+    return {"loss": USED_LOSS, "disc": USED_DISC, "data": USED_DATA}.get(
+        section, {stage: {field}})[stage].__contains__(field)
+
+
+CASES = [f"{name}.py:{arg}" for name, args in CONFIG_ARGS.items() for arg in args]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_config_resolves_to_the_values_of_before(case):
+    before = json.loads(BEFORE.read_text())
+    old = flatten(before[case])
+    name, _, arg = case.partition(".py:")
+    new = flatten(dump(load_config(name, arg)))
+    expected = {}
+    for key, value in old.items():
+        if not used(old, key):
+            continue
+        key_now = MOVED.get(key, key)
+        expected[key_now] = resolved(old, key) if value is None and resolved(old, key) is not None \
+            else value
+    for key in ADDED:
+        expected[key] = new.get(key)
+    assert new == expected
+
+
+def test_the_before_dump_covers_every_config_argument():
+    assert sorted(json.loads(BEFORE.read_text())) == sorted(CASES)
