@@ -12,7 +12,7 @@ import pytest
 from oldphoto_jax.models.discriminators import (MultiscaleDiscriminator, PatchDiscriminator,
                                                 avg_pool_3x3_s2, fold_spectral_norm,
                                                 latent_discriminator)
-from oldphoto_jax.models.registry import NETWORK_CLASSES
+from oldphoto_jax.models.registry import MODELS
 from oldphoto_jax.models.spectral import SpectralConv2d
 
 torch = pytest.importorskip("torch")
@@ -64,8 +64,8 @@ def test_spade_style_variant_structure():
 
 
 def test_registered():
-    assert NETWORK_CLASSES["MultiscaleDiscriminator"] is MultiscaleDiscriminator
-    assert NETWORK_CLASSES["PatchDiscriminator"] is PatchDiscriminator
+    assert MODELS["multiscale_discriminator"] is MultiscaleDiscriminator
+    assert MODELS["patch_discriminator"] is PatchDiscriminator
 
 
 def test_avg_pool_matches_torch_count_include_pad_false():
