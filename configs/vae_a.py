@@ -3,13 +3,17 @@
     .venv/bin/python train.py --config configs/vae_a.py --workdir runs/vae_a
     .venv/bin/python train.py --config configs/vae_a.py:tiny --workdir runs/vae_a_tiny
     .venv/bin/python train.py --config configs/vae_a.py:small --workdir weights/runs/vae_a_small
+    .venv/bin/python train.py --config configs/vae_a.py:small_colour --workdir runs/vae_a_colour
     .venv/bin/python train.py --config configs/vae_a.py:tiny --print_config
 
 Argument: the size (``configs/common.py``): none = the official run (VAE widths ngf 64, 2-scale
 PatchGAN, latent D, batch 100 of 256 px crops, Adam 2e-4 with 100 + 100 epochs of floor(N/100)
 steps); ``tiny`` (8-channel networks, 32 px crops, batch 2, 300 steps: a CPU smoke run whose
 reconstruction metric is ``metric/l1``); ``small`` (the bundled model: 32 latent channels,
-10000 steps, image L1 instead of the VGG term, KL 0.1).
+10000 steps, image L1 instead of the VGG term, KL 0.1). A suffix ``colour`` (``colour``,
+``tiny_colour``, ``small_colour``) trains the research variant ``vae_colour``
+(``oldphoto_jax/models/vae_colour.py``: each photo's per-channel mean and std carried in 6 extra
+latent channels) at the same size.
 
 Photos (relative to the repository): ``../shared/photos/clean`` (synthetic old photos are made
 from them) and ``../shared/photos/old`` + ``../shared/photos/old_w_scratch`` (the two real
@@ -21,26 +25,33 @@ import ml_collections
 
 from configs import common
 
-SIZES = ("", "tiny", "small")
+VARIANTS = ("vae", "colour")
 SMALL_STEPS = 10000  # the bundled run (weights/README.md)
 
 
-def model(size: str) -> dict:
-    """The VAE (``oldphoto_jax.models.vae.VAE``; latent channels min(ngf * 4, max_channels))."""
+def model(size: str, variant: str = "vae") -> dict:
+    """The VAE (``oldphoto_jax.models.vae.VAE``; latent channels min(ngf * 4, max_channels)),
+    or with ``variant`` "colour" the ``vae_colour`` of the same widths (6 more channels)."""
     widths = {"": dict(ngf=64, max_channels=64, n_res_blocks=4),
               "tiny": dict(ngf=8, max_channels=8, n_res_blocks=4),
               "small": dict(ngf=16, max_channels=32, n_res_blocks=2)}[size]
+    if variant == "colour":
+        return dict(name="vae_colour", n_down_convs=2, kernel_size=4, **widths,
+                    min_std=0.05, norm_range=4.0, stats_scale=4.0)
     return dict(name="vae", n_down_convs=2, kernel_size=4, **widths)
 
 
+def parse(arg: str | None, file: str) -> tuple[str, str]:
+    """``[<size>_][colour]`` -> (size, variant)."""
+    return common.split_arg(arg, "vae", VARIANTS, file)
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    size = arg or ""
-    if size not in SIZES:
-        raise ValueError(f"configs/vae_a.py takes no argument, 'tiny' or 'small', got {arg!r}")
+    size, variant = parse(arg, "vae_a.py")
     ndf = {"": 64, "tiny": 8, "small": 16}[size]
     config = ml_collections.ConfigDict(common.trainer(size))
     config.stage = "vae_a"
-    config.model = model(size)
+    config.model = model(size, variant)
     config.disc = dict(
         num_D=2, n_layers=3, ndf=ndf, spectral_norm=False,  # image PatchGAN
         latent_ndf=ndf, latent_n_layers=3,                  # latent discriminator (feat_D)

@@ -3,10 +3,11 @@
     .venv/bin/python train.py --config configs/vae_b.py --workdir runs/vae_b
     .venv/bin/python train.py --config configs/vae_b.py:tiny --workdir runs/vae_b_tiny
     .venv/bin/python train.py --config configs/vae_b.py:small --workdir weights/runs/vae_b_small
+    .venv/bin/python train.py --config configs/vae_b.py:small_colour --workdir runs/vae_b_colour
 
-Argument: the size, as ``configs/vae_a.py`` (the same networks, losses, optimiser and
-schedule; see there): none = the official run (batch 120 of 256 px crops), ``tiny`` or
-``small``. VAE_B has no latent discriminator and reads clean photos only.
+Argument: the size and variant, as ``configs/vae_a.py`` (the same networks, losses, optimiser
+and schedule; see there): none = the official run (batch 120 of 256 px crops), ``tiny`` or
+``small``, each optionally with ``colour`` (the ``vae_colour`` variant). VAE_B has no latent discriminator and reads clean photos only.
 
 Photos: ``../shared/photos/clean`` relative to the repository; override with
 ``--config.data.clean=/data/VOC/JPEGImages``. The export holds the trained VAE under both
@@ -20,9 +21,7 @@ SMALL_STEPS = 10000  # the bundled run (weights/README.md)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    size = arg or ""
-    if size not in vae_a.SIZES:
-        raise ValueError(f"configs/vae_b.py takes no argument, 'tiny' or 'small', got {arg!r}")
+    size, _ = vae_a.parse(arg, "vae_b.py")
     config = vae_a.get_config(arg)
     config.stage = "vae_b"
     for latent_d_field in ("latent_ndf", "latent_n_layers", "latent_chunks"):

@@ -26,11 +26,13 @@ from oldphoto_jax.models.mapping import MappingModel, MappingModelWithMask, Mapp
 from oldphoto_jax.models.spade import SPADEGenerator
 from oldphoto_jax.models.unet import ScratchUNet
 from oldphoto_jax.models.vae import VAE, VAEDecoder, VAEEncoder
+from oldphoto_jax.models.vae_colour import VAEColour
 
 # name -> class. The first block are the networks a model directory holds (its roles); the rest
 # are parts and discriminators that tests and benchmarks build on their own.
 MODELS: dict[str, type[nn.Module]] = {
     "vae": VAE,                             # GlobalGenerator_DCDCv2 (VAE_A, VAE_B)
+    "vae_colour": VAEColour,                # the VAE with each photo's colour in its latent
     "mapping": MappingModel,                # quality mapping
     "mapping_mask": MappingModelWithMask,   # scratch mapping: partial non-local block
     "mapping_patch": MappingModelWithMask2,  # HR scratch mapping: multi-scale patch attention

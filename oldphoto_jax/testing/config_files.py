@@ -12,8 +12,8 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
 # Every config file and the arguments it takes (the first is its default).
 CONFIG_ARGS = {
-    "vae_a": ("", "tiny", "small"),
-    "vae_b": ("", "tiny", "small"),
+    "vae_a": ("", "tiny", "small", "colour", "tiny_colour", "small_colour"),
+    "vae_b": ("", "tiny", "small", "colour", "tiny_colour", "small_colour"),
     "scratch": ("", "tiny", "small"),
     "face": ("256", "512", "tiny"),
     "mapping": ("quality", "scratch", "hr", "tiny", "tiny_quality", "tiny_scratch", "tiny_hr",

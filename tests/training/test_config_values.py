@@ -95,7 +95,8 @@ def used(old: dict, key: str) -> bool:
         section, {stage: {field}})[stage].__contains__(field)
 
 
-CASES = [f"{name}.py:{arg}" for name, args in CONFIG_ARGS.items() for arg in args]
+# The configs that existed before (variants added since, such as ``colour``, have no dump).
+CASES = sorted(json.loads(BEFORE.read_text()))
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -116,5 +117,6 @@ def test_config_resolves_to_the_values_of_before(case):
     assert new == expected
 
 
-def test_the_before_dump_covers_every_config_argument():
-    assert sorted(json.loads(BEFORE.read_text())) == sorted(CASES)
+def test_every_config_of_before_still_exists():
+    now = {f"{name}.py:{arg}" for name, args in CONFIG_ARGS.items() for arg in args}
+    assert set(CASES) <= now

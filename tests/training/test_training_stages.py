@@ -126,6 +126,7 @@ class Run:
 CASES = {
     "vae_a": ("vae_a", None),
     "vae_b": ("vae_b", None),
+    "vae_a_colour": ("vae_a", "colour"),  # the research variant: latent D on 8 + 6 channels
     "mapping_quality": ("mapping", "quality"),
     "mapping_scratch": ("mapping", "scratch"),
     "mapping_hr": ("mapping", "hr"),
