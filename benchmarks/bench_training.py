@@ -29,9 +29,10 @@ import time
 import jax
 import numpy as np
 
-from oldphoto_jax import checkpoints
+from oldphoto_jax import checkpoints, sharding
+from oldphoto_jax import data as data_lib
 from oldphoto_jax.testing.config_files import load_config
-from oldphoto_jax.training import loop, stages
+from oldphoto_jax.training import inputs, keys, loop, stages
 from oldphoto_jax.training.stages_vae import vae_module
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -96,15 +97,15 @@ def case_config(case: str, batch: int, crop: int, photos: pathlib.Path, scratch_
 
 
 def measure(config, warmup: int, steps: int, conv_weight_grad: str = "xla") -> dict:
-    photos = loop.stage_photos(config.data, config.input.stage)
-    config = loop.resolve_lengths(config, photos)
+    photos = inputs.stage_photos(config.data, config.input.stage)
+    config = inputs.resolve_lengths(config, photos)
     stage = stages.build_stage(config)
-    mesh = loop.make_mesh()
+    mesh = sharding.make_mesh()
     batch_size = int(config.input.batch_size)
-    batch = loop.data_lib.batch_dataset(loop.input_config(config, stage.input_stage), photos)[0]
-    state = loop.replicate(stage.init_state(loop.init_key(0), batch), loop.replicated(mesh))
-    step_fn = loop.jit_train_step(stage, mesh, 0, str(config.prng_impl), conv_weight_grad)
-    placed = loop.global_batch(batch, loop.batch_sharding(mesh))
+    batch = data_lib.batch_dataset(inputs.input_config(config, stage.input_stage), photos)[0]
+    state = sharding.replicate(mesh, stage.init_state(keys.init_key(0), batch))
+    step_fn = loop.jit_train_step(stage, mesh, 0, config.prng_impl, conv_weight_grad)
+    placed = sharding.global_batch(mesh, batch)
     began = time.perf_counter()
     compiled = step_fn.lower(state, placed, np.int32(0)).compile()
     compile_s = time.perf_counter() - began

@@ -1,23 +1,64 @@
-"""Device meshes and shardings: data parallel over a ``jax.sharding.Mesh`` axis named "data".
+"""Device meshes and data placement for training and inference, in one vocabulary.
 
-Inference and training shard the batch axis over all devices and replicate the parameters.
-A batch whose size is not a multiple of the number of devices is padded by repeating its last
-element (every network here treats batch elements independently: instance norm, batch norm in
-evaluation mode, per-image attention), and the padding is dropped from the results.
+Both sides are data parallel over a ``jax.sharding.Mesh`` axis named "data": parameters (or the
+training state) replicated on every device, the batch split along its leading axis. Every
+operation takes the mesh first:
+
+* :func:`make_mesh` — the one mesh helper: a shape with one -1 filled in, over given devices
+  (default every device of every process: training); :func:`local_mesh` is the mesh over this
+  process's devices (inference, where each process restores its own photos);
+* :func:`replicated`, :func:`batch_sharded` — the two shardings;
+* :func:`replicate` — host arrays equal on every process -> arrays replicated on the mesh;
+* :func:`global_batch` — each process's part of a batch -> global arrays split over the data
+  axis (training: every host loads only its share);
+* :func:`shard_batch` — a whole batch on this process -> padded to a multiple of the mesh's
+  devices and split over them (inference on a local mesh);
+* :func:`gather` — arrays of the mesh -> numpy arrays of the whole batch, on every process.
+
+Multi-process correct on both sides: placement goes through ``make_array_from_callback`` /
+``make_array_from_process_local_data`` when the mesh spans several processes, and gathering
+through ``process_allgather``. A padded inference batch repeats its last element (every network
+here treats batch elements independently: instance norm, batch norm in evaluation mode,
+per-image attention); the padding is dropped from the results.
 """
 from __future__ import annotations
 
+import math
+from typing import Mapping, Sequence
+
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
 
 
-def data_mesh(devices=None) -> Mesh:
-    """A 1-D mesh over ``devices`` (default: every device of every process)."""
+class MeshError(ValueError):
+    """A mesh shape that does not fit the devices, or lacks the data axis."""
+
+
+def make_mesh(shape: Sequence[int] = (-1,), axes: Sequence[str] = (DATA_AXIS,),
+              devices=None) -> Mesh:
+    """A mesh of ``devices`` (default: every device of every process) with at most one -1
+    entry of ``shape`` filled in with the devices left over; ``axes`` must include "data"."""
     devices = list(jax.devices() if devices is None else devices)
-    return Mesh(np.asarray(devices), (DATA_AXIS,))
+    shape, axes = tuple(shape), tuple(axes)
+    if len(shape) != len(axes) or DATA_AXIS not in axes:
+        raise MeshError(f"mesh_shape {shape} and mesh_axes {axes} must have the same length "
+                        f"and include {DATA_AXIS!r}")
+    known = math.prod(s for s in shape if s != -1)
+    if shape.count(-1) > 1 or known < 1 or len(devices) % known:
+        raise MeshError(f"mesh_shape {shape} does not fit {len(devices)} devices")
+    shape = tuple(len(devices) // known if s == -1 else s for s in shape)
+    if math.prod(shape) != len(devices):
+        raise MeshError(f"mesh_shape {shape} needs {math.prod(shape)} devices, "
+                        f"there are {len(devices)}")
+    return jax.make_mesh(shape, axes, axis_types=(AxisType.Auto,) * len(axes), devices=devices)
+
+
+def local_mesh() -> Mesh:
+    """The data mesh over this process's devices."""
+    return make_mesh(devices=jax.local_devices())
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -27,6 +68,27 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def batch_sharded(mesh: Mesh) -> NamedSharding:
     """Leading (batch) axis split over the data axis, the rest replicated."""
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def _spans_processes(mesh: Mesh) -> bool:
+    return any(d.process_index != jax.process_index() for d in mesh.devices.flat)
+
+
+def replicate(mesh: Mesh, tree):
+    """Host (or single-device) arrays, equal on every process -> arrays replicated on the
+    mesh."""
+    sharding = replicated(mesh)
+    if not _spans_processes(mesh):
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda x: jax.make_array_from_callback(
+        np.shape(x), sharding, lambda index, x=np.asarray(x): x[index]), tree)
+
+
+def global_batch(mesh: Mesh, host_batch: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
+    """This process's part of a batch -> global arrays split over the data axis."""
+    sharding = batch_sharded(mesh)
+    return {key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
+            for key, value in host_batch.items()}
 
 
 def pad_batch(batch: np.ndarray, multiple: int) -> tuple[np.ndarray, int]:
@@ -39,10 +101,14 @@ def pad_batch(batch: np.ndarray, multiple: int) -> tuple[np.ndarray, int]:
 
 
 def shard_batch(mesh: Mesh, *arrays: np.ndarray | None):
-    """Pad each array's batch to the mesh size and place it split over the devices.
+    """Pad each array's batch to a multiple of the mesh's devices and split it over them
+    (``arrays`` are the whole batch, on this process; the mesh is this process's).
 
     Returns (placed arrays (None stays None), the true batch size).
     """
+    if _spans_processes(mesh):
+        raise MeshError("shard_batch places a whole batch held by one process: use a local "
+                        "mesh (local_mesh()), or global_batch for a batch split over processes")
     size = mesh.devices.size
     placed, n = [], None
     for array in arrays:
@@ -54,6 +120,12 @@ def shard_batch(mesh: Mesh, *arrays: np.ndarray | None):
     return placed, n
 
 
-def replicate(mesh: Mesh, tree):
-    """Place a pytree (parameters) on every device of the mesh."""
-    return jax.device_put(tree, replicated(mesh))
+def gather(tree):
+    """Arrays on a mesh (split or replicated) -> numpy arrays of the whole value, on every
+    process."""
+    leaves = jax.tree.leaves(tree)
+    if all(getattr(x, "is_fully_addressable", True) for x in leaves):
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)

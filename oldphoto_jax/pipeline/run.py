@@ -137,7 +137,7 @@ class Restorer:
                  log: Callable[[str], None] = print):
         self.model = model
         self.options = options
-        self.mesh = sharding.data_mesh() if mesh is None else mesh
+        self.mesh = sharding.local_mesh() if mesh is None else mesh
         self.log = log
         roles = list(MODE_ROLES[options.mode])
         if options.with_scratch:

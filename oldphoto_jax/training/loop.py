@@ -45,7 +45,7 @@ trainer reads them as they are, with no defaults of its own:
 * ``log_every``, ``checkpoint_every``, ``keep_checkpoints``, ``async_checkpoints``,
   ``sample_every`` (0 = never), ``num_samples`` (rows of the grid), ``export_every`` (0 = at
   the end only);
-* ``prng_impl``: the PRNG key implementation of the training keys (``DEFAULT_PRNG``);
+* ``prng_impl``: the PRNG key implementation of the training keys (:data:`oldphoto_jax.training.keys.DEFAULT_PRNG`);
 * ``time_limit_s``: if > 0, the run stops at the first step that ends this many seconds after
   the loop began (compilation included), and checkpoints, samples and exports that step as it
   would the last; a later call resumes from it (for time-boxed machines; 0 = no limit);
@@ -69,15 +69,16 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding
 
-from oldphoto_jax import checkpoints, layers
+from oldphoto_jax import checkpoints, layers, sharding
 from oldphoto_jax import data as data_lib
-from oldphoto_jax.training import checkpointing, metrics as metrics_lib, stages
+from oldphoto_jax.training import checkpointing, metrics as metrics_lib
+from oldphoto_jax.training.inputs import (ConfigError, input_config, poison, resolve_lengths,
+                                          stage_photos)
+from oldphoto_jax.training.keys import DEFAULT_PRNG, init_key, step_key
 from oldphoto_jax.training.stage import Stage
 
-DATA_AXIS = "data"
 # Steps dispatched ahead of the device at most (before, only the metrics fetched every
 # ``log_every`` steps bounded them): it keeps steps/s, the ETA and ``time_limit_s`` roughly honest
 # where the host outruns the device (a CPU had dispatched 19 steps past a time limit, then
@@ -85,18 +86,6 @@ DATA_AXIS = "data"
 # from the data workers: the only GPU runs with a bound (of 2) ran at ~25 steps/s where earlier
 # runs had reached 33-55, the cause not established.
 STEPS_IN_FLIGHT = 8
-# Streams folded into key(seed): parameters at initialisation, and the steps.
-INIT_STREAM = 0
-TRAIN_STREAM = 1
-# The key implementation (``config.prng_impl``). "rbg" compiles much faster on XLA:CPU (a tiny
-# VAE's initialisation: ~4 s instead of ~25 s) and is the faster choice on TPUs; its bits may
-# depend on how a computation is sharded, so a run is reproducible only on the same mesh.
-DEFAULT_PRNG = "threefry2x32"
-
-
-class ConfigError(ValueError):
-    """The configuration cannot run: a missing photo folder, unknown fields, a batch that does
-    not split over the devices..."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -126,59 +115,6 @@ class TrainResult:
     time_limited: bool = False  # stopped by ``time_limit_s`` before ``num_steps``
 
 
-# --- devices ------------------------------------------------------------------------------------
-
-def make_mesh(shape=(-1,), axes=(DATA_AXIS,), devices=None) -> Mesh:
-    """A mesh of ``devices`` (default all) with one -1 entry of ``shape`` filled in."""
-    devices = list(jax.devices() if devices is None else devices)
-    shape, axes = tuple(int(s) for s in shape), tuple(axes)
-    if len(shape) != len(axes) or DATA_AXIS not in axes:
-        raise ConfigError(f"mesh_shape {shape} and mesh_axes {axes} must have the same length "
-                          f"and include {DATA_AXIS!r}")
-    known = math.prod(s for s in shape if s != -1)
-    if shape.count(-1) > 1 or known < 1 or len(devices) % known:
-        raise ConfigError(f"mesh_shape {shape} does not fit {len(devices)} devices")
-    shape = tuple(len(devices) // known if s == -1 else s for s in shape)
-    if math.prod(shape) != len(devices):
-        raise ConfigError(f"mesh_shape {shape} needs {math.prod(shape)} devices, "
-                          f"there are {len(devices)}")
-    return jax.make_mesh(shape, axes, axis_types=(AxisType.Auto,) * len(axes), devices=devices)
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec())
-
-
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-
-
-def global_batch(host_batch: dict[str, np.ndarray],
-                 sharding: NamedSharding) -> dict[str, jax.Array]:
-    """This host's part of the batch -> global arrays split over the data axis."""
-    return {key: jax.make_array_from_process_local_data(sharding, np.asarray(value))
-            for key, value in host_batch.items()}
-
-
-def fetch_gathered(tree):
-    """Batch-split global arrays -> numpy arrays of the whole batch, on every host."""
-    if jax.process_count() == 1:
-        return jax.device_get(tree)
-    from jax.experimental import multihost_utils
-
-    return multihost_utils.process_allgather(tree, tiled=True)
-
-
-def step_key(seed: int, step, impl: str = DEFAULT_PRNG) -> jax.Array:
-    """The PRNG key of step ``step`` (pure in (seed, step))."""
-    key = jax.random.key(seed, impl=impl)
-    return jax.random.fold_in(jax.random.fold_in(key, TRAIN_STREAM), step)
-
-
-def init_key(seed: int, impl: str = DEFAULT_PRNG) -> jax.Array:
-    return jax.random.fold_in(jax.random.key(seed, impl=impl), INIT_STREAM)
-
-
 @functools.lru_cache(maxsize=8)
 def jit_train_step(stage: Stage, mesh: Mesh, seed: int, impl: str = DEFAULT_PRNG,
                    conv_weight_grad: str = "xla") -> Callable:
@@ -194,115 +130,23 @@ def jit_train_step(stage: Stage, mesh: Mesh, seed: int, impl: str = DEFAULT_PRNG
         with layers.using_conv_weight_gradient(conv_weight_grad):  # applies while tracing
             return stage.train_step(state, batch, step_key(seed, step, impl))
 
-    return jax.jit(step_fn,
-                   in_shardings=(replicated(mesh), batch_sharding(mesh), replicated(mesh)),
-                   out_shardings=(replicated(mesh), replicated(mesh)),
-                   donate_argnums=0)
+    replicated, split = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    return jax.jit(step_fn, in_shardings=(replicated, split, replicated),
+                   out_shardings=(replicated, replicated), donate_argnums=0)
 
 
 @functools.lru_cache(maxsize=8)
 def jit_samples(stage: Stage, mesh: Mesh) -> Callable:
-    return jax.jit(stage.samples, in_shardings=(replicated(mesh), batch_sharding(mesh)))
-
-
-# --- config and input -----------------------------------------------------------------------
-
-def photo_source(spec: str, cache_mb: int = 512, field: str = "data",
-                 exclude: tuple[str, ...] = ()) -> data_lib.PhotoSource:
-    """A folder path, or ``tfds:<builder dir>:<split>`` for a prepared tensorflow-datasets set.
-    ``field`` names the config field in error messages; ``exclude``: file names of a folder to
-    leave out."""
-    if spec.startswith("tfds:"):
-        from oldphoto_jax.data.tfds_folder import TfdsPhotos
-
-        builder_dir, _, split = spec[len("tfds:"):].rpartition(":")
-        if not os.path.isdir(builder_dir):
-            raise ConfigError(f"config.{field}: no prepared dataset at {builder_dir}")
-        if exclude:
-            raise ConfigError(f"config.{field}: excluding photos works for folders, not tfds")
-        return TfdsPhotos(builder_dir, split)
-    if not os.path.isdir(spec):
-        raise ConfigError(f"config.{field}: {spec} is not a folder (set --config.{field}=...)")
-    try:
-        return data_lib.FolderPhotos(spec, cache_mb=cache_mb, exclude=tuple(exclude))
-    except ValueError as error:
-        raise ConfigError(f"config.{field}: {error}") from None
-
-
-def stage_photos(data: ml_collections.ConfigDict, input_stage: str,
-                 cache_mb: int = 512) -> data_lib.StagePhotos:
-    """The photo collections ``input_stage`` reads (only those are opened)."""
-    if input_stage == "faces":
-        if not data.faces:
-            raise ConfigError("the faces stage needs data.faces: a folder of aligned faces "
-                              "(or of portraits with data.align_faces=True)")
-        source = photo_source(data.faces, cache_mb, "data.faces")
-        if data.align_faces:
-            from oldphoto_jax.data.face_bank import align_faces
-
-            source = align_faces([source], data.face_bank_size)
-        return data_lib.StagePhotos(faces=source)
-    if not data.clean:
-        raise ConfigError(f"the {input_stage} stage needs data.clean: a folder of clean photos")
-    old = ()
-    if input_stage == "domain_a":
-        old = tuple(photo_source(spec, cache_mb, "data.old") for spec in data.old)
-    clean = photo_source(data.clean, cache_mb, "data.clean", exclude=tuple(data.clean_exclude))
-    return data_lib.StagePhotos(clean=clean, old=old)
-
-
-def input_config(config: ml_collections.ConfigDict, input_stage: str) -> data_lib.InputConfig:
-    """``config.input`` (and ``config.seed``) as the pipeline's ``InputConfig``."""
-    known = {f.name for f in dataclasses.fields(data_lib.InputConfig)} - {"seed"}
-    unknown = sorted(set(config.input.keys()) - known)
-    if unknown:
-        raise ConfigError(f"unknown config.input fields {unknown}; known: {sorted(known)}")
-    fields = config.input.to_dict()
-    fields["stage"] = input_stage
-    if isinstance(fields.get("degradation"), dict):
-        fields["degradation"] = ml_collections.ConfigDict(fields["degradation"])
-    return data_lib.InputConfig(seed=int(config.seed), **fields)
-
-
-def resolve_lengths(config: ml_collections.ConfigDict,
-                    photos: data_lib.StagePhotos) -> ml_collections.ConfigDict:
-    """A copy of ``config`` with ``optim.steps_per_epoch`` and ``num_steps`` filled in from the
-    data where they are 0 (module docstring)."""
-    config = ml_collections.ConfigDict(config.to_dict())
-    optim = config.get("optim")  # a stage defined outside training.stages may have none
-    if optim is not None and optim.steps_per_epoch <= 0:
-        source = photos.faces if photos.faces is not None else photos.clean
-        optim.steps_per_epoch = data_lib.steps_per_epoch(len(source), config.input.batch_size)
-    if config.num_steps <= 0:
-        if optim is None:
-            raise ConfigError("num_steps = 0 needs config.optim (niter, niter_decay)")
-        epochs = optim.niter + optim.niter_decay
-        config.num_steps = max(1, epochs) * optim.steps_per_epoch
-    return config
-
-
-def poison(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The batch with every floating-point array set to NaN (``debug_nan_step``)."""
-    floats = [k for k, v in batch.items() if np.issubdtype(np.asarray(v).dtype, np.floating)]
-    if not floats:
-        raise ConfigError("debug_nan_step needs floating-point inputs (input.output_dtype float32)")
-    return {k: np.full_like(v, np.nan) if k in floats else v for k, v in batch.items()}
+    return jax.jit(stage.samples,
+                   in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh)))
 
 
 # --- the loop -----------------------------------------------------------------------------------
 
-def replicate(tree, sharding: NamedSharding):
-    """Host or single-device arrays (equal on every host) -> arrays replicated on the mesh."""
-    if jax.process_count() == 1:
-        return jax.device_put(tree, sharding)
-    return jax.tree.map(lambda x: jax.make_array_from_callback(
-        np.shape(x), sharding, lambda index, x=np.asarray(x): x[index]), tree)
-
-
-def abstract_state(init: Callable, key: jax.Array, batch: dict, sharding: NamedSharding):
+def abstract_state(init: Callable, key: jax.Array, batch: dict, placement: NamedSharding):
     """Shapes, dtypes and placement of ``init(key, batch)`` without computing it."""
     shapes = jax.eval_shape(init, key, batch)
-    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=placement),
                         shapes)
 
 
@@ -371,10 +215,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     batch_size = config.input.batch_size
 
     if mesh is None:
-        mesh = make_mesh(config.mesh_shape, config.mesh_axes)
-    if batch_size % mesh.shape[DATA_AXIS]:
+        try:
+            mesh = sharding.make_mesh(config.mesh_shape, config.mesh_axes)
+        except sharding.MeshError as error:
+            raise ConfigError(str(error)) from None
+    if batch_size % mesh.shape[sharding.DATA_AXIS]:
         raise ConfigError(f"batch_size {batch_size} does not split over the "
-                          f"{mesh.shape[DATA_AXIS]} devices of the mesh's data axis")
+                          f"{mesh.shape[sharding.DATA_AXIS]} devices of the mesh's data axis")
 
     # A fresh iterator, and a fixed batch for initialisation and sample grids (batch 0, read by
     # random access so the iterator is untouched).
@@ -388,7 +235,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     start_step = ckpt.latest_step() or 0
     if start_step:
         abstract = abstract_state(stage.init_state, init_key(seed, prng), fixed_batch,
-                                  replicated(mesh))
+                                  sharding.replicated(mesh))
         saved_workers = _saved_num_workers(workdir, start_step)
         if saved_workers is None or saved_workers == in_config.num_workers:
             state, iterator = ckpt.restore(start_step, abstract, iterator)
@@ -404,12 +251,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
                 f"{start_step} (the same batches)")
         log(f"resumed from the checkpoint of step {start_step} in {ckpt.directory}")
     else:
-        state = replicate(stage.init_state(init_key(seed, prng), fixed_batch), replicated(mesh))
+        state = sharding.replicate(mesh, stage.init_state(init_key(seed, prng), fixed_batch))
     _write_config(config, workdir, start_step)
 
     train_step = jit_train_step(stage, mesh, seed, prng, config.conv_weight_grad)
     sample_fn = jit_samples(stage, mesh)
-    in_sharding = batch_sharding(mesh)
     writer = metrics_lib.MetricWriter(str(workdir / "tb"), purge_step=start_step or None)
     buffer = metrics_lib.MetricBuffer()
     progress = metrics_lib.Progress(num_steps, batch_size)
@@ -422,7 +268,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
             raise metrics_lib.NonFiniteError(step, {f"state{bad}": float("nan")})
 
     def write_samples(step: int) -> None:
-        images = fetch_gathered(sample_fn(state, global_batch(fixed_batch, in_sharding)))
+        images = sharding.gather(sample_fn(state, sharding.global_batch(mesh, fixed_batch)))
         writer.image(step, "samples", metrics_lib.image_grid(images, max_rows=num_samples))
 
     step, history, time_limited = start_step, [], False
@@ -436,7 +282,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
             began = time.perf_counter()
             if step == nan_step:
                 host_batch = poison(host_batch)
-            state, step_metrics = train_step(state, global_batch(host_batch, in_sharding),
+            state, step_metrics = train_step(state, sharding.global_batch(mesh, host_batch),
                                              jnp.asarray(step - 1, jnp.int32))
             buffer.add(step, step_metrics)
             in_flight.append(step_metrics)

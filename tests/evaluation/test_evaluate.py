@@ -88,11 +88,11 @@ def test_holdout_photos_exist_and_are_excluded_from_training():
     if not clean.is_dir():
         pytest.skip("../shared/photos is not available")
     from oldphoto_jax.data import FolderPhotos
-    from oldphoto_jax.training import loop
+    from oldphoto_jax.training import inputs
 
     assert all((clean / name).is_file() for name in bundled.HOLDOUT)
     spec = importlib_config("vae_b", "small")
-    photos = loop.stage_photos(spec.data, "domain_b")
+    photos = inputs.stage_photos(spec.data, "domain_b")
     names = {photos.clean.name(i) for i in range(len(photos.clean))}
     assert names.isdisjoint(bundled.HOLDOUT)
     assert len(names) == len(FolderPhotos(str(clean))) - len(bundled.HOLDOUT)

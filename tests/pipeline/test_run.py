@@ -177,7 +177,7 @@ from oldphoto_jax.pipeline import stage1
 from oldphoto_jax.pipeline.engine import CompiledNetwork
 model = checkpoints.load_model(sys.argv[1])
 (a, av), (m, mv), (b, bv) = (model.network(r) for r in ("vae_a", "mapping_scratch", "vae_b_scratch"))
-net = CompiledNetwork("r", stage1.restoration_function(a, m, b), (av, mv, bv), sharding.data_mesh())
+net = CompiledNetwork("r", stage1.restoration_function(a, m, b), (av, mv, bv), sharding.local_mesh())
 data = np.load(sys.argv[2])
 np.save(sys.argv[3], net(data["x"], data["mask"]))
 print(len(jax.devices()))
@@ -199,7 +199,7 @@ def test_sharded_over_four_devices_equals_single_device(model, tmp_path):
     (a, av), (m, mv), (b, bv) = (model.network(r)
                                  for r in ("vae_a", "mapping_scratch", "vae_b_scratch"))
     net = CompiledNetwork("r", stage1.restoration_function(a, m, b), (av, mv, bv),
-                          sharding.data_mesh(jax.devices()[:1]))
+                          sharding.make_mesh(devices=jax.devices()[:1]))
     # Each of the 4 devices runs a batch of one; so does the single device here, photo by photo.
     single = np.concatenate([net(x[i:i + 1], mask[i:i + 1]) for i in range(len(x))])
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), single, atol=1e-5)

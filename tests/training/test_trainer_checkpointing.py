@@ -9,7 +9,7 @@ import numpy as np
 import optax
 
 from oldphoto_jax import data as data_lib
-from oldphoto_jax.training import checkpointing, loop
+from oldphoto_jax.training import checkpointing, inputs
 
 
 def _state():
@@ -19,8 +19,8 @@ def _state():
 
 def _iterator(make_config):
     config = make_config()
-    photos = loop.stage_photos(config.data, "domain_b")
-    return data_lib.batch_iterator(loop.input_config(config, "domain_b"), photos)
+    photos = inputs.stage_photos(config.data, "domain_b")
+    return data_lib.batch_iterator(inputs.input_config(config, "domain_b"), photos)
 
 
 def test_state_and_iterator_round_trip(tmp_path, make_config):

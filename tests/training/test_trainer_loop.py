@@ -5,8 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from oldphoto_jax import checkpoints
-from oldphoto_jax.training import checkpointing, loop
+from oldphoto_jax import checkpoints, sharding
+from oldphoto_jax.training import checkpointing, inputs, keys, loop
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path, test_stage, make_config,
@@ -102,21 +102,21 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, test
 
 
 def test_make_mesh_fills_in_minus_one_and_rejects_bad_shapes():
-    mesh = loop.make_mesh((-1,), ("data",))
+    mesh = sharding.make_mesh((-1,), ("data",))
     assert mesh.shape == {"data": jax.device_count()}
-    mesh = loop.make_mesh((1, -1), ("replica", "data"))
+    mesh = sharding.make_mesh((1, -1), ("replica", "data"))
     assert mesh.shape["data"] == jax.device_count()
     with pytest.raises(ValueError, match="does not fit"):
-        loop.make_mesh((jax.device_count() + 1,), ("data",))
+        sharding.make_mesh((jax.device_count() + 1,), ("data",))
     with pytest.raises(ValueError, match="include 'data'"):
-        loop.make_mesh((-1,), ("model",))
+        sharding.make_mesh((-1,), ("model",))
 
 
 def test_step_keys_are_pure_functions_of_seed_and_step():
-    a = jax.random.key_data(loop.step_key(3, 7))
-    b = jax.random.key_data(loop.step_key(3, 7))
-    c = jax.random.key_data(loop.step_key(3, 8))
-    d = jax.random.key_data(loop.step_key(4, 7))
+    a = jax.random.key_data(keys.step_key(3, 7))
+    b = jax.random.key_data(keys.step_key(3, 7))
+    c = jax.random.key_data(keys.step_key(3, 8))
+    d = jax.random.key_data(keys.step_key(4, 7))
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c) and not np.array_equal(a, d)
 
@@ -125,4 +125,4 @@ def test_unknown_data_field_is_an_error(make_config):
     config = make_config()
     config.input.crop = 3
     with pytest.raises(ValueError, match="unknown config.input fields"):
-        loop.input_config(config, "domain_b")
+        inputs.input_config(config, "domain_b")

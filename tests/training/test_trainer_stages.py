@@ -9,9 +9,10 @@ import jax
 import numpy as np
 import pytest
 
-from oldphoto_jax import checkpoints
+from oldphoto_jax import checkpoints, sharding
+from oldphoto_jax import data as data_lib
 from oldphoto_jax.testing.config_files import load_config
-from oldphoto_jax.training import checkpointing, loop, stages
+from oldphoto_jax.training import checkpointing, inputs, keys, loop, stages
 from oldphoto_jax.training.stages_vae import vae_module
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -79,8 +80,8 @@ def test_tiny_config_trains_restores_and_exports(name, arg, ratio, tmp_path, pho
     if name == "mapping":
         config.vae_a_checkpoint = str(tiny_vae_exports["vae_a"])
         config.vae_b_checkpoint = str(tiny_vae_exports["vae_b"])
-    stage = stages.build_stage(loop.resolve_lengths(
-        config, loop.stage_photos(config.data, config.input.stage)))
+    stage = stages.build_stage(inputs.resolve_lengths(
+        config, inputs.stage_photos(config.data, config.input.stage)))
     result = loop.train(config, tmp_path, stage=stage, log=lambda _: None)
     assert result.step == STEPS
 
@@ -91,10 +92,10 @@ def test_tiny_config_trains_restores_and_exports(name, arg, ratio, tmp_path, pho
 
     ckpt = checkpointing.TrainCheckpoints(tmp_path / "checkpoints")
     assert ckpt.all_steps() == [STEPS // 2, STEPS]
-    batch = loop.data_lib.batch_dataset(loop.input_config(config, stage.input_stage),
-                                        loop.stage_photos(config.data, stage.input_stage))[0]
-    abstract = loop.abstract_state(stage.init_state, loop.init_key(0, "rbg"), batch,
-                                   loop.replicated(loop.make_mesh()))
+    batch = data_lib.batch_dataset(inputs.input_config(config, stage.input_stage),
+                                        inputs.stage_photos(config.data, stage.input_stage))[0]
+    abstract = loop.abstract_state(stage.init_state, keys.init_key(0, "rbg"), batch,
+                                   sharding.replicated(sharding.make_mesh()))
     restored = ckpt.restore_state(STEPS, abstract)
     ckpt.close()
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored),

@@ -1,0 +1,103 @@
+"""A training config's data: its photo sources and the input pipeline's settings.
+
+``stage_photos(config.data, input_stage)`` opens the photo collections a training stage reads
+(folders, or ``tfds:<prepared builder dir>:<split>``), ``input_config`` turns ``config.input``
+into the pipeline's :class:`~oldphoto_jax.data.InputConfig`, and ``resolve_lengths`` fills in
+the run's length from the number of photos where the config leaves it to the data (0).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import ml_collections
+import numpy as np
+
+from oldphoto_jax import data as data_lib
+
+
+class ConfigError(ValueError):
+    """The configuration cannot run: a missing photo folder, unknown fields, a batch that does
+    not split over the devices..."""
+
+
+def photo_source(spec: str, cache_mb: int = 512, field: str = "data",
+                 exclude: tuple[str, ...] = ()) -> data_lib.PhotoSource:
+    """A folder path, or ``tfds:<builder dir>:<split>`` for a prepared tensorflow-datasets set.
+    ``field`` names the config field in error messages; ``exclude``: file names of a folder to
+    leave out."""
+    if spec.startswith("tfds:"):
+        from oldphoto_jax.data.tfds_folder import TfdsPhotos
+
+        builder_dir, _, split = spec[len("tfds:"):].rpartition(":")
+        if not os.path.isdir(builder_dir):
+            raise ConfigError(f"config.{field}: no prepared dataset at {builder_dir}")
+        if exclude:
+            raise ConfigError(f"config.{field}: excluding photos works for folders, not tfds")
+        return TfdsPhotos(builder_dir, split)
+    if not os.path.isdir(spec):
+        raise ConfigError(f"config.{field}: {spec} is not a folder (set --config.{field}=...)")
+    try:
+        return data_lib.FolderPhotos(spec, cache_mb=cache_mb, exclude=tuple(exclude))
+    except ValueError as error:
+        raise ConfigError(f"config.{field}: {error}") from None
+
+
+def stage_photos(data: ml_collections.ConfigDict, input_stage: str,
+                 cache_mb: int = 512) -> data_lib.StagePhotos:
+    """The photo collections ``input_stage`` reads (only those are opened)."""
+    if input_stage == "faces":
+        if not data.faces:
+            raise ConfigError("the faces stage needs data.faces: a folder of aligned faces "
+                              "(or of portraits with data.align_faces=True)")
+        source = photo_source(data.faces, cache_mb, "data.faces")
+        if data.align_faces:
+            from oldphoto_jax.data.face_bank import align_faces
+
+            source = align_faces([source], data.face_bank_size)
+        return data_lib.StagePhotos(faces=source)
+    if not data.clean:
+        raise ConfigError(f"the {input_stage} stage needs data.clean: a folder of clean photos")
+    old = ()
+    if input_stage == "domain_a":
+        old = tuple(photo_source(spec, cache_mb, "data.old") for spec in data.old)
+    clean = photo_source(data.clean, cache_mb, "data.clean", exclude=tuple(data.clean_exclude))
+    return data_lib.StagePhotos(clean=clean, old=old)
+
+
+def input_config(config: ml_collections.ConfigDict, input_stage: str) -> data_lib.InputConfig:
+    """``config.input`` (and ``config.seed``) as the pipeline's ``InputConfig``."""
+    known = {f.name for f in dataclasses.fields(data_lib.InputConfig)} - {"seed"}
+    unknown = sorted(set(config.input.keys()) - known)
+    if unknown:
+        raise ConfigError(f"unknown config.input fields {unknown}; known: {sorted(known)}")
+    fields = config.input.to_dict()
+    fields["stage"] = input_stage
+    if isinstance(fields.get("degradation"), dict):
+        fields["degradation"] = ml_collections.ConfigDict(fields["degradation"])
+    return data_lib.InputConfig(seed=int(config.seed), **fields)
+
+
+def resolve_lengths(config: ml_collections.ConfigDict,
+                    photos: data_lib.StagePhotos) -> ml_collections.ConfigDict:
+    """A copy of ``config`` with ``optim.steps_per_epoch`` and ``num_steps`` filled in from the
+    data where they are 0 (module docstring)."""
+    config = ml_collections.ConfigDict(config.to_dict())
+    optim = config.get("optim")  # a stage defined outside training.stages may have none
+    if optim is not None and optim.steps_per_epoch <= 0:
+        source = photos.faces if photos.faces is not None else photos.clean
+        optim.steps_per_epoch = data_lib.steps_per_epoch(len(source), config.input.batch_size)
+    if config.num_steps <= 0:
+        if optim is None:
+            raise ConfigError("num_steps = 0 needs config.optim (niter, niter_decay)")
+        epochs = optim.niter + optim.niter_decay
+        config.num_steps = max(1, epochs) * optim.steps_per_epoch
+    return config
+
+
+def poison(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The batch with every floating-point array set to NaN (``debug_nan_step``)."""
+    floats = [k for k, v in batch.items() if np.issubdtype(np.asarray(v).dtype, np.floating)]
+    if not floats:
+        raise ConfigError("debug_nan_step needs floating-point inputs (input.output_dtype float32)")
+    return {k: np.full_like(v, np.nan) if k in floats else v for k, v in batch.items()}
