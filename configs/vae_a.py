@@ -62,7 +62,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # weight of an image L1 term (not in the release; the small runs use it in place of
         # the VGG term, whose ImageNet weights cannot ship)
         image_l1=20.0 if size == "small" else 0.0,
-        vgg_weights="")    # a torchvision VGG19 .npz; empty = no VGG term
+        vgg_weights="",    # a torchvision VGG19 .npz; empty = no VGG term
+        # the encoder's term against the latent discriminator (VAE_A; 0 = no latent
+        # discriminator: the ablation of the paper's latent-space alignment)
+        latent_gan=1.0)
     config.optim = dict(lr=2e-4, ttur=False, b1=0.5, b2=0.999, eps=1e-8,
                         niter=100, niter_decay=100,
                         steps_per_epoch=0)  # 0 = floor(N / batch_size) of the clean photos

@@ -26,6 +26,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.stage = "vae_b"
     for latent_d_field in ("latent_ndf", "latent_n_layers", "latent_chunks"):
         del config.disc[latent_d_field]
+    del config.loss.latent_gan
     batch = {"": 120, "tiny": 2, "small": 16}[size]
     config.input = common.input_pipeline("domain_b", batch, config.input.crop_size, size)
     del config.data.old

@@ -8,7 +8,9 @@ input, instance norm, no spectral norm).
 Forward (per sample): ``h = Enc(x)``, ``x_hat = Dec(h + n)`` with n standard normal noise of h's
 shape, target x. Objectives:
 
-* vae: ``L_GAN + L_FM + L_VGG + L_KL`` (+ ``L_G_featD`` for VAE_A) (+ ``image_l1 * L1``, our
+* vae: ``L_GAN + L_FM + L_VGG + L_KL`` (+ ``loss.latent_gan * L_G_featD`` for VAE_A: 1 in the
+  release; 0 trains VAE_A without the latent discriminator, the ablation of the latent
+  alignment) (+ ``image_l1 * L1``, our
   option, 0 by default as the release: the bundled CPU-trained model uses it in place of the VGG
   term, whose ImageNet weights cannot ship);
 * D: ``1/2 [LS(D(x), 1) + LS(D(x_hat), 0)]``;
@@ -63,9 +65,12 @@ def export_roles(config) -> tuple[str, ...]:
 def build_vae_stage(config) -> Stage:
     """``config.stage`` = "vae_a" (data stage ``domain_a``) or "vae_b" (``domain_b``)."""
     domain_a = config.stage == "vae_a"
+    # The latent discriminator (VAE_A only; ``loss.latent_gan`` 0 leaves it out: the ablation of
+    # the paper's latent-space alignment).
+    latent_gan = domain_a and config.loss.latent_gan > 0
     vae = vae_module(config)
     disc = image_discriminator(config, 3, spectral_norm=config.disc.spectral_norm)
-    if domain_a:
+    if latent_gan:
         feat_d = latent_discriminator(vae.latent_channels, config.disc.latent_ndf,
                                       config.disc.latent_n_layers, config.precision)
     trainables = {
@@ -74,13 +79,14 @@ def build_vae_stage(config) -> Stage:
         "D": Trainable(optimizer_for(config.optim, DISCRIMINATOR),
                        schedule_for(config.optim, DISCRIMINATOR)),
     }
-    if domain_a:
+    if latent_gan:
         trainables["feat_D"] = Trainable(optimizer_for(config.optim, DISCRIMINATOR),
                                          schedule_for(config.optim, DISCRIMINATOR))
     vgg = frozen_vgg(config)
     loss_cfg = config.loss
     lambda_feat, kl_weight, image_l1 = loss_cfg.lambda_feat, loss_cfg.kl, loss_cfg.image_l1
-    chunks = config.disc.latent_chunks if domain_a else 1
+    chunks = config.disc.latent_chunks if latent_gan else 1
+    latent_weight = config.loss.latent_gan if latent_gan else 0.0
 
     def init_state(rng, batch):
         batch = prepare_batch(batch)
@@ -89,7 +95,7 @@ def build_vae_stage(config) -> Stage:
         latent = jax.ShapeDtypeStruct((1, image.shape[1] // ratio, image.shape[2] // ratio,
                                        vae.latent_channels), jnp.float32)
         specs = {"vae": InitSpec(vae, (image,)), "D": InitSpec(disc, (image,))}
-        if domain_a:
+        if latent_gan:
             specs["feat_D"] = InitSpec(feat_d, (latent,))
         variables = init_networks(specs, rng)
         return build_state(trainables, variables, {"vgg": vgg} if vgg else None)
@@ -112,13 +118,13 @@ def build_vae_stage(config) -> Stage:
         metrics.update({"loss/kl": kl, "metric/l1": l1})
         objectives = {"vae": g_objective, "D": d_objective}
         new_cols = {"D": d_cols} if d_cols else {}
-        if domain_a:
+        if latent_gan:
             # One feat_D pass over every latent: its feat_D-side gradient gives the feat_D
             # objective on constant latents, its encoder-side gradient the encoder term.
             f_out, f_cols = apply_discriminator(feat_d, params["feat_D"],
                                                 collections.get("feat_D", {}), h)
             latent = losses.latent_adversarial_losses(f_out, batch["real_old"], chunks)
-            objectives["vae"] = g_objective + latent["g_latent"]
+            objectives["vae"] = g_objective + latent_weight * latent["g_latent"]
             objectives["feat_D"] = latent["feat_d"]
             metrics.update({"gan/latent_g": latent["g_latent"],
                             "gan/latent_d": latent["feat_d"],

@@ -5,7 +5,8 @@
 dumped with :func:`dump` (paths relative to the checkout). Each field must be unchanged, except
 the changes listed here, each with its reason:
 
-* ``ADDED``: new fields (``model.name``: the network by name from the registry);
+* ``ADDED``: new fields (``model.name``: the network by name from the registry;
+  ``loss.latent_gan``: VAE_A's latent adversarial weight, 1 as the release always had);
 * ``MOVED``: ``model.query_chunk`` is an execution setting, now the top-level
   ``attention_chunk`` (never saved with a network);
 * ``RESOLVED``: fields that were None, meaning "the stage decides", now hold the value the stage
@@ -24,7 +25,10 @@ from oldphoto_jax.testing.config_files import CONFIG_ARGS, REPO, load_config
 
 BEFORE = pathlib.Path(__file__).parent / "data" / "config_dumps_before.json"
 
-ADDED = {"model.name"}
+# model.name: the network by name from the registry; loss.latent_gan (VAE_A): the weight of the
+# latent adversarial term, 1 as before (0 = the ablation without the latent discriminator).
+ADDED = {"vae_a": {"model.name", "loss.latent_gan"}}
+ADDED_TO_EVERY_STAGE = {"model.name"}
 MOVED = {"model.query_chunk": "attention_chunk"}
 
 
@@ -112,8 +116,10 @@ def test_config_resolves_to_the_values_of_before(case):
         key_now = MOVED.get(key, key)
         expected[key_now] = resolved(old, key) if value is None and resolved(old, key) is not None \
             else value
-    for key in ADDED:
+    for key in ADDED.get(name, ADDED_TO_EVERY_STAGE):
         expected[key] = new.get(key)
+    if name == "vae_a":
+        assert new["loss.latent_gan"] == 1.0
     assert new == expected
 
 

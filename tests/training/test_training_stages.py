@@ -45,6 +45,7 @@ def small_config(stage: str, variant: str | None = None, lr: float = 2e-4):
     if "disc" in c:
         _set_present(c.disc, ndf=4, n_layers=1, latent_ndf=4, latent_n_layers=1)
     c.optim.lr = lr
+    c.optim.steps_per_epoch = 1000  # the trainer sets it from the data; these tests use no data
     if stage in ("vae_a", "vae_b"):
         c.model.n_res_blocks = 1
     elif stage == "mapping":
@@ -259,6 +260,18 @@ def test_vae_a_without_both_groups_has_no_latent_terms(vae_dirs):
     assert run.metrics[0]["gan/latent_pairs"] == 1.0
 
 
+def test_vae_a_without_the_latent_discriminator(vae_dirs):
+    """``loss.latent_gan = 0`` (the ablation of the latent alignment): no feat_D at all; the VAE
+    and its image discriminator train as before."""
+    assert "feat_D" in get_run("vae_a", vae_dirs).initial["params"]
+    config = small_config("vae_a")
+    config.loss.latent_gan = 0.0
+    run = Run(config).advance(1)
+    assert sorted(run.initial["params"]) == ["D", "vae"]
+    assert not any("latent" in k or "feat_D" in k for k in run.metrics[0])
+    assert np.isfinite(run.metrics[0]["loss/vae"]) and run.metrics[0]["grad_norm/vae"] > 0
+
+
 def test_vae_a_noise_comes_from_the_step_key(vae_dirs):
     run = get_run("vae_a", vae_dirs)
     _, m1 = run.step(run.initial, run.batch, jax.random.PRNGKey(5))
@@ -344,6 +357,7 @@ def test_mapping_checks_the_vae_latent_width():
     with pytest.raises(ValueError, match="latent channels"):
         build_stage(config, pretrained_vaes())
     config = small_config("mapping")
+    config.vae_a_checkpoint = ""
     with pytest.raises(ValueError, match="vae_a_checkpoint"):
         build_stage(config)
 
