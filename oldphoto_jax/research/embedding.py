@@ -71,12 +71,13 @@ def tsne(x: np.ndarray, perplexity: float = 30.0, iterations: int = 750, seed: i
     for it in range(iterations):
         exaggeration = 12.0 if it < 250 else 1.0
         momentum = 0.5 if it < 250 else 0.8
-        diff = y[:, None, :] - y[None, :, :]
-        kernel = 1.0 / (1.0 + (diff ** 2).sum(-1))
+        squared = (y * y).sum(1)
+        kernel = 1.0 / (1.0 + np.maximum(squared[:, None] + squared[None, :] - 2 * y @ y.T, 0))
         np.fill_diagonal(kernel, 0.0)
         q = np.maximum(kernel / kernel.sum(), 1e-12)
-        gradient = 4.0 * ((exaggeration * p - q) * kernel)[:, :, None] * diff
-        gradient = gradient.sum(1)
+        # dC/dy_i = 4 sum_j (P_ij - Q_ij) K_ij (y_i - y_j)
+        w = (exaggeration * p - q) * kernel
+        gradient = 4.0 * (w.sum(1)[:, None] * y - w @ y)
         same = np.sign(gradient) == np.sign(velocity)
         gains = np.where(same, gains * 0.8, gains + 0.2).clip(0.01)
         velocity = momentum * velocity - rate * gains * gradient
