@@ -35,8 +35,7 @@ def measure_pair(sets: stats.TwoSets, *, n_bootstrap: int, n_permutations: int, 
     frechet_interval = stats.bootstrap_interval(
         lambda s: stats.frechet_distance(s.a, s.b), sets, n_bootstrap, rng)
     mmd2, p_value, bandwidth = stats.mmd_permutation_test(sets, n_permutations, rng)
-    mmd_interval = stats.bootstrap_interval(
-        lambda s: stats.mmd2(s.a, s.b, bandwidth), sets, n_bootstrap, rng)
+    mmd_interval = stats.mmd2_interval(sets, bandwidth, n_bootstrap, rng)
     correct = stats.held_out_predictions(sets, np.random.default_rng(seed))
     accuracy = float(np.mean([correct[sets.labels == c].mean() for c in (0, 1)]))
     accuracy_interval = stats.accuracy_interval(sets, correct, n_bootstrap, rng)

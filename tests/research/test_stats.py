@@ -199,3 +199,14 @@ def test_permuting_whole_photos_keeps_the_test_valid_for_crops_of_one_photo():
     # rejects most of the time (why the tool permutes photos).
     naive = np.array([_clustered_null_p_value(s, False) for s in range(40)])
     assert np.mean(naive <= 0.1) > 0.5
+
+
+def test_mmd_interval_indexes_the_pooled_kernel_like_a_recomputed_one():
+    rng = np.random.default_rng(9)
+    sets = stats.TwoSets.of(rng.normal(size=(12, 2)), rng.normal(1.0, 1.0, size=(15, 2)),
+                            np.repeat(np.arange(4), 3), np.repeat(np.arange(4, 9), 3))
+    bandwidth = stats.median_bandwidth(sets.x)
+    fast = stats.mmd2_interval(sets, bandwidth, 30, np.random.default_rng(0))
+    slow = stats.bootstrap_interval(lambda s: stats.mmd2(s.a, s.b, bandwidth), sets, 30,
+                                    np.random.default_rng(0))
+    assert fast == pytest.approx(slow, rel=1e-9)
