@@ -39,7 +39,7 @@ def _affinities(x: np.ndarray, perplexity: float) -> np.ndarray:
     target = np.log(perplexity)
     low, high = np.full(n, 1e-20), np.full(n, 1e20)
     beta = np.ones(n) / max(np.median(d[np.isfinite(d)]), 1e-12)
-    for _ in range(100):
+    for _ in range(64):
         logits = -d * beta[:, None]
         logits -= logits.max(1, keepdims=True)
         p = np.exp(logits)
@@ -49,7 +49,7 @@ def _affinities(x: np.ndarray, perplexity: float) -> np.ndarray:
         low = np.where(too_flat, beta, low)
         high = np.where(too_flat, high, beta)
         beta = np.where(high < 1e19, np.sqrt(low * high), beta * 2)
-        if np.max(np.abs(entropy - target)) < 1e-5:
+        if np.max(np.abs(entropy - target)) < 1e-4:
             break
     p = (p + p.T) / (2 * n)
     return np.maximum(p, 1e-12)
@@ -84,6 +84,18 @@ def tsne(x: np.ndarray, perplexity: float = 30.0, iterations: int = 750, seed: i
         y = y + velocity
         y -= y.mean(0)
     return y
+
+
+def subsample(names: np.ndarray, max_per_set: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of at most ``max_per_set`` rows of each set (all rows of smaller sets),
+    drawn without replacement from ``seed``."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for name in np.unique(names):
+        rows = np.flatnonzero(names == name)
+        keep.append(rows if len(rows) <= max_per_set else
+                    rng.choice(rows, max_per_set, replace=False))
+    return np.sort(np.concatenate(keep))
 
 
 def _font(size: int):
@@ -128,16 +140,20 @@ def legend(width: int, titles: dict[str, str]) -> Image.Image:
 
 def embedding_picture(spaces: dict[str, tuple[np.ndarray, np.ndarray]],
                       space_titles: dict[str, str], set_titles: dict[str, str],
-                      seed: int = 0, side: int = 300) -> tuple[Image.Image, dict]:
+                      seed: int = 0, side: int = 300, max_per_set: int = 150
+                      ) -> tuple[Image.Image, dict]:
     """One row per space (``{space: (features n x d, set name per row)}``), columns PCA and
-    t-SNE of the standardised features; a legend on top. Returns the picture and the 2-D
-    coordinates ``{space: {"pca": n x 2, "tsne": n x 2}}``."""
+    t-SNE of the standardised features of at most ``max_per_set`` rows of each set
+    (:func:`subsample`; t-SNE costs O(n^2) per iteration); a legend on top. Returns the picture
+    and the 2-D coordinates ``{space: {"rows": kept rows, "pca": n x 2, "tsne": n x 2}}``."""
     rows, coordinates = [], {}
     for space, (x, names) in spaces.items():
+        keep = subsample(names, max_per_set, seed)
+        x, names = x[keep], names[keep]
         z = standardise(x)
         flat = pca(z, 2)
         spread = tsne(pca(z, min(z.shape[1], 50)), seed=seed)
-        coordinates[space] = {"pca": flat, "tsne": spread}
+        coordinates[space] = {"rows": keep, "pca": flat, "tsne": spread}
         rows.append([scatter_panel(flat, names, f"{space_titles[space]}: PCA", side),
                      scatter_panel(spread, names, f"{space_titles[space]}: t-SNE", side)])
     width = 2 * side

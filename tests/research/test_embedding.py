@@ -36,3 +36,11 @@ def test_picture_has_a_row_per_space_and_colours_per_set():
     assert coordinates["b"]["tsne"].shape == (30, 2)
     colours = {tuple(c) for c in np.asarray(picture).reshape(-1, 3)}
     assert set(embedding.COLOURS.values()) <= colours
+
+
+def test_subsample_caps_each_set():
+    names = np.array(["R"] * 5 + ["X"] * 40 + ["Y"] * 40)
+    keep = embedding.subsample(names, 10, seed=0)
+    assert [int((names[keep] == n).sum()) for n in "RXY"] == [5, 10, 10]
+    assert len(set(keep)) == len(keep)
+    np.testing.assert_array_equal(keep, embedding.subsample(names, 10, seed=0))
