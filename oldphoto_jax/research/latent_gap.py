@@ -16,7 +16,9 @@ the sets in 2-D (PCA and t-SNE).
 
 ``--real`` and ``--clean`` take folders or single photos, comma-separated or repeated. Written
 to ``--output_dir``: ``results.md``, ``results.json``, ``embedding.png`` and ``features.npz``
-(every set's features per space, and the crops' photo groups, to analyse further).
+(every set's features per space, and the crops' photo groups, to analyse further). ``--seeds
+0,1,2`` repeats the run per seed (new degradations and crops) and adds ``seeds.md`` /
+``seeds.json``, each statistic's mean and deviation over the seeds.
 """
 from __future__ import annotations
 
@@ -41,6 +43,10 @@ _OUTPUT = flags.DEFINE_string("output_dir", "outputs/latent_gap", "Where to writ
 _PRESET = flags.DEFINE_enum("preset", bundled.PRESET, ["official", "extended"],
                             "data_synth degradation preset for X.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the degradations, crops and statistics.")
+_SEEDS = flags.DEFINE_list(
+    "seeds", [], "Several seeds (e.g. 0,1,2,3,4): one run per seed under <output_dir>/seed_<s> "
+    "(the embedding only for the first), then the mean and deviation of every statistic over "
+    "the seeds (seeds.md, seeds.json). Replaces --seed.")
 _CROPS = flags.DEFINE_integer("crops_per_photo", 8, "Crops cut from each photo.")
 _CROP_SIZE = flags.DEFINE_integer("crop_size", 128, "Side of the square crops (pixels, a "
                                   "multiple of 4).")
@@ -131,6 +137,34 @@ def latent_gap(checkpoint_dir, real, clean, output_dir, *, seed: int = 0,
     return result
 
 
+def latent_gap_seeds(checkpoint_dir, real, clean, output_dir, seeds, *, log=print,
+                     draw_embedding: bool = True, **settings) -> dict:
+    """:func:`latent_gap` once per seed (into ``output_dir/seed_<s>``; only the first draws the
+    embedding), then ``seeds.md`` / ``seeds.json``: each statistic's mean and deviation over the
+    seeds. One degradation and one set of crops per photo is one draw; the seeds show how much
+    the numbers move with that draw. Returns ``{"seeds": [...], "summary": ...}``."""
+    from oldphoto_jax.research import report
+    from oldphoto_jax.research.samples import InputError
+
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise InputError(f"--seeds: expected distinct seeds, got {seeds}")
+    output = pathlib.Path(output_dir)
+    per_seed = {}
+    for i, seed in enumerate(seeds):
+        log(f"== seed {seed}")
+        per_seed[seed] = latent_gap(checkpoint_dir, real, clean, output / f"seed_{seed}",
+                                    seed=seed, log=log, draw_embedding=draw_embedding and i == 0,
+                                    **settings)
+    summary = report.seeds_summary(per_seed)
+    text = report.seeds_table(summary, seeds)
+    (output / "seeds.json").write_text(json.dumps({"seeds": seeds, "summary": summary},
+                                                  indent=2) + "\n")
+    (output / "seeds.md").write_text(text + "\n")
+    log(f"\n{text}")
+    return {"seeds": seeds, "summary": summary}
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -147,11 +181,21 @@ def main(argv):
               file=sys.stderr)
         return 2
     try:
-        latent_gap(_CHECKPOINT_DIR.value, real, clean, _OUTPUT.value, seed=_SEED.value,
-                   preset=_PRESET.value, max_side=_MAX_SIDE.value or None,
-                   crop_size=_CROP_SIZE.value, crops_per_photo=_CROPS.value, dims=_DIMS.value,
-                   n_bootstrap=_BOOTSTRAP.value, n_permutations=_PERMUTATIONS.value,
-                   batch_size=_BATCH.value, draw_embedding=_EMBEDDING.value)
+        seeds = [int(s) for s in _SEEDS.value]
+    except ValueError:
+        print(f"error: --seeds takes integers, got {','.join(_SEEDS.value)}", file=sys.stderr)
+        return 2
+    settings = dict(preset=_PRESET.value, max_side=_MAX_SIDE.value or None,
+                    crop_size=_CROP_SIZE.value, crops_per_photo=_CROPS.value, dims=_DIMS.value,
+                    n_bootstrap=_BOOTSTRAP.value, n_permutations=_PERMUTATIONS.value,
+                    batch_size=_BATCH.value, draw_embedding=_EMBEDDING.value)
+    try:
+        if seeds:
+            latent_gap_seeds(_CHECKPOINT_DIR.value, real, clean, _OUTPUT.value, seeds,
+                             **settings)
+        else:
+            latent_gap(_CHECKPOINT_DIR.value, real, clean, _OUTPUT.value, seed=_SEED.value,
+                       **settings)
     except (InputError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from oldphoto_jax.research.encode import SPACE_TITLES
 from oldphoto_jax.research.samples import SET_TITLES
 
@@ -62,3 +64,54 @@ def markdown(result: dict) -> str:
               f"logistic regression, held-out photos (0.5 = indistinguishable).", "",
               gap_table(result["spaces"]), "", ratio_table(result["spaces"]), ""]
     return "\n".join(lines)
+
+
+def _mean_sd(values: list[float], digits: int) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
+def seeds_summary(per_seed: dict[int, dict]) -> dict:
+    """``{space: {pair: {metric: [value per seed]}, "ratio": {...}}}`` of several runs."""
+    summary: dict = {}
+    for result in per_seed.values():
+        for space, measured in result["spaces"].items():
+            pairs = measured["pairs"]
+            for pair, m in pairs.items():
+                entry = summary.setdefault(space, {}).setdefault(pair, {})
+                for metric in ("frechet", "mmd2", "accuracy"):
+                    entry.setdefault(metric, []).append(m[metric]["value"])
+                entry.setdefault("p_value", []).append(m["mmd2"]["p_value"])
+            if "R-X" in pairs and "X-Y" in pairs:
+                ratio = summary[space].setdefault("R-X / X-Y", {})
+                for metric in ("frechet", "mmd2"):
+                    denominator = pairs["X-Y"][metric]["value"]
+                    ratio.setdefault(metric, []).append(
+                        pairs["R-X"][metric]["value"] / denominator if denominator > 0
+                        else float("nan"))
+    return summary
+
+
+def seeds_table(summary: dict, seeds: list[int]) -> str:
+    """Mean ± standard deviation over the seeds of each statistic, and in how many seeds the MMD
+    test rejected at 0.05; then the R–X / X–Y ratios."""
+    n = len(seeds)
+    rows = [f"Over seeds {', '.join(map(str, seeds))} (mean ± standard deviation):", "",
+            "| space | pair | Fréchet distance | MMD² | MMD p < 0.05 | classifier accuracy |",
+            "|---|---|---:|---:|---:|---:|"]
+    for space, pairs in summary.items():
+        for pair, m in pairs.items():
+            if pair == "R-X / X-Y":
+                continue
+            rejected = sum(p < 0.05 for p in m["p_value"])
+            rows.append(f"| {SPACE_TITLES.get(space, space)} | {pair.replace('-', '–')} | "
+                        f"{_mean_sd(m['frechet'], 2)} | {_mean_sd(m['mmd2'], 3)} | "
+                        f"{rejected}/{n} | {_mean_sd(m['accuracy'], 2)} |")
+    rows += ["", "| space | Fréchet R–X / X–Y | MMD² R–X / X–Y |", "|---|---:|---:|"]
+    for space, pairs in summary.items():
+        if "R-X / X-Y" in pairs:
+            ratio = pairs["R-X / X-Y"]
+            rows.append(f"| {SPACE_TITLES.get(space, space)} | {_mean_sd(ratio['frechet'], 2)} | "
+                        f"{_mean_sd(ratio['mmd2'], 2)} |")
+    return "\n".join(rows)

@@ -118,3 +118,24 @@ def test_photos_smaller_than_the_crops_are_named(inputs, tmp_path):
         latent_gap(inputs / "model", [str(inputs / "old")], [str(inputs / "clean")],
                    tmp_path / "o", crop_size=96, log=lambda _: None)
     assert not (tmp_path / "o").exists()
+
+
+def test_seeds_summarise_the_runs_of_each_seed(inputs, tmp_path):
+    from oldphoto_jax.research.latent_gap import latent_gap_seeds
+
+    out = latent_gap_seeds(inputs / "model", [str(inputs / "old")], [str(inputs / "clean")],
+                           tmp_path / "seeds", [0, 1], crop_size=32, crops_per_photo=2,
+                           n_bootstrap=5, n_permutations=5, log=lambda _: None)
+    runs = [json.loads((tmp_path / "seeds" / f"seed_{s}" / "results.json").read_text())
+            for s in (0, 1)]
+    assert (tmp_path / "seeds" / "seed_0" / "embedding.png").exists()
+    assert not (tmp_path / "seeds" / "seed_1" / "embedding.png").exists()
+    accuracies = out["summary"]["vae_a"]["R-X"]["accuracy"]
+    assert accuracies == [r["spaces"]["vae_a"]["pairs"]["R-X"]["accuracy"]["value"] for r in runs]
+    table = (tmp_path / "seeds" / "seeds.md").read_text()
+    mean = np.mean(accuracies)
+    sd = np.std(accuracies, ddof=1)
+    assert "| latent: VAE_A encoder | R–X |" in table and f"{mean:.2f} ± {sd:.2f} |" in table
+    with pytest.raises(samples.InputError, match="distinct seeds"):
+        latent_gap_seeds(inputs / "model", [str(inputs / "old")], [str(inputs / "clean")],
+                         tmp_path / "again", [1, 1], log=lambda _: None)
