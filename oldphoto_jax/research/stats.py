@@ -23,7 +23,9 @@ from typing import Callable
 
 import numpy as np
 
+
 # ---- two labelled sets ----
+
 
 @dataclasses.dataclass(frozen=True)
 class TwoSets:
