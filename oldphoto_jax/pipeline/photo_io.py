@@ -4,7 +4,8 @@
 ``PhotoError`` whose text is ``"<file name>: <reason>"``; the batch goes on. Inputs are only ever
 opened for reading. Outputs are written atomically (temporary file in the same folder, ``fsync``,
 ``os.replace``), so an interrupted or failed write never leaves a partial file behind and never
-destroys an earlier output.
+destroys an earlier output. A temporary file's name holds its writer's process id, so a later run
+can delete those of killed runs (``remove_stale_temp_files``) and keep those of a live one.
 
 Policies (the official code does ``Image.open(f).convert("RGB")`` and nothing else):
 
@@ -506,7 +507,7 @@ def _create_temp_file(path: Path) -> tuple[Path, int]:
     minus the umask, like an ordinary new file); returns its path and an open descriptor.
     ``<name>`` is cut to ``_TEMP_NAME_BYTES`` so the whole name fits any file system's limit;
     the process id lets a later run tell a stale temporary file from one being written."""
-    stem = _cut_to_bytes(path.name, _TEMP_NAME_BYTES)
+    stem = cut_to_bytes(path.name, _TEMP_NAME_BYTES)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
         temp_path = path.with_name(f".{stem}.{os.getpid()}-{secrets.token_hex(6)}{TEMP_SUFFIX}")
@@ -523,7 +524,7 @@ _TEMP_NAME_BYTES = 100
 _TEMP_OWNER = re.compile(r"\.(\d+)-[0-9a-f]{12}" + re.escape(TEMP_SUFFIX) + "$")
 
 
-def _cut_to_bytes(text: str, limit: int) -> str:
+def cut_to_bytes(text: str, limit: int) -> str:
     """The longest prefix of ``text`` (whole characters) whose file-system encoding fits."""
     while len(os.fsencode(text)) > limit:
         text = text[:-1]

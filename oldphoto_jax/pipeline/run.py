@@ -221,22 +221,12 @@ def _fits(stem: str) -> bool:
 def _shortened(path: pathlib.Path) -> str:
     """``path``'s stem cut to fit, plus ``~`` and a hash of its full name (distinct per name)."""
     digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:_SHORTENED_HASH_DIGITS]
-    return f"{_cut_to_bytes(path.stem, MAX_STEM_BYTES - 8 - len(digest))}~{digest}"
-
-
-def _cut_to_bytes(text: str, limit: int) -> str:
-    """The longest prefix of ``text`` (whole characters) whose file-system encoding fits."""
-    cut = ""
-    for character in text:
-        if len(os.fsencode(cut + character)) > limit:
-            break
-        cut += character
-    return cut
+    return f"{photo_io.cut_to_bytes(path.stem, MAX_STEM_BYTES - 8 - len(digest))}~{digest}"
 
 
 def _numbered(stem: str, taken: set[str]) -> str:
     """``<stem>_<n>`` for the smallest n >= 2 not in ``taken`` (compared ignoring case)."""
-    base = _cut_to_bytes(stem, MAX_STEM_BYTES - 8)
+    base = photo_io.cut_to_bytes(stem, MAX_STEM_BYTES - 8)
     number = 2
     while f"{base}_{number}".casefold() in taken:
         number += 1
