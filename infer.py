@@ -9,9 +9,7 @@ final_output/ or as an error line naming it; the run ends with a summary and exi
 photo failed. Inputs are never modified; outputs are written atomically; a re-run skips photos
 already in final_output/ unless --overwrite.
 """
-import pathlib
 import sys
-import time
 
 from absl import app, flags, logging
 
@@ -54,45 +52,20 @@ _VERBOSE = flags.DEFINE_bool("verbose", False, "Also print library logs (checkpo
 
 def main(argv):
     del argv
+    # A file name that the terminal's encoding cannot show is printed escaped, never fatal.
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(errors="backslashreplace")
     if not _VERBOSE.value:
         logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
-    from oldphoto_jax import checkpoints
-    from oldphoto_jax.pipeline.run import Options, PipelineError, Restorer
+    from oldphoto_jax.pipeline.command import restore_folder
+    from oldphoto_jax.pipeline.run import Options
 
-    checkpoint_dir = pathlib.Path(_CHECKPOINT_DIR.value)
-    if not (checkpoint_dir / "manifest.json").exists():
-        hint = ""
-        if checkpoint_dir.resolve() == DEFAULT_CHECKPOINT_DIR:
-            hint = ("\nThe bundled model is not in this checkout. Convert the official weights "
-                    "(python -m oldphoto_jax.convert --help) and pass --checkpoint_dir.")
-        print(f"error: no model at {checkpoint_dir} (manifest.json missing){hint}",
-              file=sys.stderr)
-        return 2
-    if not pathlib.Path(_INPUT.value).is_dir():
-        print(f"error: input folder {_INPUT.value} does not exist", file=sys.stderr)
-        return 2
-    model = checkpoints.load_model(checkpoint_dir)
-    print(f"weights: {model.directory} ({model.source or 'no source recorded'})")
     options = Options(with_scratch=_WITH_SCRATCH.value, hr=_HR.value,
                       faces=not _NO_FACES.value, max_side=_MAX_SIDE.value,
                       overwrite=_OVERWRITE.value, batch_size=_BATCH_SIZE.value,
                       attention_chunk=_ATTENTION_CHUNK.value, precision=_PRECISION.value)
-    start = time.perf_counter()
-    try:
-        restorer = Restorer(model, options, log=lambda line: print(line, flush=True))
-        summary = restorer.run(_INPUT.value, _OUTPUT.value)
-    except PipelineError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    elapsed = time.perf_counter() - start
-    print(f"\nsummary: {len(summary.restored)} restored, {len(summary.skipped)} already done, "
-          f"{len(summary.failed)} failed, {summary.faces} face(s) enhanced, {elapsed:.1f} s")
-    for name, (compile_s, run_s, shapes) in summary.timings.items():
-        print(f"  {name}: compile {compile_s:.1f} s ({shapes} shape(s)), run {run_s:.1f} s")
-    for name, reason in summary.failed:
-        print(f"  failed: {name}: {reason}", file=sys.stderr)
-    print(f"results in {pathlib.Path(_OUTPUT.value) / 'final_output'}")
-    return 1 if summary.failed else 0
+    return restore_folder(_INPUT.value, _OUTPUT.value, _CHECKPOINT_DIR.value, options,
+                          out=sys.stdout, err=sys.stderr)
 
 
 if __name__ == "__main__":

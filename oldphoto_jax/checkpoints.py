@@ -4,7 +4,8 @@ A *model* is a directory::
 
     <model>/
       manifest.json          {"format": "oldphoto-jax-model", "version": 1,
-                              "networks": {<role>: <subdirectory>, ...}, "source": "..."}
+                              "networks": {<role>: <subdirectory>, ...}, "source": "...",
+                              "checksums": {<path of every other file>: <sha256>, ...}}
       <network>/
         config.json          {"format": "oldphoto-jax-network", "version": 2,
                               "model": "<registered model name>", "args": {...}, "source": "..."}
@@ -18,9 +19,17 @@ every constructor argument) still load; their execution settings are ignored.
 Roles name what a network is used for (see ``ROLES``); a model holds the networks it has (a model
 without faces simply has no ``face_256``). Every write goes to a temporary sibling directory that is
 renamed into place at the end, so a failed or interrupted write leaves nothing half-written.
+
+Every file is checksummed (SHA-256) when written: a model's ``manifest.json`` records the checksum
+of each of its other files, a network written alone (``save_network``) records those of its
+``params/`` files in its ``config.json``. Loading a network verifies them first, so a damaged or
+missing file is an error naming it rather than silently different weights. Models written before
+checksums were recorded still load, with a note (``Model.notes``). Every problem with a model
+directory is a one-line ``CheckpointError`` naming the file.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
@@ -74,6 +83,42 @@ def _read_json(path: pathlib.Path) -> dict:
         raise CheckpointError(f"{path} is not valid JSON: {e}") from None
 
 
+def file_sha256(path: pathlib.Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tree_checksums(root: pathlib.Path) -> dict[str, str]:
+    """``{path relative to root (POSIX): sha256}`` of every file under ``root``."""
+    return {path.relative_to(root).as_posix(): file_sha256(path)
+            for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def verify_checksums(root: pathlib.Path, checksums: Mapping[str, str]) -> None:
+    """Raise ``CheckpointError`` naming the first file under ``root`` that is missing or whose
+    content differs from its recorded checksum."""
+    for relative, expected in sorted(checksums.items()):
+        path = root / relative
+        try:
+            actual = file_sha256(path)
+        except FileNotFoundError:
+            raise CheckpointError(f"{path} is missing") from None
+        except OSError as e:
+            raise CheckpointError(f"{path} cannot be read: {e.strerror or e}") from None
+        if actual != expected:
+            raise CheckpointError(f"{path}: checksum mismatch (the file is damaged or was "
+                                  "changed after the model was written)")
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
 def _to_numpy(tree):
     if isinstance(tree, Mapping):
         return {k: _to_numpy(v) for k, v in tree.items()}
@@ -81,20 +126,24 @@ def _to_numpy(tree):
 
 
 def _write_network(directory: pathlib.Path, module: nn.Module, variables: Mapping,
-                   source: str) -> None:
+                   source: str, record_checksums: bool = False) -> None:
+    """Write params/ then config.json (with the params' checksums if ``record_checksums``)."""
     import orbax.checkpoint as ocp
 
     directory.mkdir(parents=True)
-    _write_json(directory / "config.json", {
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(directory / "params", _to_numpy(variables))
+    checkpointer.wait_until_finished()
+    config = {
         "format": NETWORK_FORMAT,
         "version": NETWORK_VERSION,
         "model": model_name(module),
         "args": architecture(module),
         "source": source,
-    })
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(directory / "params", _to_numpy(variables))
-    checkpointer.wait_until_finished()
+    }
+    if record_checksums:
+        config["checksums"] = tree_checksums(directory)
+    _write_json(directory / "config.json", config)
 
 
 class _AtomicDirectory:
@@ -129,7 +178,7 @@ def save_network(directory: str | os.PathLike, module: nn.Module, variables: Map
                  source: str = "", overwrite: bool = False) -> pathlib.Path:
     """Write one network (class, constructor arguments and variables) atomically."""
     with _AtomicDirectory(pathlib.Path(directory), overwrite) as tmp:
-        _write_network(tmp, module, variables, source)
+        _write_network(tmp, module, variables, source, record_checksums=True)
     return pathlib.Path(directory)
 
 
@@ -153,18 +202,40 @@ def network_from_config(config: Mapping[str, Any]) -> nn.Module:
     return build_network(config["class"], args)
 
 
-def load_network(directory: str | os.PathLike) -> tuple[nn.Module, dict]:
-    """Rebuild the network of a checkpoint directory and load its variables (numpy arrays)."""
+def load_network(directory: str | os.PathLike,
+                 checksums: Mapping[str, str] | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild the network of a checkpoint directory and load its variables (numpy arrays).
+
+    ``checksums`` (paths relative to ``directory``, from the model's manifest) are verified
+    first; without them, those recorded in ``config.json`` (a network saved alone) are.
+    """
     import orbax.checkpoint as ocp
 
     directory = pathlib.Path(directory).absolute()
+    if checksums is not None:
+        verify_checksums(directory, checksums)
     config = read_network_config(directory)
-    module = network_from_config(config)
+    if checksums is None and isinstance(config.get("checksums"), Mapping):
+        verify_checksums(directory, config["checksums"])
+    module = _build_network(directory / "config.json", config)
     params_dir = directory / "params"
     if not params_dir.is_dir():
-        raise CheckpointError(f"{directory}: no params/ directory")
-    variables = ocp.StandardCheckpointer().restore(params_dir)
+        raise CheckpointError(f"{params_dir} is missing")
+    try:
+        variables = ocp.StandardCheckpointer().restore(params_dir)
+    except Exception as e:  # orbax/tensorstore errors vary; the file names the problem
+        raise CheckpointError(f"{params_dir} cannot be restored ({_first_line(e)})") from None
     return module, _to_numpy(variables)
+
+
+def _build_network(config_path: pathlib.Path, config: Mapping) -> nn.Module:
+    """The module a network config describes, or a ``CheckpointError`` naming the config."""
+    try:
+        return network_from_config(config)
+    except KeyError:
+        raise CheckpointError(f"{config_path} names no network (no 'model' or 'class')") from None
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{config_path}: {_first_line(e)}") from None
 
 
 def save_model(directory: str | os.PathLike,
@@ -186,6 +257,7 @@ def save_model(directory: str | os.PathLike,
             "version": MODEL_VERSION,
             "networks": {role: role for role in networks},
             "source": source,
+            "checksums": tree_checksums(tmp),
         })
     return pathlib.Path(directory)
 
@@ -203,6 +275,20 @@ class Model:
         if self.manifest.get("version", 0) > MODEL_VERSION:
             raise CheckpointError(f"{self.directory}: format version {self.manifest['version']} "
                                   f"is newer than this oldphoto-jax understands ({MODEL_VERSION})")
+        manifest_path = self.directory / "manifest.json"
+        networks = self.manifest.get("networks")
+        if not isinstance(networks, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in networks.items()):
+            raise CheckpointError(f"{manifest_path} has no 'networks' table of role -> folder")
+        checksums = self.manifest.get("checksums")
+        if checksums is not None and not isinstance(checksums, Mapping):
+            raise CheckpointError(f"{manifest_path}: 'checksums' is not a table of file -> sha256")
+        self.checksums: Mapping[str, str] | None = checksums
+        # What loading could not check (shown by infer.py).
+        self.notes: list[str] = []
+        if checksums is None:
+            self.notes.append(f"{manifest_path} records no checksums (a model written before "
+                              "they were): its files are not verified")
         self._cache: dict[str, tuple[nn.Module, dict]] = {}
 
     @property
@@ -222,8 +308,19 @@ class Model:
             raise CheckpointError(f"model {self.directory} has no '{role}' network ({what}); "
                                   f"it has: {', '.join(self.roles) or 'none'}")
         if role not in self._cache:
-            self._cache[role] = load_network(self.directory / self.manifest["networks"][role])
+            subdirectory = self.manifest["networks"][role]
+            self._cache[role] = load_network(self.directory / subdirectory,
+                                             self._network_checksums(subdirectory))
         return self._cache[role]
+
+    def _network_checksums(self, subdirectory: str) -> dict[str, str] | None:
+        """The manifest's checksums of the files under ``subdirectory``, relative to it (None
+        for a model without checksums)."""
+        if self.checksums is None:
+            return None
+        prefix = pathlib.PurePosixPath(subdirectory).as_posix().rstrip("/") + "/"
+        return {path[len(prefix):]: digest for path, digest in self.checksums.items()
+                if path.startswith(prefix)}
 
 
 def load_model(directory: str | os.PathLike) -> Model:

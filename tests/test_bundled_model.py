@@ -37,6 +37,19 @@ def test_bundled_model_holds_the_scratch_networks_and_says_how_it_was_made():
     assert "train.py" in model.source and "weights/README.md" in model.source
 
 
+def test_bundled_model_files_match_their_recorded_checksums():
+    """Every file of the bundled model is verified when its network loads (git must not change
+    its bytes: .gitattributes marks weights/ as binary)."""
+    model = checkpoints.load_model(bundled.DEFAULT_DIR)
+    assert model.notes == []
+    recorded = set(model.checksums)
+    assert recorded == {p.relative_to(bundled.DEFAULT_DIR).as_posix()
+                        for p in bundled.DEFAULT_DIR.rglob("*")
+                        if p.is_file() and p.name != "manifest.json"}
+    for role in model.roles:
+        model.network(role)
+
+
 def test_bundled_files_fit_in_git():
     assert _size_mb(bundled.DEFAULT_DIR) < 12
     assert _size_mb(REPO / "weights") < 50

@@ -111,3 +111,120 @@ np.save({str(tmp_path / 'y.npy')!r}, np.asarray(jax.jit(module.apply)(variables,
 """
     subprocess.run([sys.executable, "-c", script], check=True)
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
+
+
+# -- damaged models: checksums and one-line errors ------------------------------------------------
+
+def _saved_model(tmp_path):
+    net, variables = _init()
+    return checkpoints.save_model(tmp_path / "model", {"vae_a": (net, variables)}), variables
+
+
+def _largest_params_file(model_dir):
+    files = [p for p in (model_dir / "vae_a" / "params").rglob("*") if p.is_file()]
+    return max(files, key=lambda p: p.stat().st_size)
+
+
+def test_manifest_records_a_checksum_per_file(tmp_path):
+    model_dir, _ = _saved_model(tmp_path)
+    recorded = json.loads((model_dir / "manifest.json").read_text())["checksums"]
+    on_disk = {p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*")
+               if p.is_file() and p.name != "manifest.json"}
+    assert set(recorded) == on_disk
+    assert checkpoints.load_model(model_dir).notes == []
+
+
+def test_saved_network_records_checksums_of_its_params(tmp_path):
+    net, variables = _init()
+    checkpoints.save_network(tmp_path / "net", net, variables)
+    _flip_a_byte(_largest_params_file_of(tmp_path / "net"))
+    with pytest.raises(checkpoints.CheckpointError, match="checksum"):
+        checkpoints.load_network(tmp_path / "net")
+
+
+def _largest_params_file_of(network_dir):
+    files = [p for p in (network_dir / "params").rglob("*") if p.is_file()]
+    return max(files, key=lambda p: p.stat().st_size)
+
+
+def _flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_byte_in_params_is_detected(tmp_path):
+    model_dir, _ = _saved_model(tmp_path)
+    damaged = _largest_params_file(model_dir)
+    _flip_a_byte(damaged)
+    model = checkpoints.load_model(model_dir)
+    with pytest.raises(checkpoints.CheckpointError,
+                       match=f"{damaged.name}.*checksum mismatch") as info:
+        model.network("vae_a")
+    assert "\n" not in str(info.value)
+
+
+def test_model_without_checksums_loads_with_a_note(tmp_path):
+    model_dir, variables = _saved_model(tmp_path)
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    del manifest["checksums"]
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    model = checkpoints.load_model(model_dir)
+    assert len(model.notes) == 1 and "no checksums" in model.notes[0]
+    jax.tree.map(np.testing.assert_array_equal, model.network("vae_a")[1], variables)
+
+
+def _damage_cases():
+    def delete_network_folder(m):
+        import shutil
+        shutil.rmtree(m / "vae_a")
+        return "vae_a"
+
+    def truncate_params(m):
+        path = _largest_params_file(m)
+        path.write_bytes(path.read_bytes()[:10])
+        return path.name
+
+    def delete_params_file(m):
+        path = _largest_params_file(m)
+        path.unlink()
+        return path.name
+
+    def truncate_params_unchecked(m):
+        manifest = json.loads((m / "manifest.json").read_text())
+        del manifest["checksums"]
+        (m / "manifest.json").write_text(json.dumps(manifest))
+        return "params" if truncate_params(m) else ""
+
+    def manifest_not_json(m):
+        (m / "manifest.json").write_text("{not json")
+        return "manifest.json"
+
+    def manifest_without_networks(m):
+        manifest = json.loads((m / "manifest.json").read_text())
+        del manifest["networks"]
+        (m / "manifest.json").write_text(json.dumps(manifest))
+        return "manifest.json"
+
+    def unknown_class(m):
+        config = json.loads((m / "vae_a" / "config.json").read_text())
+        config["class"] = "NoSuchNet"
+        (m / "vae_a" / "config.json").write_text(json.dumps(config))
+        manifest = json.loads((m / "manifest.json").read_text())
+        del manifest["checksums"]
+        (m / "manifest.json").write_text(json.dumps(manifest))
+        return "config.json"
+
+    return [delete_network_folder, truncate_params, delete_params_file,
+            truncate_params_unchecked, manifest_not_json, manifest_without_networks,
+            unknown_class]
+
+
+@pytest.mark.parametrize("damage", _damage_cases(), ids=lambda f: f.__name__)
+def test_damaged_model_is_one_line_naming_the_file(tmp_path, damage):
+    model_dir, _ = _saved_model(tmp_path)
+    named = damage(model_dir)
+    with pytest.raises(checkpoints.CheckpointError) as info:
+        checkpoints.load_model(model_dir).network("vae_a")
+    message = str(info.value)
+    assert "\n" not in message and named in message and str(model_dir) in message

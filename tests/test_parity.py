@@ -4,15 +4,43 @@ The fixture set comes from OLDPHOTO_PARITY_DIR (default: ../shared/parity/cases 
 repository root). Each case is dispatched on its ``kind``; a kind without a runner fails, so a new
 kind can never pass or vanish silently.
 """
+import os
+import pathlib
+import subprocess
+import sys
+
 import pytest
 
 from oldphoto_jax.parity import EXPECTED_FAILURES, RUNNERS, cases_dir, list_cases, load_case
+from oldphoto_jax.parity.fixtures import fixture_set_missing
 
-CASES = list_cases()
+MISSING = fixture_set_missing()
+CASES = {} if MISSING else list_cases()
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_fixture_set_is_not_empty():
+    if MISSING:
+        pytest.skip(MISSING)
     assert CASES, f"no cases in {cases_dir()}/cases.json"
+
+
+def test_without_the_fixture_set_its_tests_skip_with_a_message(tmp_path):
+    """A checkout without ../shared/parity: the tests that need it skip, naming the path, and the
+    rest of the suite runs (it used to stop at collection). A pytest subprocess over one test of
+    each kind that reads the fixture set (~10 s, mostly imports)."""
+    missing = tmp_path / "no_parity" / "cases"
+    nodes = ["tests/test_parity.py::test_fixture_set_is_not_empty",
+             "tests/pipeline/test_postprocess.py::test_minmax_png_matches_fixture",
+             "tests/pipeline/test_preprocess.py::test_quality_input_matches_fixture_size",
+             "tests/convert/test_official.py::test_missing_key_names_file_and_key"]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *nodes],
+        cwd=REPO, env=dict(os.environ, OLDPHOTO_PARITY_DIR=str(missing)),
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "passed" not in result.stdout and "failed" not in result.stdout
+    assert result.stdout.count(f"parity fixture set not found ({missing}") >= 4, result.stdout
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

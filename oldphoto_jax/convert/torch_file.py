@@ -604,15 +604,27 @@ class _ZipStorages:
             return UnsupportedObject(getattr(storage_type, "qualname", repr(storage_type)))
         if key not in self.loaded:
             member = f"{self.prefix}data/{key}"
-            try:
-                raw = self.archive.read(member)
-            except KeyError as exc:
-                raise _CorruptPickle(f"archive lacks storage member {member}") from exc
             expected = numel * _element_size(storage_type)
-            if len(raw) < expected:
-                raise _CorruptPickle(f"storage {member} has {len(raw)} bytes, expected {expected}")
-            self.loaded[key] = _Storage(key, memoryview(raw)[:expected], self.big_endian)
+            self.loaded[key] = _Storage(key, self._read_member(member, expected),
+                                        self.big_endian)
         return self.loaded[key].typed(storage_type)
+
+    def _read_member(self, member: str, expected: int) -> bytes:
+        """The ``expected`` bytes of a storage member. A member declaring more is refused
+        before anything is decompressed (a zip bomb would otherwise inflate into memory), and
+        at most ``expected`` + 1 bytes are ever read whatever the header says."""
+        try:
+            info = self.archive.getinfo(member)
+        except KeyError as exc:
+            raise _CorruptPickle(f"archive lacks storage member {member}") from exc
+        if info.file_size > expected:
+            raise _CorruptPickle(f"storage {member} holds {info.file_size} bytes, more than the "
+                                 f"{expected} its tensors declare")
+        with self.archive.open(info) as handle:
+            raw = handle.read(expected + 1)
+        if len(raw) != expected:
+            raise _CorruptPickle(f"storage {member} has {len(raw)} bytes, expected {expected}")
+        return raw
 
 
 # ----------------------------------------------------------------------------------------------

@@ -26,6 +26,16 @@ def cases_dir() -> pathlib.Path:
     return pathlib.Path(os.environ.get("OLDPHOTO_PARITY_DIR", DEFAULT_CASES_DIR)).resolve()
 
 
+def fixture_set_missing(directory: pathlib.Path | None = None) -> str | None:
+    """Why the fixture set cannot be used (its ``cases.json`` is not there), or None.
+    Tests skip with this message on a checkout without ``../shared/parity``."""
+    directory = directory or cases_dir()
+    if (directory / "cases.json").is_file():
+        return None
+    return (f"parity fixture set not found ({directory / 'cases.json'}): set "
+            "OLDPHOTO_PARITY_DIR or put shared/parity beside the checkout")
+
+
 def list_cases(directory: pathlib.Path | None = None) -> dict[str, dict]:
     """``cases.json`` of a fixture set: ``{case name: metadata}``."""
     directory = directory or cases_dir()

@@ -4,7 +4,8 @@
 ``PhotoError`` whose text is ``"<file name>: <reason>"``; the batch goes on. Inputs are only ever
 opened for reading. Outputs are written atomically (temporary file in the same folder, ``fsync``,
 ``os.replace``), so an interrupted or failed write never leaves a partial file behind and never
-destroys an earlier output.
+destroys an earlier output. A temporary file's name holds its writer's process id, so a later run
+can delete those of killed runs (``remove_stale_temp_files``) and keep those of a live one.
 
 Policies (the official code does ``Image.open(f).convert("RGB")`` and nothing else):
 
@@ -502,17 +503,70 @@ def _write_file_atomic(path: Path, encode: Callable[[BinaryIO], None]) -> None:
 
 
 def _create_temp_file(path: Path) -> tuple[Path, int]:
-    """Create ``.<name>.<random>.oldphoto-tmp`` next to ``path`` (exclusive, mode 0666 minus
-    the umask, like an ordinary new file); returns its path and an open descriptor."""
-    stem = path.name[:100]  # keep the temporary name under file-system name limits
+    """Create ``.<name>.<pid>-<random>.oldphoto-tmp`` next to ``path`` (exclusive, mode 0666
+    minus the umask, like an ordinary new file); returns its path and an open descriptor.
+    ``<name>`` is cut to ``_TEMP_NAME_BYTES`` so the whole name fits any file system's limit;
+    the process id lets a later run tell a stale temporary file from one being written."""
+    stem = cut_to_bytes(path.name, _TEMP_NAME_BYTES)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        temp_path = path.with_name(f".{stem}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
+        temp_path = path.with_name(f".{stem}.{os.getpid()}-{secrets.token_hex(6)}{TEMP_SUFFIX}")
         try:
             return temp_path, os.open(temp_path, flags, 0o666)
         except FileExistsError:
             continue
     raise FileExistsError(f"could not create a temporary file next to {path}")
+
+
+# Bytes of the target's name kept in a temporary file's name (the rest of it takes <= 40).
+_TEMP_NAME_BYTES = 100
+# The end of a temporary file name: the writer's process id and a random token.
+_TEMP_OWNER = re.compile(r"\.(\d+)-[0-9a-f]{12}" + re.escape(TEMP_SUFFIX) + "$")
+
+
+def cut_to_bytes(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` (whole characters) whose file-system encoding fits."""
+    while len(os.fsencode(text)) > limit:
+        text = text[:-1]
+    return text
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> int:
+    """Delete the temporary files of our atomic writes in ``folder`` whose writer is no longer
+    running (or that predate process ids in their names); returns how many were deleted.
+    Temporary files of a live process (another run writing into the same folder) are kept."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for entry in entries:
+        if not (entry.name.startswith(".") and entry.name.endswith(TEMP_SUFFIX)):
+            continue
+        owner = _TEMP_OWNER.search(entry.name)
+        if owner and _process_is_running(int(owner.group(1))):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(entry.path)
+            removed += 1
+    return removed
+
+
+def _process_is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # exists but belongs to someone else; or not checkable: keep its files
+    return True
+
+
+def check_writable_folder(folder: str | os.PathLike) -> None:
+    """Raise the ``OSError`` of creating a (then deleted) temporary file in ``folder``."""
+    temp_path, descriptor = _create_temp_file(Path(folder) / "write-check")
+    os.close(descriptor)
+    os.unlink(temp_path)
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
+import os
 import pathlib
 import time
 import traceback
@@ -103,6 +105,7 @@ class Job:
     faces: list = dataclasses.field(default_factory=list)
     enhanced: list = dataclasses.field(default_factory=list)
     error: str | None = None
+    renamed_because: str | None = None     # why the output stem is not the input's stem
 
 
 @dataclasses.dataclass
@@ -110,6 +113,8 @@ class Summary:
     restored: list = dataclasses.field(default_factory=list)
     skipped: list = dataclasses.field(default_factory=list)
     failed: list = dataclasses.field(default_factory=list)  # (name, reason)
+    # (input name, output stem, why) of photos written under another name than their stem
+    renamed: list = dataclasses.field(default_factory=list)
     timings: dict = dataclasses.field(default_factory=dict)  # network -> (compile s, run s, shapes)
     faces: int = 0
 
@@ -122,12 +127,109 @@ class PipelineError(Exception):
     """The pipeline cannot run at all (e.g. the model lacks a network the mode needs)."""
 
 
-def output_stems(paths: Iterable[pathlib.Path]) -> dict[pathlib.Path, str]:
-    """Output file stem per input: its stem, or ``<stem>_<ext>`` where two inputs share a stem."""
-    paths = list(paths)
-    counts = collections.Counter(p.stem for p in paths)
-    return {p: p.stem if counts[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.')}"
-            for p in paths}
+# Output folders the pipeline writes into (relative to the output folder).
+OUTPUT_SUBFOLDERS = (f"{STAGE1}/masks/input", f"{STAGE1}/masks/mask", f"{STAGE1}/origin",
+                     f"{STAGE1}/input_image", f"{STAGE1}/restored_image", STAGE2, STAGE3, FINAL)
+
+
+def check_output_folder(output: pathlib.Path) -> None:
+    """Create ``output`` if needed and check that a file can be created in it, or raise
+    ``PipelineError`` (one line) before any photo is processed."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise PipelineError(f"output folder {output} is a file, not a folder") from None
+    except OSError as e:
+        raise PipelineError(f"output folder {output} cannot be created: "
+                            f"{(e.strerror or type(e).__name__).lower()}") from None
+    try:
+        photo_io.check_writable_folder(output)
+    except OSError as e:
+        raise PipelineError(f"output folder {output} is not writable: "
+                            f"{(e.strerror or type(e).__name__).lower()}") from None
+
+
+def remove_stale_temporaries(output: pathlib.Path) -> int:
+    """Remove the temporary files that killed runs left in the pipeline's output folders;
+    returns how many were removed."""
+    return sum(photo_io.remove_stale_temp_files(output / sub) for sub in OUTPUT_SUBFOLDERS)
+
+
+def _is_file(path: pathlib.Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a name the file system cannot hold: not there
+        return False
+
+
+# Longest output stem in bytes: the longest name written from a stem is "<stem>_<k>.png" (faces)
+# and file systems take 255 bytes a name; the margin leaves room for 4-digit face numbers.
+MAX_STEM_BYTES = 240
+# A shortened stem ends with "~" and the first hex digits of the SHA-256 of the input's name.
+_SHORTENED_HASH_DIGITS = 12
+
+
+def output_stems(paths: Iterable[pathlib.Path]
+                 ) -> tuple[dict[pathlib.Path, str], dict[pathlib.Path, str]]:
+    """A distinct output file stem per input, and why an input's stem is not its own.
+
+    Stems are distinct ignoring case (as on case-insensitive file systems) for every set of
+    names: an input's own stem where no other input shares it; else ``<stem>_<ext>``; else that
+    with ``_2``, ``_3``...; each one at most ``MAX_STEM_BYTES`` long (longer names are cut and
+    end with ``~<hash of the full name>``). An input whose own stem is free keeps it: a derived
+    name (``dup_jpg`` of ``dup.jpg``) gives way to an input named ``dup_jpg.png``.
+    Returns ``({path: stem}, {path: why renamed})``; inputs written under their own stem are not
+    in the second.
+    """
+    paths = sorted(paths, key=lambda p: p.name)
+    counts = collections.Counter(p.stem.casefold() for p in paths)
+    stems: dict[pathlib.Path, str] = {}
+    renamed: dict[pathlib.Path, str] = {}
+    taken: set[str] = set()
+
+    def assign(path: pathlib.Path, stem: str, why: str | None) -> None:
+        stems[path] = stem
+        taken.add(stem.casefold())
+        if why:
+            renamed[path] = why
+
+    shared = []
+    for path in paths:  # own stems first, so that no derived name can take one
+        if counts[path.stem.casefold()] == 1 and _fits(path.stem):
+            assign(path, path.stem, None)
+        else:
+            shared.append(path)
+    for path in shared:
+        if not _fits(path.stem):
+            stem, why = _shortened(path), "name too long for the file system"
+        else:
+            stem, why = f"{path.stem}_{path.suffix.lstrip('.')}", "another input has its stem"
+            if not _fits(stem):
+                stem = _shortened(path)
+        if stem.casefold() in taken:
+            stem = _numbered(stem, taken)
+            why = why if why != "another input has its stem" else "another input has its name"
+        assign(path, stem, why)
+    return stems, renamed
+
+
+def _fits(stem: str) -> bool:
+    return len(os.fsencode(stem)) <= MAX_STEM_BYTES
+
+
+def _shortened(path: pathlib.Path) -> str:
+    """``path``'s stem cut to fit, plus ``~`` and a hash of its full name (distinct per name)."""
+    digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:_SHORTENED_HASH_DIGITS]
+    return f"{photo_io.cut_to_bytes(path.stem, MAX_STEM_BYTES - 8 - len(digest))}~{digest}"
+
+
+def _numbered(stem: str, taken: set[str]) -> str:
+    """``<stem>_<n>`` for the smallest n >= 2 not in ``taken`` (compared ignoring case)."""
+    base = photo_io.cut_to_bytes(stem, MAX_STEM_BYTES - 8)
+    number = 2
+    while f"{base}_{number}".casefold() in taken:
+        number += 1
+    return f"{base}_{number}"
 
 
 class Restorer:
@@ -178,16 +280,25 @@ class Restorer:
         input_folder = pathlib.Path(input_folder)
         output = pathlib.Path(output_folder)
         summary = Summary()
+        check_output_folder(output)
+        removed = remove_stale_temporaries(output)
+        if removed:
+            self.log(f"note: removed {removed} stale temporary file(s) of an interrupted run "
+                     f"from {output}")
         paths, listing_notes = photo_io.list_photos(input_folder)
         for note in listing_notes:
             self.log(f"note: {note}")
-        stems = output_stems(paths)
+        stems, renamed = output_stems(paths)
         todo = []
         for path in paths:
-            if (output / FINAL / f"{stems[path]}.png").exists() and not self.options.overwrite:
+            if _is_file(output / FINAL / f"{stems[path]}.png") and not self.options.overwrite:
                 summary.skipped.append(path.name)
                 continue
-            todo.append(Job(path, stems[path]))
+            job = Job(path, stems[path])
+            if path in renamed:
+                job.notes.append(f"written as {stems[path]}.png: {renamed[path]}")
+                job.renamed_because = renamed[path]
+            todo.append(job)
         if summary.skipped:
             self.log(f"{len(summary.skipped)} photo(s) already restored in {output / FINAL}: "
                      "skipped (use --overwrite to redo)")
@@ -208,6 +319,8 @@ class Restorer:
                     self.log(f"{prefix}: FAILED: {job.error}")
                 else:
                     summary.restored.append(job.path.name)
+                    if job.renamed_because:
+                        summary.renamed.append((job.path.name, job.stem, job.renamed_because))
                     summary.faces += len(job.faces)
                     notes = f" ({'; '.join(job.notes)})" if job.notes else ""
                     self.log(f"{prefix}: done, {len(job.faces)} face(s){notes}")
@@ -377,6 +490,10 @@ class Restorer:
         compile_note = f", compiled in {compiled:.1f} s" if compiled else ""
         self.log(f"  {net.name}: {len(items)} x {shape} in {elapsed:.2f} s{compile_note}")
         for item, out in zip(items, outputs):
+            if not np.all(np.isfinite(out)):
+                job_of(item).error = (f"{net.name} produced non-finite values (NaN or infinity); "
+                                      "the model's weights may be damaged")
+                continue
             self._guard(job_of(item), net.name, consume, item, out)
 
 

@@ -15,6 +15,14 @@ item is complete (orbax's commit on local and POSIX file systems; object stores 
 run killed while saving resumes from the previous complete checkpoint; the stale temporary
 directory is removed when the next run opens the manager.
 
+A checkpoint damaged after it was committed (a truncated file, garbage in the iterator's JSON, a
+missing item folder) fails to restore. ``restore_newest_intact`` then tries the previous ones:
+once an older checkpoint restores, each newer one that failed is renamed to
+``<step>.damaged-<n>`` (kept for inspection, out of orbax's view, never deleted) and the run
+resumes from the older one. When every checkpoint fails, the cause is not damage but something
+common to all (a changed network shape, say): nothing is moved and the newest one's error is
+raised.
+
 Restoring needs the structure, shapes, dtypes and shardings of the state
 (:func:`abstract_state`); restoring without it would turn optax's tuples into lists.
 
@@ -23,8 +31,9 @@ These are training checkpoints. The networks that ``infer.py`` runs are exported
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import grain
 import jax
@@ -32,6 +41,10 @@ import orbax.checkpoint as ocp
 
 STATE = "state"
 DATA = "data"
+# A damaged checkpoint <step> is renamed to <step><DAMAGED_SUFFIX><n> (n = 1, 2, ...).
+DAMAGED_SUFFIX = ".damaged-"
+
+Restored = TypeVar("Restored")
 
 
 def abstract_state(state: Any) -> Any:
@@ -50,13 +63,16 @@ class TrainCheckpoints:
         if keep < 1:
             raise ValueError("the number of checkpoints kept must be >= 1")
         self.directory = os.path.abspath(os.fspath(directory))
-        options = ocp.CheckpointManagerOptions(
+        self.options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
             enable_async_checkpointing=async_save,
             cleanup_tmp_directories=True,
         )
-        self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                             item_names=(STATE, DATA))
+        self.manager = self._open_manager()
+
+    def _open_manager(self) -> ocp.CheckpointManager:
+        return ocp.CheckpointManager(self.directory, options=self.options,
+                                     item_names=(STATE, DATA))
 
     def latest_step(self) -> int | None:
         """The newest complete checkpoint's step (None when there is none)."""
@@ -96,6 +112,46 @@ class TrainCheckpoints:
         args = ocp.args.Composite(**{STATE: ocp.args.StandardRestore(abstract)})
         return self.manager.restore(step, args=args)[STATE]
 
+    def restore_newest_intact(self, restore: Callable[[int], Restored],
+                              log: Callable[[str], None]
+                              ) -> tuple[int | None, Restored | None]:
+        """``(step, restore(step))`` for the newest checkpoint that ``restore`` can read, moving
+        newer ones that failed aside (see the module docstring); ``(None, None)`` without any
+        checkpoint. Raises the newest checkpoint's error when none can be restored."""
+        failures: list[tuple[int, Exception]] = []
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                restored = restore(step)
+            except Exception as error:  # orbax, tensorstore, grain and JSON errors all differ
+                failures.append((step, error))
+                self._reopen()  # a failed restore can leave the manager unusable
+                continue
+            for failed_step, error in failures:
+                aside = self._move_aside(failed_step)
+                log(f"the checkpoint of step {failed_step} in {self.directory} is damaged "
+                    f"({_one_line(error)}): moved aside to {os.path.basename(aside)}; "
+                    f"resuming from step {step}")
+            self._reopen()
+            return step, restored
+        if failures:
+            raise failures[0][1]
+        return None, None
+
+    def _move_aside(self, step: int) -> str:
+        """Rename checkpoint ``step`` to the first free ``<step>.damaged-<n>``; returns it."""
+        source = os.path.join(self.directory, str(step))
+        number = 1
+        while os.path.exists(f"{source}{DAMAGED_SUFFIX}{number}"):
+            number += 1
+        target = f"{source}{DAMAGED_SUFFIX}{number}"
+        os.rename(source, target)
+        return target
+
+    def _reopen(self) -> None:
+        with contextlib.suppress(Exception):
+            self.manager.close()
+        self.manager = self._open_manager()
+
     def wait(self) -> None:
         """Block until the background writes are committed."""
         self.manager.wait_until_finished()
@@ -103,6 +159,11 @@ class TrainCheckpoints:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
 
 
 def load_state_arrays(directory: str | os.PathLike, step: int | None = None) -> dict[str, Any]:

@@ -232,23 +232,28 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
 
     ckpt = checkpointing.TrainCheckpoints(workdir / "checkpoints", keep=config.keep_checkpoints,
                                           async_save=config.async_checkpoints)
-    start_step = ckpt.latest_step() or 0
-    if start_step:
+
+    def restore(step):
         abstract = abstract_state(stage.init_state, init_key(seed, prng), fixed_batch,
                                   sharding.replicated(mesh))
-        saved_workers = _saved_num_workers(workdir, start_step)
+        saved_workers = _saved_num_workers(workdir, step)
         if saved_workers is None or saved_workers == in_config.num_workers:
-            state, iterator = ckpt.restore(start_step, abstract, iterator)
-        else:
-            # grain's saved position only fits the worker count it was saved with; the batches
-            # are a pure function of their index, so start a new iterator at the next one.
-            state = ckpt.restore_state(start_step, abstract)
-            if in_config.num_workers:
-                iterator.close()
-            iterator = data_lib.batch_iterator(in_config, photos, shard, start_batch=start_step)
-            log(f"the checkpoint's input position was saved with {saved_workers} data workers, "
-                f"this run has {in_config.num_workers}: the input restarts at batch "
-                f"{start_step} (the same batches)")
+            return ckpt.restore(step, abstract, iterator)
+        # grain's saved position only fits the worker count it was saved with; the batches
+        # are a pure function of their index, so start a new iterator at the next one.
+        restored_state = ckpt.restore_state(step, abstract)
+        if in_config.num_workers:
+            iterator.close()
+        log(f"the checkpoint's input position was saved with {saved_workers} data workers, "
+            f"this run has {in_config.num_workers}: the input restarts at batch "
+            f"{step} (the same batches)")
+        return restored_state, data_lib.batch_iterator(in_config, photos, shard,
+                                                       start_batch=step)
+
+    start_step, restored = ckpt.restore_newest_intact(restore, log)
+    start_step = start_step or 0
+    if start_step:
+        state, iterator = restored
         log(f"resumed from the checkpoint of step {start_step} in {ckpt.directory}")
     else:
         state = sharding.replicate(mesh, stage.init_state(init_key(seed, prng), fixed_batch))

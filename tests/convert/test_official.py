@@ -20,7 +20,7 @@ from oldphoto_jax import checkpoints
 from oldphoto_jax.convert.official import OFFICIAL_FILES
 from oldphoto_jax.convert.registry import convert_state_dict
 from oldphoto_jax.models.registry import build_network
-from oldphoto_jax.parity.fixtures import cases_dir, make_weights_module
+from oldphoto_jax.parity.fixtures import cases_dir, fixture_set_missing, make_weights_module
 
 torch = pytest.importorskip("torch")
 
@@ -33,6 +33,9 @@ SPEC = {s.role: s for s in OFFICIAL_FILES}
 
 
 def _state_dict(role, seed):
+    missing = fixture_set_missing()
+    if missing:
+        pytest.skip(missing)
     root = cases_dir().parent
     make_weights = make_weights_module(str(root))
     return make_weights.make_state_dict(str(root / "keys" / f"{ROLE_KEYS[role]}.txt"), seed)

@@ -390,3 +390,36 @@ def test_missing_entry_and_non_mapping(tmp_path):
     listed = save([torch.ones(1)], tmp_path / "list.pt", "legacy")
     with pytest.raises(TorchFileError, match=r"list\.pt: cannot take entry"):
         read_state_dict(listed, entry="model_state")
+
+
+def _inflate_storage(source, target, member_suffix, size):
+    """Copy a torch zip file with the storage member ``member_suffix`` replaced by ``size`` zero
+    bytes, deflated (a few hundred KB on disk)."""
+    with zipfile.ZipFile(source) as old, \
+            zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as new:
+        for info in old.infolist():
+            if info.filename.endswith(member_suffix):
+                with new.open(info.filename, "w", force_zip64=True) as handle:
+                    block = bytes(1 << 20)
+                    for _ in range(size >> 20):
+                        handle.write(block)
+            else:
+                new.writestr(info.filename, old.read(info.filename))
+
+
+def test_storage_larger_than_its_tensor_is_refused_before_reading(tmp_path):
+    """A zip bomb: a storage member that inflates far beyond what its tensor declares."""
+    import tracemalloc
+
+    small = save({"w": torch.arange(16.0)}, tmp_path / "small.pth", "zip")
+    _inflate_storage(small, tmp_path / "bomb.pth", "/data/0", 64 << 20)
+    assert (tmp_path / "bomb.pth").stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(TorchFileError, match=r"bomb\.pth: .*data/0 holds 67108864 bytes, "
+                                                 r"more than the 64 its tensors declare"):
+            read_state_dict(tmp_path / "bomb.pth")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak} bytes allocated: the storage was read"

@@ -126,3 +126,19 @@ def test_unknown_data_field_is_an_error(make_config):
     config.input.crop = 3
     with pytest.raises(ValueError, match="unknown config.input fields"):
         inputs.input_config(config, "domain_b")
+
+
+def test_resume_falls_back_from_a_damaged_newest_checkpoint(tmp_path, test_stage, make_config):
+    """Garbage in the newest checkpoint's iterator JSON used to stop the resume with a
+    JSONDecodeError; it is moved aside and the run resumes from the previous checkpoint."""
+    loop.train(make_config(num_steps=4, checkpoint_every=2), tmp_path, stage=test_stage,
+               log=lambda _: None)
+    (tmp_path / "checkpoints" / "4" / "data" / "process_0-of-1.json").write_text("{garbage")
+    lines = []
+    resumed = loop.train(make_config(num_steps=4, checkpoint_every=2), tmp_path,
+                         stage=test_stage, log=lines.append)
+    assert (resumed.start_step, resumed.step) == (2, 4)
+    assert any("step 4" in line and "damaged" in line and "4.damaged-1" in line
+               for line in lines)
+    assert (tmp_path / "checkpoints" / "4.damaged-1" / "data").is_dir()
+    assert checkpointing.TrainCheckpoints(tmp_path / "checkpoints").all_steps() == [2, 4]

@@ -1,6 +1,6 @@
-"""Every stage's tiny config (configs/<stage>.py:tiny) trains on CPU: its reconstruction metric
-falls over a few hundred steps, its final checkpoint restores to the trained state and its export
-is an infer.py model with the stage's roles."""
+"""Every stage's tiny config (configs/<stage>.py:tiny) trains on CPU: a few hundred steps run
+with finite metrics, a train step lowers each network's own objective, its final checkpoint
+restores to the trained state and its export is an infer.py model with the stage's roles."""
 from __future__ import annotations
 
 import pathlib
@@ -53,28 +53,60 @@ def small_run(config, photo_dirs):
     return config
 
 
-# (config, argument, required ratio of the metric's mean over the last 100 steps to its mean over
-# the first 25). The GAN stages' reconstruction terms fall slowly at batch 2 (measured at 400
-# steps: VAE_A ~0.82, VAE_B ~0.85, mapping latent L1 ~0.92 with random frozen VAEs (a smooth
-# curve), scratch BCE ~0.62, face L1 ~0.91 with ngf 2). Each case takes 20-70 s on an idle
+# (config, argument). What each case checks holds on any CPU: the training curve of these tiny
+# GAN stages at batch 2 is a chaotic function of float rounding (VAE_A's mean over the last 100
+# steps against the first 25 was 0.82 with seed 0 here, 0.97 with seed 3, above 0.9 on an AMD
+# EPYC), so instead of "the loss fell by x %" each network's own objective must fall in one step
+# (see _one_step_descent). Each case takes 20-70 s on an idle
 # 2-core CPU (mostly compilation; two to three times that on a busy one), so the
 # default suite runs two: VAE_A (VAE + image D + latent D) and the scratch mapping (frozen VAEs,
 # partial non-local block, spectral-norm D). Scratch detection trains end to end in
 # test_trainer_resume.py; the others run with -m slow (face's initialisation alone compiled for
 # about 2 minutes on a busy machine).
 CASES = [
-    ("vae_a", "tiny", 0.9),
-    ("mapping", "tiny_scratch", 0.95),
-    pytest.param("vae_b", "tiny", 0.92, marks=pytest.mark.slow),
-    pytest.param("scratch", "tiny", 0.8, marks=pytest.mark.slow),
-    pytest.param("mapping", "tiny_quality", 0.95, marks=pytest.mark.slow),
-    pytest.param("mapping", "tiny_hr", 0.95, marks=pytest.mark.slow),
-    pytest.param("face", "tiny", 0.95, marks=pytest.mark.slow),
+    ("vae_a", "tiny"),
+    ("mapping", "tiny_scratch"),
+    pytest.param("vae_b", "tiny", marks=pytest.mark.slow),
+    pytest.param("scratch", "tiny", marks=pytest.mark.slow),
+    pytest.param("mapping", "tiny_quality", marks=pytest.mark.slow),
+    pytest.param("mapping", "tiny_hr", marks=pytest.mark.slow),
+    pytest.param("face", "tiny", marks=pytest.mark.slow),
 ]
 
 
-@pytest.mark.parametrize("name,arg,ratio", CASES)
-def test_tiny_config_trains_restores_and_exports(name, arg, ratio, tmp_path, photo_dirs,
+def _copy(tree):
+    return jax.tree.map(lambda x: x.copy(), tree)  # the train step donates its state
+
+
+def _one_step_descent(stage, config) -> dict[str, tuple[float, float]]:
+    """``{network: (objective before, objective after)}``: each trainable network's own
+    objective (``loss/<net>``) on a fixed batch and key at the initial state, and again with only
+    that network's params replaced by those one train step (the step ``loop.train`` compiled)
+    gave it. A gradient step with the config's learning rate lowers it by about lr x the
+    gradient's L1 norm, far above float rounding, whatever the CPU; it does not when gradients
+    point the wrong way, do not reach a network, or the update is not applied."""
+    seed, prng = config.seed, config.prng_impl
+    mesh = sharding.make_mesh(config.mesh_shape, config.mesh_axes)
+    step_fn = loop.jit_train_step(stage, mesh, seed, prng, config.conv_weight_grad)
+    batches = data_lib.batch_dataset(inputs.input_config(config, stage.input_stage),
+                                     inputs.stage_photos(config.data, stage.input_stage))
+    initial = sharding.replicate(mesh, stage.init_state(keys.init_key(seed, prng), batches[0]))
+    for index in range(8):  # a batch where every objective has a term (VAE_A's latent D needs
+        batch = batches[index]  # both real and synthetic old photos in the batch)
+        stepped, before = step_fn(_copy(initial), batch, 0)
+        if all(float(before[f"loss/{name}"]) != 0 for name in initial["params"]):
+            break
+    objectives = {}
+    for name in initial["params"]:
+        mixed = _copy(initial)
+        mixed["params"] = {**mixed["params"], name: _copy(stepped["params"][name])}
+        _, after = step_fn(mixed, batch, 0)
+        objectives[name] = (float(before[f"loss/{name}"]), float(after[f"loss/{name}"]))
+    return objectives
+
+
+@pytest.mark.parametrize("name,arg", CASES)
+def test_tiny_config_trains_restores_and_exports(name, arg, tmp_path, photo_dirs,
                                                  tiny_vae_exports):
     config = small_run(load_config(name, arg), photo_dirs)
     if name == "mapping":
@@ -88,12 +120,15 @@ def test_tiny_config_trains_restores_and_exports(name, arg, ratio, tmp_path, pho
     metric = stage.reconstruction_metric
     curve = [means[metric] for _, means in result.history]
     assert len(curve) == STEPS // LOG_EVERY and all(np.isfinite(curve))
-    assert np.mean(curve[-4:]) < ratio * curve[0], f"{metric} did not fall enough: {curve}"
+    objectives = _one_step_descent(stage, config)
+    assert set(objectives) == set(result.state["params"])
+    for network, (before, after) in objectives.items():
+        assert np.isfinite(before) and after < before, f"{network}: {before} -> {after}"
 
     ckpt = checkpointing.TrainCheckpoints(tmp_path / "checkpoints")
     assert ckpt.all_steps() == [STEPS // 2, STEPS]
     batch = data_lib.batch_dataset(inputs.input_config(config, stage.input_stage),
-                                        inputs.stage_photos(config.data, stage.input_stage))[0]
+                                   inputs.stage_photos(config.data, stage.input_stage))[0]
     abstract = loop.abstract_state(stage.init_state, keys.init_key(0, "rbg"), batch,
                                    sharding.replicated(sharding.make_mesh()))
     restored = ckpt.restore_state(STEPS, abstract)
