@@ -208,7 +208,7 @@ def _damage_cases():
 
     def unknown_class(m):
         config = json.loads((m / "vae_a" / "config.json").read_text())
-        config["class"] = "NoSuchNet"
+        config["model"] = "no_such_net"
         (m / "vae_a" / "config.json").write_text(json.dumps(config))
         manifest = json.loads((m / "manifest.json").read_text())
         del manifest["checksums"]

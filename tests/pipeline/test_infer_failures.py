@@ -94,7 +94,7 @@ def _manifest_without_networks(m):
 
 
 def _unknown_class(m):
-    _edit_json(m / "vae_a" / "config.json", lambda d: d.update({"class": "NoSuchNet"}))
+    _edit_json(m / "vae_a" / "config.json", lambda d: d.update({"model": "no_such_net"}))
     _edit_json(m / "manifest.json", lambda d: d.pop("checksums"))
     return "config.json"
 
