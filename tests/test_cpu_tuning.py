@@ -43,6 +43,26 @@ def test_apply_is_idempotent_and_can_be_switched_off():
     assert FLAG in environ["XLA_FLAGS"] and "on" in cpu_tuning.describe(environ)
 
 
+def test_allocator_tunables_are_added_for_child_processes_and_the_users_win():
+    environ = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=4:glibc.malloc.tcache_count=0"}
+    cpu_tuning.apply(environ)
+    assert environ["GLIBC_TUNABLES"] == ("glibc.malloc.arena_max=4:glibc.malloc.tcache_count=0:"
+                                         "glibc.malloc.mmap_max=0:"
+                                         f"glibc.malloc.trim_threshold={512 << 20}")
+    environ = {cpu_tuning.SWITCH: "0"}
+    cpu_tuning.apply(environ)
+    assert "GLIBC_TUNABLES" not in environ
+
+
+@pytest.mark.skipif(cpu_tuning._mallopt() is None, reason="not glibc")
+def test_mallopt_accepts_the_allocator_settings():
+    environ = os.environ.copy()
+    # mallopt on this process, with the values conftest already set: the calls must succeed
+    assert cpu_tuning.tune_allocator(os.environ)
+    assert os.environ.get("GLIBC_TUNABLES") == cpu_tuning.tuned_glibc_tunables(
+        environ.get("GLIBC_TUNABLES", ""))
+
+
 @pytest.mark.parametrize("script", ["infer.py", "train.py", "oldphoto_jax/bench.py",
                                     "oldphoto_jax/evaluate.py", "oldphoto_jax/parity/__main__.py",
                                     "benchmarks/bench_training.py",
