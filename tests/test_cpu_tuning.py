@@ -66,6 +66,7 @@ def test_mallopt_accepts_the_allocator_settings():
 @pytest.mark.parametrize("script", ["infer.py", "train.py", "oldphoto_jax/bench.py",
                                     "oldphoto_jax/evaluate.py", "oldphoto_jax/parity/__main__.py",
                                     "benchmarks/bench_training.py",
+                                    "benchmarks/bench_conv_transpose.py",
                                     "benchmarks/bench_nonlocal_memory.py"])
 def test_entry_points_apply_it_first_thing(script):
     source = (ROOT / script).read_text()
