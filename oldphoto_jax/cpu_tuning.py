@@ -14,12 +14,15 @@ or array), not at ``import jax``; :func:`apply` must run before that. It *append
 a flag the user already set wins over ours, and ``OLDPHOTO_JAX_CPU_TUNING=0`` turns the tuning
 off altogether. The flags only concern the CPU backend; GPU/TPU runs ignore them.
 
-The allocator: XLA:CPU allocates its large temporary buffers with ``malloc`` on every call;
-glibc serves blocks above its mmap threshold with fresh mappings, so every call pays page faults
-(system time) for them. :func:`tune_allocator` keeps one arena, no mmap and up to 512 MiB of freed
-memory: fewer faults, less system time and a lower peak RSS on every stage measured
-(``benchmarks/README.md``). Applied to this process with ``mallopt`` and to child processes
-(the benchmarks' workers) with ``GLIBC_TUNABLES``; a tunable the user set wins.
+The allocator (opt-in, ``OLDPHOTO_JAX_MALLOC_TUNING=1``): XLA:CPU allocates its large
+temporary buffers with ``malloc`` on every call; glibc serves blocks above its mmap threshold with
+fresh mappings, so every call pays page faults (system time) for them. :func:`tune_allocator`
+keeps one arena, no mmap and up to 512 MiB of freed memory. Measured with the XLA flag on
+(``benchmarks/README.md``): faults and system time fall and the peak RSS of the restoration stages
+drops 60-100 MiB, but CPU seconds barely change, and the face 512 generator's peak *rises* from
+2.6 to 3.8 GiB (fragmentation of the single heap), so it is not applied by default. Applied to
+this process with ``mallopt`` and to child processes (the benchmarks' workers) with
+``GLIBC_TUNABLES``; a tunable the user set wins.
 
 The flag is experimental: if a jaxlib upgrade drops it, XLA refuses to start with "Unknown flags
 in XLA_FLAGS" (loud, not silent), and ``tests/test_cpu_tuning.py`` checks that a convolution on a
@@ -35,6 +38,7 @@ import warnings
 from typing import MutableMapping
 
 SWITCH = "OLDPHOTO_JAX_CPU_TUNING"
+MALLOC_SWITCH = "OLDPHOTO_JAX_MALLOC_TUNING"  # opt-in: see the module docstring
 
 # (flag name, value): convolutions to XLA's own CPU kernel instead of YNNPACK.
 FLAGS = (("--xla_cpu_experimental_ynn_fusion_type", "-individual_convolution"),)
@@ -111,8 +115,8 @@ def backend_started() -> bool:
 
 
 def apply(environ: MutableMapping[str, str] = os.environ) -> str | None:
-    """Adds the fast CPU flags to ``environ["XLA_FLAGS"]`` and tunes the allocator
-    (:func:`tune_allocator`; see the module docstring).
+    """Adds the fast CPU flags to ``environ["XLA_FLAGS"]``, and tunes the allocator
+    (:func:`tune_allocator`) when ``OLDPHOTO_JAX_MALLOC_TUNING=1`` (see the module docstring).
 
     Returns the resulting ``XLA_FLAGS``, or None when the tuning is switched off. Idempotent.
     Warns when the JAX backend of this process has already started (the flags then only reach
@@ -125,7 +129,8 @@ def apply(environ: MutableMapping[str, str] = os.environ) -> str | None:
         warnings.warn("oldphoto_jax.cpu_tuning.apply() called after the JAX backend started: "
                       "the CPU flags take effect in child processes only", stacklevel=2)
     environ["XLA_FLAGS"] = flags
-    tune_allocator(environ)
+    if environ.get(MALLOC_SWITCH, "0").strip().lower() in ("1", "true", "yes", "on"):
+        tune_allocator(environ)
     return flags
 
 

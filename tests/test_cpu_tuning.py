@@ -43,24 +43,31 @@ def test_apply_is_idempotent_and_can_be_switched_off():
     assert FLAG in environ["XLA_FLAGS"] and "on" in cpu_tuning.describe(environ)
 
 
-def test_allocator_tunables_are_added_for_child_processes_and_the_users_win():
-    environ = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=4:glibc.malloc.tcache_count=0"}
+def test_allocator_tunables_are_opt_in_for_child_processes_and_the_users_win():
+    environ = {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"}
+    cpu_tuning.apply(environ)
+    assert environ["GLIBC_TUNABLES"] == "glibc.malloc.tcache_count=0"  # off by default
+    environ = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=4:glibc.malloc.tcache_count=0",
+               cpu_tuning.MALLOC_SWITCH: "1"}
     cpu_tuning.apply(environ)
     assert environ["GLIBC_TUNABLES"] == ("glibc.malloc.arena_max=4:glibc.malloc.tcache_count=0:"
                                          "glibc.malloc.mmap_max=0:"
                                          f"glibc.malloc.trim_threshold={512 << 20}")
-    environ = {cpu_tuning.SWITCH: "0"}
+    environ = {cpu_tuning.SWITCH: "0", cpu_tuning.MALLOC_SWITCH: "1"}
     cpu_tuning.apply(environ)
     assert "GLIBC_TUNABLES" not in environ
 
 
 @pytest.mark.skipif(cpu_tuning._mallopt() is None, reason="not glibc")
 def test_mallopt_accepts_the_allocator_settings():
-    environ = os.environ.copy()
-    # mallopt on this process, with the values conftest already set: the calls must succeed
-    assert cpu_tuning.tune_allocator(os.environ)
-    assert os.environ.get("GLIBC_TUNABLES") == cpu_tuning.tuned_glibc_tunables(
-        environ.get("GLIBC_TUNABLES", ""))
+    # mallopt in a child process (it would change this one's allocator for the other tests)
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; from oldphoto_jax import cpu_tuning; "
+         "print(cpu_tuning.tune_allocator(os.environ), os.environ['GLIBC_TUNABLES'])"],
+        env={k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"},
+        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", cpu_tuning.tuned_glibc_tunables("")]
 
 
 @pytest.mark.parametrize("script", ["infer.py", "train.py", "oldphoto_jax/bench.py",
