@@ -69,4 +69,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from oldphoto_jax import cpu_tuning
+
+    cpu_tuning.apply()  # before the JAX backend starts
     app.run(main)

@@ -76,4 +76,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    from oldphoto_jax import cpu_tuning
+
+    cpu_tuning.apply()  # before the JAX backend starts
     main()

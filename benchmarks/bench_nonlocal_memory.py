@@ -616,4 +616,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from oldphoto_jax import cpu_tuning
+
+    cpu_tuning.apply()  # before the JAX backend starts
     main()

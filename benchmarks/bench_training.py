@@ -16,13 +16,16 @@ stage's input pipeline, so the numbers are the model's, not the data pipeline's 
 tiny cases ``--warmup`` steps and ``--steps`` timed steps, for official ones
 ``--official-steps`` timed steps (each takes tens of seconds on a CPU). The mapping stages get frozen VAEs with random weights (same cost).
 Photos: ``../shared/photos`` relative to the repository (``--photos``). The load average is
-printed: the machine may be shared.
+printed: the machine may be shared; ``CPU s/step`` (user + system seconds of this process per
+timed step) is steadier than steps/s then. The CPU tuning of :mod:`oldphoto_jax.cpu_tuning` is
+applied as in ``train.py`` (``OLDPHOTO_JAX_CPU_TUNING=0`` measures without it).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import pathlib
+import resource
 import tempfile
 import time
 
@@ -112,13 +115,17 @@ def measure(config, warmup: int, steps: int, conv_weight_grad: str = "xla") -> d
     for k in range(warmup):
         state, metrics = compiled(state, placed, np.int32(k))
     jax.block_until_ready(state)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     began = time.perf_counter()
     for k in range(steps):
         state, metrics = compiled(state, placed, np.int32(warmup + k))
     jax.block_until_ready((state, metrics))
     elapsed = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - usage.ru_utime + after.ru_stime - usage.ru_stime) / steps
     params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state["params"]))
     return {"steps_per_s": steps / elapsed, "images_per_s": steps * batch_size / elapsed,
+            "cpu_s_per_step": cpu, "sys_s_per_step": (after.ru_stime - usage.ru_stime) / steps,
             "compile_s": compile_s, "batch": batch_size, "crop": int(config.input.crop_size),
             "params": params}
 
@@ -140,7 +147,8 @@ def main(argv=None) -> None:
     device = f"{jax.device_count()} x {jax.devices()[0].device_kind}"
     print(f"devices: {device}; load average {os.getloadavg()[0]:.1f}", flush=True)
     header = (f"{'case':26s} {'wgrad':>6s} {'batch':>5s} {'crop':>5s} {'params':>11s} "
-              f"{'compile s':>9s} {'steps/s':>9s} {'images/s':>9s}")
+              f"{'compile s':>9s} {'steps/s':>9s} {'images/s':>9s} {'CPU s/step':>10s} "
+              f"{'sys s/step':>10s}")
     print(header)
     print("-" * len(header), flush=True)
     with tempfile.TemporaryDirectory() as scratch_dir:
@@ -152,10 +160,14 @@ def main(argv=None) -> None:
                 r = measure(config, 0 if official else args.warmup,
                             args.official_steps if official else args.steps, mode)
                 print(f"{case:26s} {mode:>6s} {r['batch']:5d} {r['crop']:5d} {r['params']:11,d} "
-                      f"{r['compile_s']:9.1f} {r['steps_per_s']:9.3f} {r['images_per_s']:9.2f}",
+                      f"{r['compile_s']:9.1f} {r['steps_per_s']:9.3f} {r['images_per_s']:9.2f} "
+                      f"{r['cpu_s_per_step']:10.3f} {r['sys_s_per_step']:10.3f}",
                       flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
+    from oldphoto_jax import cpu_tuning
+
+    cpu_tuning.apply()  # before the JAX backend starts
     main()

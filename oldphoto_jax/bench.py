@@ -18,15 +18,23 @@ on a GPU/TPU the device's peak bytes in use are reported too. Inputs are a synth
   so its cost does not grow with the photo);
 * ``restore_quality`` / ``restore_scratch`` / ``restore_hr``: VAE_A encoder -> mapping ->
   VAE_B decoder at full size; the scratch mappings with ``--attention_chunk``;
-* ``face``: the face generator on one aligned face (the network's own size: 512 where the model
-  has ``face_512``, else 256).
+* ``face_256`` / ``face_512``: the face generator of that size on one aligned face (``face``
+  on the command line selects both; the photo size does not apply).
 
 Stages whose networks the model lacks are skipped with a note.
+
+Per case the table also gives the CPU seconds of one run (``user s``, ``sys s``: the process's
+``getrusage``, all threads, averaged over the timed runs), its minor page faults (``faults``: a
+high count with a high ``sys s`` means the allocator maps and unmaps large buffers on every run)
+and, where the official PyTorch code was measured on the same machine (:data:`OFFICIAL`), its time
+and peak memory and our ratio to them. Every entry point applies :mod:`oldphoto_jax.cpu_tuning`
+first (``OLDPHOTO_JAX_CPU_TUNING=0`` measures without it); the header line says which.
 """
 from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import pathlib
 import resource
 import statistics
@@ -36,16 +44,48 @@ import time
 import numpy as np
 from absl import app, flags
 
+from oldphoto_jax import cpu_tuning
 from oldphoto_jax.pipeline import run as pipeline_run
 
-STAGES = ("detect", "restore_quality", "restore_scratch", "restore_hr", "face")
+STAGES = ("detect", "restore_quality", "restore_scratch", "restore_hr", "face_256", "face_512")
 STAGE_ROLES = {
     "detect": ("scratch_detector",),
     "restore_quality": pipeline_run.MODE_ROLES["quality"],
     "restore_scratch": pipeline_run.MODE_ROLES["scratch"],
     "restore_hr": pipeline_run.MODE_ROLES["scratch_hr"],
+    "face_256": ("face_256",),
+    "face_512": ("face_512",),
 }
-FACE_ROLES = ("face_512", "face_256")
+FACE_SIDES = {"face_256": 256, "face_512": 512}
+
+# The official PyTorch code (github.com/microsoft/Bringing-Old-Photos-Back-to-Life) with the same
+# weights, measured for issue 18: official PyTorch 2.13 code, 2 threads, fp32, batch 1, measured
+# on this 2-core machine 2026-12, from issue 18 (each case in a fresh process, median of 3 runs
+# after a warm-up). (stage, photo side) -> (seconds per run, peak RSS MiB).
+OFFICIAL_PROVENANCE = ("official PyTorch 2.13 code, 2 threads, fp32, batch 1, measured on this "
+                       "2-core machine 2026-12, from issue 18")
+OFFICIAL = {
+    ("detect", 256): (0.71, 804),
+    ("restore_quality", 256): (1.14, 524),
+    ("restore_quality", 512): (5.05, 668),
+    ("restore_scratch", 512): (14.28, 4746),
+    ("restore_hr", 512): (9.02, 994),
+    ("face_256", 256): (1.69, 1219),
+    ("face_512", 512): (7.25, 1978),
+}
+
+
+def expand_stages(names) -> list[str]:
+    """Command-line stage names -> :data:`STAGES` (``face`` = both face sizes); raises
+    ValueError on an unknown name."""
+    stages = []
+    for name in names:
+        for stage in (("face_256", "face_512") if name == "face" else (name,)):
+            if stage not in STAGES:
+                raise ValueError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}, face")
+            if stage not in stages:
+                stages.append(stage)
+    return stages
 
 
 def synthetic_photo(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -99,9 +139,8 @@ def _case_function(model, stage: str, size: int, attention_chunk: int):
         _, unet_input = preprocess.detection_input(Image.fromarray(photo))
         return (stage1.detection_function(module), (variables, jnp.asarray(unet_input)),
                 min(unet_input.shape[1:3]))
-    if stage == "face":
-        role = next(r for r in FACE_ROLES if r in model.roles)
-        module, variables = network(role)
+    if stage in FACE_SIDES:
+        module, variables = network(stage)
         side = int(module.load_size)
         face = np.asarray(Image.fromarray(photo).resize((side, side), Image.BICUBIC))
         return (lambda p, x: module.apply(p, x)), (
@@ -128,26 +167,52 @@ def run_case(checkpoint_dir: str, stage: str, size: int, repeats: int,
     began = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - began
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     began = time.perf_counter()
     out = jax.block_until_ready(compiled(*args))
     first_s = time.perf_counter() - began
     times = []
+    if repeats:  # the CPU counters cover the timed runs, else the first one
+        usage = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(repeats):
         began = time.perf_counter()
         jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - began)
+    runs = per_run_usage(usage, resource.getrusage(resource.RUSAGE_SELF), max(repeats, 1))
     result = {
         "stage": stage, "size": size, "network_side": side, "output_shape": list(np.shape(out)),
         "compile_s": compile_s, "first_run_s": first_s,
         "run_s": statistics.median(times) if times else first_s,
+        **runs,
         "rss0_mib": rss0,
         "peak_rss_mib": _status_mib("VmHWM"),
         "device": str(jax.devices()[0].device_kind),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
+    result.update(official_comparison(result))
     stats = jax.devices()[0].memory_stats() or {}
     if "peak_bytes_in_use" in stats:
         result["device_peak_mib"] = stats["peak_bytes_in_use"] / 2 ** 20
     return result
+
+
+def per_run_usage(before, after, runs: int) -> dict:
+    """CPU user/system seconds and minor page faults per run between two ``getrusage`` results."""
+    return {"user_s": (after.ru_utime - before.ru_utime) / runs,
+            "sys_s": (after.ru_stime - before.ru_stime) / runs,
+            "minor_faults": (after.ru_minflt - before.ru_minflt) / runs}
+
+
+def official_comparison(result: dict) -> dict:
+    """The official code's time and peak for this case (:data:`OFFICIAL`) and our ratios to
+    them; empty where it was not measured."""
+    key = (result["stage"], result["size"])
+    if key not in OFFICIAL:
+        return {}
+    seconds, peak = OFFICIAL[key]
+    return {"official_s": seconds, "official_peak_mib": peak,
+            "vs_official": result["run_s"] / seconds,
+            "peak_vs_official": result["peak_rss_mib"] / peak}
 
 
 def _child(queue, *args) -> None:
@@ -173,18 +238,32 @@ def run_in_subprocess(*args, timeout: float | None = None) -> dict:
     return result
 
 
+TABLE_HEADER = ("stage", "photo side", "network input side", "compile s", "first run s", "run s",
+                "user s", "sys s", "faults", "peak RSS MiB", "rss0 MiB", "device peak MiB",
+                "official s", "× official", "official peak MiB", "peak × official")
+
+
 def markdown_table(results: list[dict]) -> str:
-    lines = ["| stage | photo side | network input side | compile s | first run s | run s | "
-             "peak RSS MiB | rss0 MiB | device peak MiB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    """The results as a markdown table (:data:`TABLE_HEADER`); "–" where a value does not
+    apply."""
+    lines = ["| " + " | ".join(TABLE_HEADER) + " |",
+             "|---|" + "---:|" * (len(TABLE_HEADER) - 1)]
+    blanks = " |" * (len(TABLE_HEADER) - 3)
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['stage']} | {r['size']} | error: {r['error']} | | | | | | |")
+            lines.append(f"| {r['stage']} | {r['size']} | error: {r['error']} |{blanks}")
             continue
-        device = f"{r['device_peak_mib']:,.0f}" if "device_peak_mib" in r else "–"
-        lines.append(f"| {r['stage']} | {r['size']} | {r['network_side']} | {r['compile_s']:.2f} | "
-                     f"{r['first_run_s']:.2f} | {r['run_s']:.2f} | {r['peak_rss_mib']:,.0f} | "
-                     f"{r['rss0_mib']:,.0f} | {device} |")
+
+        def cell(key, fmt):
+            return format(r[key], fmt) if key in r else "–"
+
+        cells = [r["stage"], str(r["size"]), str(r["network_side"]), cell("compile_s", ".2f"),
+                 cell("first_run_s", ".2f"), cell("run_s", ".2f"), cell("user_s", ".2f"),
+                 cell("sys_s", ".2f"), cell("minor_faults", ",.0f"), cell("peak_rss_mib", ",.0f"),
+                 cell("rss0_mib", ",.0f"), cell("device_peak_mib", ",.0f"),
+                 cell("official_s", ".2f"), cell("vs_official", ".2f"),
+                 cell("official_peak_mib", ",.0f"), cell("peak_vs_official", ".2f")]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -192,15 +271,11 @@ def available_stages(roles: list[str], stages) -> tuple[list[str], list[str]]:
     """(stages the model can run, notes on those it cannot)."""
     runnable, notes = [], []
     for stage in stages:
-        needed = STAGE_ROLES.get(stage)
-        ok = (any(r in roles for r in FACE_ROLES) if stage == "face"
-              else all(r in roles for r in needed))
-        if ok:
-            runnable.append(stage)
+        missing = [r for r in STAGE_ROLES[stage] if r not in roles]
+        if missing:
+            notes.append(f"note: skipping {stage}: the model lacks {', '.join(missing)}")
         else:
-            want = (" or ".join(FACE_ROLES) if stage == "face"
-                    else ", ".join(r for r in needed if r not in roles))
-            notes.append(f"note: skipping {stage}: the model lacks {want}")
+            runnable.append(stage)
     return runnable, notes
 
 
@@ -216,7 +291,8 @@ def define_flags() -> None:
                       "Benchmark random weights of these widths (every network; written to a "
                       "temporary folder) instead of --checkpoint_dir: time and memory do not "
                       "depend on the weights.")
-    flags.DEFINE_list("stages", list(STAGES), f"Stages among {', '.join(STAGES)}.")
+    flags.DEFINE_list("stages", list(STAGES), f"Stages among {', '.join(STAGES)} (face: both "
+                      "face sizes).")
     flags.DEFINE_list("sizes", ["256", "512", "1024"], "Square photo sides.")
     flags.DEFINE_integer("repeats", 2, "Timed runs after the first (run s is their median).")
     flags.DEFINE_integer("attention_chunk", 1024, "Query chunk of the non-local attention.")
@@ -228,9 +304,10 @@ def main(argv):
     del argv
     from oldphoto_jax import checkpoints
 
-    for stage in FLAGS.stages:
-        if stage not in STAGES:
-            raise app.UsageError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    try:
+        requested = expand_stages(FLAGS.stages)
+    except ValueError as error:
+        raise app.UsageError(str(error))
     if FLAGS.random_widths:
         import tempfile
 
@@ -242,13 +319,15 @@ def main(argv):
         model = checkpoints.load_model(folder)
     else:
         model = checkpoints.load_model(FLAGS.checkpoint_dir)
-    stages, notes = available_stages(model.roles, FLAGS.stages)
+    stages, notes = available_stages(model.roles, requested)
     for note in notes:
         print(note)
     print(f"model: {model.directory} ({model.source or 'no source recorded'})")
+    print(cpu_tuning.describe())
     results = []
     for stage in stages:
-        sizes = FLAGS.sizes if stage.startswith("restore") else FLAGS.sizes[:1]
+        sizes = ([FACE_SIDES[stage]] if stage in FACE_SIDES
+                 else FLAGS.sizes if stage.startswith("restore") else FLAGS.sizes[:1])
         for size in (int(s) for s in sizes):
             print(f"{stage} at {size}x{size} ...", flush=True)
             result = run_in_subprocess(str(model.directory), stage, size, FLAGS.repeats,
@@ -257,10 +336,14 @@ def main(argv):
             result.setdefault("size", size)
             results.append(result)
             print("  " + (result["error"] if "error" in result else
-                          f"compile {result['compile_s']:.2f} s, run {result['run_s']:.2f} s, "
+                          f"compile {result['compile_s']:.2f} s, run {result['run_s']:.2f} s "
+                          f"(user {result['user_s']:.2f} s, sys {result['sys_s']:.2f} s, "
+                          f"{result['minor_faults']:,.0f} faults), "
                           f"peak RSS {result['peak_rss_mib']:,.0f} MiB"), flush=True)
     print()
     print(markdown_table(results))
+    if any("official_s" in r for r in results):
+        print(f"\nofficial: {OFFICIAL_PROVENANCE}")
     if FLAGS.json:
         with open(FLAGS.json, "w") as out:
             json.dump(results, out, indent=1)
@@ -268,5 +351,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    cpu_tuning.apply()
     define_flags()
     app.run(main)

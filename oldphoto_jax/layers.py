@@ -113,6 +113,55 @@ def conv2d(x: Array, kernel: Array, stride: int = 1, padding: int = 0, dilation:
     )
 
 
+def _phase_plan(size: int, out: int, k: int, stride: int, lo: int) -> list[tuple]:
+    """Per output phase r (outputs r, r + stride, ...) along one axis of a transposed
+    convolution: (kernel taps, padding low, padding high) of the stride-1 VALID convolution of
+    the undilated input that computes that phase. Paddings may be negative (a crop)."""
+    plan = []
+    for r in range(stride):
+        first = (lo - r) % stride           # taps that land on input pixels, not inserted zeros
+        taps = tuple(range(first, k, stride))
+        offset = (r + first - lo) // stride  # input row of the first tap for output row 0
+        count = -(-(out - r) // stride)      # outputs of this phase
+        plan.append((taps, -offset, offset + count + len(taps) - 2 - (size - 1)))
+    return plan
+
+
+def conv_transpose(x: Array, kernel: Array, stride: int, padding_hw, precision: Precision =
+                   "highest") -> Array:
+    """The convolution of the ``stride``-dilated ``x`` (``stride - 1`` zeros between pixels)
+    with ``kernel`` (HWIO) and zero padding ``padding_hw`` = ((lo, hi), (lo, hi)): what
+    ``nn.ConvTranspose2d`` computes, without multiplying the inserted zeros.
+
+    Sub-pixel (phase) decomposition: output pixels whose coordinates are (r, c) modulo
+    ``stride`` only ever meet the kernel taps ``r' = (lo - r) mod stride`` (step ``stride``) on
+    input pixels, so each of the ``stride²`` phases is a small stride-1 convolution of the
+    undilated input, and the phases are interleaved (depth-to-space). Same products as the dilated
+    form, summed in another order (float32 rounding only); ~1/stride² of its multiplications
+    and 2-3x faster on XLA:CPU (``benchmarks/bench_conv_transpose.py``). Falls back to the
+    dilated form when the output size is not a multiple of ``stride`` on some axis.
+    """
+    (lo_h, hi_h), (lo_w, hi_w) = padding_hw
+    _, h, w, _ = x.shape
+    kh, kw = kernel.shape[:2]
+    out_h, out_w = (h - 1) * stride + lo_h + hi_h - kh + 2, (w - 1) * stride + lo_w + hi_w - kw + 2
+    if stride == 1 or out_h % stride or out_w % stride:
+        return conv2d(x, kernel, lhs_dilation=stride, padding_hw=padding_hw, precision=precision)
+    zero = jnp.zeros((), x.dtype)
+    phases = []
+    for taps_h, pad_top, pad_bottom in _phase_plan(h, out_h, kh, stride, lo_h):
+        row = []
+        for taps_w, pad_left, pad_right in _phase_plan(w, out_w, kw, stride, lo_w):
+            padded = jax.lax.pad(x, zero, ((0, 0, 0), (pad_top, pad_bottom, 0),
+                                           (pad_left, pad_right, 0), (0, 0, 0)))
+            sub_kernel = kernel[np.asarray(taps_h)][:, np.asarray(taps_w)]
+            row.append(conv2d(padded, sub_kernel, precision=precision))
+        phases.append(jnp.stack(row, axis=3))   # B x H' x W' x stride(c) x C
+    y = jnp.stack(phases, axis=2)               # B x H' x stride(r) x W' x stride(c) x C
+    b, rows, _, cols, _, c = y.shape
+    return y.reshape(b, rows * stride, cols * stride, c)
+
+
 def _valid_conv(x: Array, kernel: Array, stride: int, dilation: int, precision) -> Array:
     return jax.lax.conv_general_dilated(
         x, kernel, window_strides=(stride, stride), padding="VALID",
@@ -192,7 +241,8 @@ class ConvTranspose2d(nn.Module):
     The ``kernel`` parameter is stored as the *equivalent forward convolution* kernel in HWIO:
     torch's ``[in, out, kh, kw]`` weight flipped spatially and transposed
     (``w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)``). The convolution inserts ``stride - 1`` zeros
-    between input pixels and zero-pads by ``k - 1 - padding`` (plus ``output_padding`` at the end).
+    between input pixels and zero-pads by ``k - 1 - padding`` (plus ``output_padding`` at the end);
+    :func:`conv_transpose` computes it phase by phase, skipping the inserted zeros.
     """
 
     features: int
@@ -211,8 +261,7 @@ class ConvTranspose2d(nn.Module):
         kernel = self.param("kernel", self.kernel_init, (k, k, in_features, self.features))
         lo = k - 1 - self.padding
         hi = lo + self.output_padding
-        y = conv2d(x, kernel, stride=1, lhs_dilation=self.stride,
-                   padding_hw=((lo, hi), (lo, hi)), precision=self.precision)
+        y = conv_transpose(x, kernel, self.stride, ((lo, hi), (lo, hi)), self.precision)
         if self.use_bias:
             # PyTorch's ConvTranspose2d computes fan_in from weight.size(1) * k * k = out * k * k.
             bias = self.param("bias", torch_bias_init(self.features * k * k), (self.features,))

@@ -116,3 +116,36 @@ def test_im2col_kernel_gradient_equals_xla(kwargs, k):
 def test_unknown_weight_gradient_mode_is_refused():
     with pytest.raises(ValueError, match="im2col"):
         layers.set_conv_weight_gradient("fft")
+
+
+@pytest.mark.parametrize("k,stride,lo,hi,size,phases", [
+    (4, 2, 2, 2, (13, 17), True),   # the VAE decoder's ConvTranspose2d(k=4, s=2, p=1)
+    (3, 2, 1, 2, (13, 17), True),   # k=3, p=1, output_padding=1
+    (4, 2, 1, 1, (6, 9), True),     # p=2: phases with a crop
+    (2, 2, 1, 1, (5, 4), True),     # k=2: one tap per phase
+    (5, 3, 3, 3, (7, 5), True),     # stride 3
+    (4, 2, 2, 3, (13, 17), False),  # odd output size: the dilated fallback
+    (3, 1, 1, 1, (13, 17), False),  # stride 1: a plain convolution
+])
+def test_conv_transpose_phases_equal_the_dilated_convolution(k, stride, lo, hi, size, phases):
+    """The phase decomposition multiplies the same pairs as the lhs-dilated convolution, summed
+    in another order: the difference is bounded by float32 summation error,
+    2 * gamma_n * (|x| conv |w|) with gamma_n = n eps / (1 - n eps), n = the number of terms."""
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.standard_normal((2, *size, 6)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((k, k, 6, 5)), jnp.float32)
+    padding = ((lo, hi), (lo, hi))
+
+    def dilated(a, b):
+        return layers.conv2d(a, b, lhs_dilation=stride, padding_hw=padding)
+
+    ours, reference = layers.conv_transpose(x, w, stride, padding), dilated(x, w)
+    assert ours.shape == reference.shape
+    import jax
+
+    traced = str(jax.make_jaxpr(lambda a: layers.conv_transpose(a, w, stride, padding))(x))
+    assert (f"lhs_dilation=({stride}, {stride})" not in traced) == phases
+    n = k * k * 6
+    gamma = n * np.finfo(np.float32).eps / (1 - n * np.finfo(np.float32).eps)
+    bound = 2 * gamma * np.asarray(dilated(jnp.abs(x), jnp.abs(w)))
+    assert np.all(np.abs(np.asarray(ours) - np.asarray(reference)) <= bound)

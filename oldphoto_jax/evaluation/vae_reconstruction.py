@@ -91,5 +91,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from oldphoto_jax import cpu_tuning
+
+    cpu_tuning.apply()  # before the JAX backend starts
     define_flags()
     app.run(main)

@@ -34,4 +34,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    from oldphoto_jax import cpu_tuning
+
+    cpu_tuning.apply()  # before the JAX backend starts
     sys.exit(main(sys.argv[1:]))

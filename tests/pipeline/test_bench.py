@@ -24,8 +24,15 @@ def test_stages_the_model_lacks_are_skipped_with_the_missing_roles(model_dir):
     assert runnable == ["detect", "restore_scratch"]
     assert "note: skipping restore_quality: the model lacks mapping_quality, vae_b_quality" in notes
     assert "note: skipping restore_hr: the model lacks mapping_hr" in notes
-    assert any(n.startswith("note: skipping face: the model lacks face_512 or face_256")
-               for n in notes)
+    assert "note: skipping face_256: the model lacks face_256" in notes
+    assert "note: skipping face_512: the model lacks face_512" in notes
+
+
+def test_face_selects_both_face_sizes_and_unknown_stages_are_refused():
+    assert bench.expand_stages(["detect", "face", "face_512"]) == ["detect", "face_256",
+                                                                  "face_512"]
+    with pytest.raises(ValueError, match="unknown stage 'faces'"):
+        bench.expand_stages(["faces"])
 
 
 def test_restore_case_runs_the_pipeline_function_at_full_size(model_dir):
@@ -33,6 +40,9 @@ def test_restore_case_runs_the_pipeline_function_at_full_size(model_dir):
     assert result["output_shape"] == [1, 48, 48, 3]
     assert result["compile_s"] > 0 and result["run_s"] > 0
     assert result["peak_rss_mib"] >= result["rss0_mib"] > 0
+    assert result["user_s"] >= 0 and result["sys_s"] >= 0 and result["minor_faults"] >= 0
+    assert "official_s" not in result  # the official code was not measured at 48 px
+    assert "xla_flags" in result
 
 
 def test_detect_case_in_a_fresh_process_and_the_table(model_dir):
@@ -59,3 +69,32 @@ def test_official_width_random_networks_for_benchmarks():
     assert (module.nc, module.mc) == (64, 512)  # the release's widths
     with pytest.raises(ValueError, match="widths"):
         write_random_model("/nonexistent", widths="huge")
+
+
+def test_cpu_counters_are_per_run():
+    class Usage:
+        def __init__(self, user, system, faults):
+            self.ru_utime, self.ru_stime, self.ru_minflt = user, system, faults
+
+    runs = bench.per_run_usage(Usage(1.0, 0.5, 100), Usage(5.0, 1.5, 700), 2)
+    assert runs == {"user_s": 2.0, "sys_s": 0.5, "minor_faults": 300.0}
+
+
+def test_the_official_times_are_kept_with_their_provenance():
+    assert set(bench.OFFICIAL) == {("detect", 256), ("restore_quality", 256),
+                                   ("restore_quality", 512), ("restore_scratch", 512),
+                                   ("restore_hr", 512), ("face_256", 256), ("face_512", 512)}
+    assert all(stage in bench.STAGES for stage, _ in bench.OFFICIAL)
+    assert "PyTorch 2.13" in bench.OFFICIAL_PROVENANCE and "issue 18" in bench.OFFICIAL_PROVENANCE
+    case = {"stage": "restore_scratch", "size": 512, "network_side": 512, "run_s": 7.14,
+            "peak_rss_mib": 2373.0}
+    case.update(bench.official_comparison(case))
+    assert case["official_s"] == 14.28 and case["official_peak_mib"] == 4746
+    assert case["vs_official"] == pytest.approx(0.5) and case["peak_vs_official"] == (
+        pytest.approx(0.5))
+    assert bench.official_comparison({**case, "size": 1024}) == {}
+    row = bench.markdown_table([case]).splitlines()[2].split(" | ")
+    header = bench.TABLE_HEADER
+    assert row[header.index("× official")] == "0.50"
+    assert row[header.index("official peak MiB")] == "4,746"
+    assert row[header.index("user s")] == "–"  # not measured in this made-up row
