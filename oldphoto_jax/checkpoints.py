@@ -114,9 +114,11 @@ def verify_checksums(root: pathlib.Path, checksums: Mapping[str, str]) -> None:
                                   "changed after the model was written)")
 
 
-def _first_line(error: BaseException) -> str:
+def error_line(error: BaseException, max_chars: int | None = None) -> str:
+    """``"<ExceptionType>: <first line of its message>"`` (the line cut to ``max_chars``), for
+    one-line error messages."""
     lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return f"{type(error).__name__}: {lines[0][:max_chars]}" if lines else type(error).__name__
 
 
 def _to_numpy(tree):
@@ -193,15 +195,6 @@ def read_network_config(directory: str | os.PathLike) -> dict:
     return config
 
 
-def network_from_config(config: Mapping[str, Any]) -> nn.Module:
-    """The module a network config describes (version 2: model name; version 1: class name,
-    its execution settings dropped)."""
-    args = {k: v for k, v in config.get("args", {}).items() if k not in EXECUTION_FIELDS}
-    if "model" in config:
-        return build_model({"name": config["model"], **args})
-    return build_network(config["class"], args)
-
-
 def load_network(directory: str | os.PathLike,
                  checksums: Mapping[str, str] | None = None) -> tuple[nn.Module, dict]:
     """Rebuild the network of a checkpoint directory and load its variables (numpy arrays).
@@ -224,18 +217,22 @@ def load_network(directory: str | os.PathLike,
     try:
         variables = ocp.StandardCheckpointer().restore(params_dir)
     except Exception as e:  # orbax/tensorstore errors vary; the file names the problem
-        raise CheckpointError(f"{params_dir} cannot be restored ({_first_line(e)})") from None
+        raise CheckpointError(f"{params_dir} cannot be restored ({error_line(e)})") from None
     return module, _to_numpy(variables)
 
 
 def _build_network(config_path: pathlib.Path, config: Mapping) -> nn.Module:
-    """The module a network config describes, or a ``CheckpointError`` naming the config."""
+    """The module a network config describes (version 2: model name; version 1: class name, its
+    execution settings dropped), or a ``CheckpointError`` naming the config."""
     try:
-        return network_from_config(config)
+        args = {k: v for k, v in config.get("args", {}).items() if k not in EXECUTION_FIELDS}
+        if "model" in config:
+            return build_model({"name": config["model"], **args})
+        return build_network(config["class"], args)
     except KeyError:
         raise CheckpointError(f"{config_path} names no network (no 'model' or 'class')") from None
     except (ValueError, TypeError) as e:
-        raise CheckpointError(f"{config_path}: {_first_line(e)}") from None
+        raise CheckpointError(f"{config_path}: {error_line(e)}") from None
 
 
 def save_model(directory: str | os.PathLike,

@@ -192,7 +192,7 @@ def read_photo(path: str | os.PathLike, *, max_side: int | None = None,
     try:
         handle = open(path, "rb")
     except OSError as error:
-        raise PhotoError(path, f"cannot read file ({_os_reason(error)})") from error
+        raise PhotoError(path, f"cannot read file ({os_reason(error)})") from error
     with handle, _open_image(path, handle) as image:
         check_dimensions(path, image.size, min_side=min_side, max_pixels=max_pixels)
         frames = _frame_count(image)
@@ -225,7 +225,7 @@ def check_readable_file(path: Path) -> None:
             else "file not found"
         raise PhotoError(path, reason) from error
     except OSError as error:
-        raise PhotoError(path, f"cannot read file ({_os_reason(error)})") from error
+        raise PhotoError(path, f"cannot read file ({os_reason(error)})") from error
     if stat.S_ISDIR(status.st_mode):
         raise PhotoError(path, "is a folder, not an image file")
     if not stat.S_ISREG(status.st_mode):
@@ -438,7 +438,7 @@ def _detail(error: BaseException) -> str:
     return text if text else type(error).__name__
 
 
-def _os_reason(error: OSError) -> str:
+def os_reason(error: OSError) -> str:
     """``"permission denied"`` and the like from an ``OSError``."""
     return (error.strerror or type(error).__name__).lower()
 

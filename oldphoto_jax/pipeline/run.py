@@ -141,12 +141,12 @@ def check_output_folder(output: pathlib.Path) -> None:
         raise PipelineError(f"output folder {output} is a file, not a folder") from None
     except OSError as e:
         raise PipelineError(f"output folder {output} cannot be created: "
-                            f"{(e.strerror or type(e).__name__).lower()}") from None
+                            f"{photo_io.os_reason(e)}") from None
     try:
         photo_io.check_writable_folder(output)
     except OSError as e:
         raise PipelineError(f"output folder {output} is not writable: "
-                            f"{(e.strerror or type(e).__name__).lower()}") from None
+                            f"{photo_io.os_reason(e)}") from None
 
 
 def remove_stale_temporaries(output: pathlib.Path) -> int:

@@ -39,6 +39,8 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
+from oldphoto_jax import checkpoints
+
 STATE = "state"
 DATA = "data"
 # A damaged checkpoint <step> is renamed to <step><DAMAGED_SUFFIX><n> (n = 1, 2, ...).
@@ -129,7 +131,7 @@ class TrainCheckpoints:
             for failed_step, error in failures:
                 aside = self._move_aside(failed_step)
                 log(f"the checkpoint of step {failed_step} in {self.directory} is damaged "
-                    f"({_one_line(error)}): moved aside to {os.path.basename(aside)}; "
+                    f"({checkpoints.error_line(error, max_chars=200)}): moved aside to {os.path.basename(aside)}; "
                     f"resuming from step {step}")
             self._reopen()
             return step, restored
@@ -159,11 +161,6 @@ class TrainCheckpoints:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
-
-
-def _one_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
 
 
 def load_state_arrays(directory: str | os.PathLike, step: int | None = None) -> dict[str, Any]:

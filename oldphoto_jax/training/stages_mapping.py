@@ -49,14 +49,13 @@ def variant_of(config) -> str:
     return variant
 
 
-def mapping_module(config, precision=None, attention_chunk=None):
+def mapping_module(config, precision=None):
     """The mapping network of ``config.model``, computed at ``precision`` (default
-    ``config.precision``) with the attention in blocks of ``attention_chunk`` query rows
-    (default ``config.attention_chunk``) where it has attention."""
+    ``config.precision``) with the attention in blocks of ``config.attention_chunk`` query rows
+    where it has attention."""
     options = {"precision": config.precision if precision is None else precision}
     if variant_of(config) != "quality":
-        options["query_chunk"] = (config.attention_chunk if attention_chunk is None
-                                  else attention_chunk)
+        options["query_chunk"] = config.attention_chunk
     return build_model(config.model, **options)
 
 
