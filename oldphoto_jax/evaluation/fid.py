@@ -246,8 +246,11 @@ def features_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     """FID of two sets of feature rows, the same number as ``frechet_distance(*gaussian(a),
     *gaussian(b))`` computed without any ``d x d`` matrix: with ``A``, ``B`` the centred rows
     scaled by ``1/sqrt(n - 1)`` (so ``S_a = A^T A``), the non-zero eigenvalues of ``S_a S_b`` are
-    the squared singular values of the small ``A B^T``, so ``Tr((S_a S_b)^(1/2))`` is its nuclear
-    norm; exact for rank-deficient covariances (fewer images than features), no offset needed."""
+    the squared singular values of ``A B^T``, so ``Tr((S_a S_b)^(1/2))`` is its nuclear norm;
+    exact for rank-deficient covariances (fewer images than features), no offset needed. Both
+    factors are first reduced by a thin QR (``A = Q_a R_a``: ``A B^T`` and ``R_a R_b^T`` share
+    their singular values), so the matrix decomposed is at most ``min(n, d)`` on each side
+    (``A B^T`` itself is ``n_a x n_b``: many rows, few features would not fit in memory)."""
     a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"expected two sets of equal-length feature rows, got {a.shape} and "
@@ -257,7 +260,9 @@ def features_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     scaled_a = (a - mu_a) / np.sqrt(len(a) - 1)
     scaled_b = (b - mu_b) / np.sqrt(len(b) - 1)
-    nuclear = np.linalg.svd(scaled_a @ scaled_b.T, compute_uv=False).sum()
+    r_a = np.linalg.qr(scaled_a, mode="r")
+    r_b = np.linalg.qr(scaled_b, mode="r")
+    nuclear = np.linalg.svd(r_a @ r_b.T, compute_uv=False).sum()
     diff = mu_a - mu_b
     return float(diff @ diff + np.sum(scaled_a ** 2) + np.sum(scaled_b ** 2) - 2.0 * nuclear)
 

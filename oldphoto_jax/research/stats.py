@@ -80,31 +80,14 @@ class TwoSets:
 # ---- Fréchet distance ----
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """``|mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))`` of the Gaussian fits of the rows.
+    """``|mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))`` of the Gaussian fits of the rows:
+    FID's formula, :func:`oldphoto_jax.evaluation.fid.features_distance` (exact also for
+    rank-deficient covariances, memory bounded by ``min(n, d)``). It is a biased estimate: two
+    samples of one distribution give about ``2 Tr(S) / n`` and more from the square-root term,
+    growing with the dimension; compare values at equal ``d`` and ``n``."""
+    from oldphoto_jax.evaluation import fid
 
-    FID's formula computed as ``fid.features_distance`` does (``Tr((S_a S_b)^(1/2))`` is the
-    nuclear norm of ``A B^T``, ``A``, ``B`` the centred rows over ``sqrt(n - 1)``: exact also for
-    rank-deficient covariances), with both factors first reduced by a thin QR so the matrix whose
-    singular values are taken is at most ``min(n, d)`` on each side (``A B^T`` itself would be
-    ``n_a x n_b``). It is a biased estimate: two samples of one distribution give about
-    ``2 Tr(S) / n`` and more from the square-root term, growing with the dimension; compare values
-    at equal ``d`` and ``n``.
-    """
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"expected two sets of equal-length rows, got {a.shape} and {b.shape}")
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError("the Fréchet distance needs at least 2 rows per set")
-    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
-    scaled_a = (a - mu_a) / np.sqrt(len(a) - 1)
-    scaled_b = (b - mu_b) / np.sqrt(len(b) - 1)
-    # A = Q_a R_a, B = Q_b R_b (Q with orthonormal columns): A B^T and R_a R_b^T share their
-    # singular values.
-    r_a = np.linalg.qr(scaled_a, mode="r")
-    r_b = np.linalg.qr(scaled_b, mode="r")
-    nuclear = np.linalg.svd(r_a @ r_b.T, compute_uv=False).sum()
-    diff = mu_a - mu_b
-    return float(diff @ diff + np.sum(scaled_a ** 2) + np.sum(scaled_b ** 2) - 2.0 * nuclear)
+    return fid.features_distance(a, b)
 
 
 # ---- kernel MMD ----
