@@ -58,7 +58,7 @@ def main(argv):
     if not _VERBOSE.value:
         logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
     from oldphoto_jax.pipeline.command import restore_folder
-    from oldphoto_jax.pipeline.run import Options
+    from oldphoto_jax.pipeline.restorer import Options
 
     options = Options(with_scratch=_WITH_SCRATCH.value, hr=_HR.value,
                       faces=not _NO_FACES.value, max_side=_MAX_SIDE.value,

@@ -32,7 +32,7 @@ import time
 import jax
 import numpy as np
 
-from oldphoto_jax import checkpoints, sharding
+from oldphoto_jax import model_files, sharding
 from oldphoto_jax import data as data_lib
 from oldphoto_jax.testing.config_files import load_config
 from oldphoto_jax.training import inputs, keys, loop, stages
@@ -64,7 +64,7 @@ def random_vaes(config, directory: pathlib.Path) -> None:
     variables = jax.device_get(module.init(jax.random.key(0, impl="rbg"),
                                            np.zeros((1, size, size, 3), np.float32)))
     for name, roles in (("vae_a", ("vae_a",)), ("vae_b", ("vae_b_quality", "vae_b_scratch"))):
-        checkpoints.save_model(directory / name, {r: (module, variables) for r in roles},
+        model_files.save_model(directory / name, {r: (module, variables) for r in roles},
                                overwrite=True)
     config.vae_a_checkpoint = str(directory / "vae_a")
     config.vae_b_checkpoint = str(directory / "vae_b")

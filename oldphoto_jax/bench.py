@@ -7,7 +7,7 @@
 
 Each (stage, size) case runs in a fresh process, so its peak memory is its own: the jitted
 function the pipeline uses (``oldphoto_jax.pipeline.stage1``, the face generator), with the
-networks set up as ``infer.py`` sets them (``pipeline.run.inference_network``: precision,
+networks set up as ``infer.py`` sets them (``pipeline.restorer.inference_network``: precision,
 attention chunk), is compiled ahead of time (``compile s``), run once (``first run s``) and then
 ``--repeats`` times (``run s``: the median). ``peak RSS`` is the process's peak resident memory
 (interpreter, JAX, weights and XLA's buffers), ``rss0`` the same before the first compilation;
@@ -45,7 +45,7 @@ import numpy as np
 from absl import app, flags
 
 from oldphoto_jax import cpu_tuning
-from oldphoto_jax.pipeline import run as pipeline_run
+from oldphoto_jax.pipeline import restorer as pipeline_run
 
 STAGES = ("detect", "restore_quality", "restore_scratch", "restore_hr", "face_256", "face_512")
 STAGE_ROLES = {
@@ -159,9 +159,9 @@ def run_case(checkpoint_dir: str, stage: str, size: int, repeats: int,
     """Measures one case in this process (call it in a fresh one for a clean peak)."""
     import jax
 
-    from oldphoto_jax import checkpoints
+    from oldphoto_jax import model_files
 
-    model = checkpoints.load_model(checkpoint_dir)
+    model = model_files.load_model(checkpoint_dir)
     fn, args, side = _case_function(model, stage, size, attention_chunk)
     rss0 = _status_mib("VmRSS")
     began = time.perf_counter()
@@ -302,7 +302,7 @@ def define_flags() -> None:
 
 def main(argv):
     del argv
-    from oldphoto_jax import checkpoints
+    from oldphoto_jax import model_files
 
     try:
         requested = expand_stages(FLAGS.stages)
@@ -316,9 +316,9 @@ def main(argv):
         folder = pathlib.Path(tempfile.mkdtemp(prefix="oldphoto_bench_")) / "model"
         print(f"writing {FLAGS.random_widths}-width random weights to {folder}", flush=True)
         write_random_model(folder, widths=FLAGS.random_widths)
-        model = checkpoints.load_model(folder)
+        model = model_files.load_model(folder)
     else:
-        model = checkpoints.load_model(FLAGS.checkpoint_dir)
+        model = model_files.load_model(FLAGS.checkpoint_dir)
     stages, notes = available_stages(model.roles, requested)
     for note in notes:
         print(note)

@@ -43,7 +43,7 @@ import tempfile
 from absl import app, flags, logging
 
 from oldphoto_jax import bundled
-from oldphoto_jax.evaluation.run import evaluate, evaluate_seeds
+from oldphoto_jax.evaluation.evaluation_run import evaluate, evaluate_seeds
 
 _CLEAN = flags.DEFINE_string(
     "clean_folder", str(bundled.REPO.parent / "shared" / "photos" / "clean"),
@@ -82,9 +82,9 @@ def main(argv):
     del argv
     if not _VERBOSE.value:
         logging.set_verbosity(logging.WARNING)
-    from oldphoto_jax.checkpoints import CheckpointError
+    from oldphoto_jax.model_files import CheckpointError
     from oldphoto_jax.pipeline.photo_io import PhotoError
-    from oldphoto_jax.pipeline.run import PipelineError
+    from oldphoto_jax.pipeline.restorer import PipelineError
 
     if not (pathlib.Path(_CHECKPOINT_DIR.value) / "manifest.json").exists():
         print(f"error: no model at {_CHECKPOINT_DIR.value} (manifest.json missing)",

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from oldphoto_jax import bundled, checkpoints
+from oldphoto_jax import bundled, model_files
 from oldphoto_jax.pipeline import photo_io
-from oldphoto_jax.pipeline.run import FINAL
+from oldphoto_jax.pipeline.restorer import FINAL
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SCRATCH_ROLES = {"vae_a", "vae_b_scratch", "mapping_scratch", "scratch_detector"}
@@ -32,7 +32,7 @@ def _size_mb(folder: pathlib.Path) -> float:
 
 
 def test_bundled_model_holds_the_scratch_networks_and_says_how_it_was_made():
-    model = checkpoints.load_model(bundled.DEFAULT_DIR)
+    model = model_files.load_model(bundled.DEFAULT_DIR)
     assert SCRATCH_ROLES <= set(model.roles)
     assert "train.py" in model.source and "weights/README.md" in model.source
 
@@ -40,7 +40,7 @@ def test_bundled_model_holds_the_scratch_networks_and_says_how_it_was_made():
 def test_bundled_model_files_match_their_recorded_checksums():
     """Every file of the bundled model is verified when its network loads (git must not change
     its bytes: .gitattributes marks weights/ as binary)."""
-    model = checkpoints.load_model(bundled.DEFAULT_DIR)
+    model = model_files.load_model(bundled.DEFAULT_DIR)
     assert model.notes == []
     recorded = set(model.checksums)
     assert recorded == {p.relative_to(bundled.DEFAULT_DIR).as_posix()

@@ -31,7 +31,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing output d
 def main(argv):
     del argv
     from oldphoto_jax.convert.common import ConversionError
-    from oldphoto_jax.checkpoints import CheckpointError
+    from oldphoto_jax.model_files import CheckpointError
     from oldphoto_jax.convert.official import convert_official
     from oldphoto_jax.convert.torch_file import TorchFileError
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from oldphoto_jax.convert.common import ConversionError, StateDictReader, assign, conv_kernel
-from oldphoto_jax.convert.registry import converter
+from oldphoto_jax.convert.converters import converter
 from oldphoto_jax.models.unet import ScratchUNet, blur_filter_3x3
 
 

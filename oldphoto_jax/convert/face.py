@@ -29,7 +29,7 @@ import numpy as np
 
 from oldphoto_jax.convert.common import (ConversionError, StateDictReader, assign, conv_kernel,
                                          fold_spectral_norm)
-from oldphoto_jax.convert.registry import converter
+from oldphoto_jax.convert.converters import converter
 from oldphoto_jax.models.spade import SPADEGenerator
 
 

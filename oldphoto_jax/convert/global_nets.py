@@ -32,7 +32,7 @@ import flax.linen as nn
 
 from oldphoto_jax.convert.common import (ConversionError, StateDictReader, conv_kernel,
                                          conv_transpose_kernel)
-from oldphoto_jax.convert.registry import converter
+from oldphoto_jax.convert.converters import converter
 from oldphoto_jax.models.vae import VAE, VAEDecoder, VAEEncoder, level_channels
 
 

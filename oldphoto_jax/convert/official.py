@@ -24,7 +24,7 @@ from oldphoto_jax.convert.common import ConversionError
 
 @dataclasses.dataclass(frozen=True)
 class OfficialFile:
-    role: str            # role in our model (oldphoto_jax.checkpoints.ROLES)
+    role: str            # role in our model (oldphoto_jax.model_files.ROLES)
     archive: str         # "global" or "face"
     path: str            # path inside the archive, as the official code opens it
     class_name: str      # our network class
@@ -114,8 +114,8 @@ def convert_official(archives: dict[str, str | os.PathLike], output: str | os.Pa
     converts; a missing file is an error unless ``skip_missing``.
     """
     # Imported here so that ``--help`` stays fast.
-    from oldphoto_jax.checkpoints import save_model
-    from oldphoto_jax.convert.registry import convert_state_dict
+    from oldphoto_jax.model_files import save_model
+    from oldphoto_jax.convert.converters import convert_state_dict
     from oldphoto_jax.convert.torch_file import read_state_dict
     from oldphoto_jax.models.registry import build_network
 

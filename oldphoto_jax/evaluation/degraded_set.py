@@ -98,7 +98,7 @@ def model_and_cases_from_flags():
     model's held-out photos by default, degraded with its preset, as the evaluation does."""
     from absl import app, flags
 
-    from oldphoto_jax import bundled, checkpoints
+    from oldphoto_jax import bundled, model_files
 
     values = flags.FLAGS
     if not values.checkpoint_dir:
@@ -106,4 +106,4 @@ def model_and_cases_from_flags():
     clean = values.clean_folder or str(bundled.REPO.parent / "shared" / "photos" / "clean")
     names = values.photos or list(bundled.HOLDOUT)
     cases = load_cases(clean, names, values.seed, bundled.PRESET, values.max_side)
-    return checkpoints.load_model(values.checkpoint_dir), cases, clean
+    return model_files.load_model(values.checkpoint_dir), cases, clean

@@ -46,7 +46,7 @@ def reconstruction_psnr(model, cases) -> dict[str, list[float]]:
     has (VAE_B under ``vae_b_quality`` or ``vae_b_scratch``), each followed by the same with the
     reconstruction's mean colour offset removed (``<name>, global colour offset removed``): the
     gap between the two is what global colour casts cost."""
-    from oldphoto_jax.evaluation import metrics
+    from oldphoto_jax.evaluation import image_scores
 
     results = {}
     vae_b_role = next((r for r in ("vae_b_quality", "vae_b_scratch") if r in model.roles), None)
@@ -58,8 +58,8 @@ def reconstruction_psnr(model, cases) -> dict[str, list[float]]:
     for name, vae, field in pairs:
         inputs = [getattr(c, field) for c in cases]
         outputs = [reconstruct(vae, x) for x in inputs]
-        results[name] = [metrics.psnr(x, y) for x, y in zip(inputs, outputs)]
-        results[name + OFFSET_REMOVED] = [metrics.psnr_offset_removed(x, y)
+        results[name] = [image_scores.psnr(x, y) for x, y in zip(inputs, outputs)]
+        results[name + OFFSET_REMOVED] = [image_scores.psnr_offset_removed(x, y)
                                           for x, y in zip(inputs, outputs)]
     return results
 

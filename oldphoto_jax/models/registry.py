@@ -3,7 +3,7 @@
 A training config names its network (``config.model.name``) and gives its architecture fields
 (the rest of ``config.model``); :func:`build_model` builds it. A model directory records the same
 two things per network (``{"model": name, "args": architecture}``, see
-:mod:`oldphoto_jax.checkpoints`), so everything that builds, trains, converts or loads a network
+:mod:`oldphoto_jax.model_files`), so everything that builds, trains, converts or loads a network
 goes through this table.
 
 Architecture fields are a module's dataclass fields except the *execution settings* in

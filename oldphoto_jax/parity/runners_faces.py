@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from oldphoto_jax.convert.registry import convert_state_dict
+from oldphoto_jax.convert.converters import convert_state_dict
 from oldphoto_jax.models.spade import SPADEGenerator
 from oldphoto_jax.parity.fixtures import Case, Comparison, list_cases, load_case, runner
 from oldphoto_jax.pipeline import blend, faces, postprocess, preprocess

@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from oldphoto_jax.convert.registry import convert_state_dict
+from oldphoto_jax.convert.converters import convert_state_dict
 from oldphoto_jax.models.mapping import MappingModel, MappingModelWithMask, MappingModelWithMask2
 from oldphoto_jax.models.vae import VAE
 from oldphoto_jax.parity.fixtures import Case, Comparison, compare_float, runner

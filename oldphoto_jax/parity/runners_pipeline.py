@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from oldphoto_jax.convert.official import OFFICIAL_FILES
-from oldphoto_jax.convert.registry import convert_state_dict
+from oldphoto_jax.convert.converters import convert_state_dict
 from oldphoto_jax.layers import nearest_source_indices
 from oldphoto_jax.models.registry import build_network
 from oldphoto_jax.parity.fixtures import (Case, Comparison, compare_exact,

@@ -10,8 +10,8 @@ import pathlib
 import time
 from typing import TextIO
 
-from oldphoto_jax import bundled, checkpoints
-from oldphoto_jax.pipeline.run import Options, PipelineError, Restorer
+from oldphoto_jax import bundled, model_files
+from oldphoto_jax.pipeline.restorer import Options, PipelineError, Restorer
 
 
 def restore_folder(input_folder: str, output_folder: str, checkpoint_dir: str,
@@ -33,14 +33,14 @@ def restore_folder(input_folder: str, output_folder: str, checkpoint_dir: str,
         say(f"error: input folder {input_folder} does not exist", err)
         return 2
     try:
-        model = checkpoints.load_model(checkpoint_dir)
+        model = model_files.load_model(checkpoint_dir)
         say(f"weights: {model.directory} ({model.source or 'no source recorded'})")
         for note in model.notes:
             say(f"note: {note}")
         restorer = Restorer(model, options, log=say)  # loads every network the run needs
         start = time.perf_counter()
         summary = restorer.run(input_folder, output_folder)
-    except (checkpoints.CheckpointError, PipelineError) as e:
+    except (model_files.CheckpointError, PipelineError) as e:
         say(f"error: {e}", err)
         return 2
     elapsed = time.perf_counter() - start

@@ -2,7 +2,7 @@
 
 These functions run the networks; the image handling before and after is in ``preprocess`` and
 ``postprocess``. Networks are passed as ``(module, variables)`` pairs, as
-``oldphoto_jax.checkpoints.Model.network`` returns them. The jitted functions take the modules as
+``oldphoto_jax.model_files.Model.network`` returns them. The jitted functions take the modules as
 closed-over constants of cached jitted functions, so XLA compiles once per (networks, input
 shape) and reuses the executable. ``detection_function`` and ``restoration_function`` are the
 pure functions that the batched, sharded inference engine compiles.

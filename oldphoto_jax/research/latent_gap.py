@@ -70,7 +70,7 @@ def latent_gap(checkpoint_dir, real, clean, output_dir, *, seed: int = 0,
                log=print) -> dict:
     """Runs the measurement (see the module docstring) and writes its files; returns the
     content of ``results.json``."""
-    from oldphoto_jax import checkpoints
+    from oldphoto_jax import model_files
     from oldphoto_jax.research import embedding, encode, gap, report, samples
 
     if crop_size < 16 or crop_size % 4:
@@ -84,9 +84,9 @@ def latent_gap(checkpoint_dir, real, clean, output_dir, *, seed: int = 0,
         if len(paths) < 2:
             raise samples.InputError(f"{what}: at least 2 photos are needed, got {len(paths)}")
     began = time.perf_counter()
-    model = checkpoints.load_model(checkpoint_dir)
+    model = model_files.load_model(checkpoint_dir)
     if not model.has("vae_a"):
-        raise checkpoints.CheckpointError(f"model {model.directory} has no vae_a")
+        raise model_files.CheckpointError(f"model {model.directory} has no vae_a")
     log(f"model: {model.directory} ({model.source or 'no source recorded'})")
     crop_sets = samples.build_sets(real_paths, clean_paths, seed=seed, preset=preset,
                                    max_side=max_side, crop_size=crop_size,
@@ -169,7 +169,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)
-    from oldphoto_jax.checkpoints import CheckpointError
+    from oldphoto_jax.model_files import CheckpointError
     from oldphoto_jax.research.samples import InputError
 
     real, clean = split_entries(_REAL.value), split_entries(_CLEAN.value)

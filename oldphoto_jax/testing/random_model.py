@@ -14,7 +14,7 @@ import os
 import jax
 import numpy as np
 
-from oldphoto_jax import checkpoints
+from oldphoto_jax import model_files
 from oldphoto_jax.models.registry import build_network
 
 # role -> (class, tiny constructor arguments, example inputs' shapes for init)
@@ -84,6 +84,6 @@ def write_random_model(directory: str | os.PathLike, roles=None, seed: int = 0,
         raise ValueError(f"widths must be one of {sorted(WIDTHS)}, got {widths!r}")
     roles = list(WIDTHS[widths]) if roles is None else list(roles)
     networks = {role: random_network(role, seed + i, widths) for i, role in enumerate(roles)}
-    return checkpoints.save_model(directory, networks, overwrite=overwrite,
+    return model_files.save_model(directory, networks, overwrite=overwrite,
                                   source=f"{widths} random weights for tests and benchmarks "
                                          "(meaningless outputs)")

@@ -14,7 +14,7 @@ Positional arguments are model directories whose networks are all taken; a later
 replaces the roles an earlier one had (so ``models/official runs/mapping_quality/export`` swaps
 one network of the converted official model). ``--network ROLE=DIR[:SOURCE_ROLE]`` adds one
 network under ``ROLE`` (for instance the same VAE_B for quality and scratch restoration).
-Networks are loaded and written again through ``oldphoto_jax.checkpoints``, so the result is
+Networks are loaded and written again through ``oldphoto_jax.model_files``, so the result is
 checked and written atomically. Which roles each ``infer.py`` mode needs:
 
 * default: ``vae_a``, ``vae_b_quality``, ``mapping_quality`` (+ ``face_256`` unless --no_faces);
@@ -27,7 +27,7 @@ import argparse
 import sys
 from typing import Iterable, Sequence
 
-from oldphoto_jax import checkpoints
+from oldphoto_jax import model_files
 
 
 def parse_network(spec: str) -> tuple[str, str, str | None]:
@@ -36,7 +36,7 @@ def parse_network(spec: str) -> tuple[str, str, str | None]:
     if not sep or not role or not rest:
         raise ValueError(f"--network expects ROLE=DIR[:SOURCE_ROLE], got {spec!r}")
     head, _, tail = rest.rpartition(":")
-    if head and tail in checkpoints.ROLES:
+    if head and tail in model_files.ROLES:
         return role, head, tail
     return role, rest, None
 
@@ -47,15 +47,15 @@ def gather(models: Iterable[str], networks: Iterable[tuple[str, str, str | None]
     chosen: dict[str, tuple] = {}
     origin: dict[str, str] = {}
     for directory in models:
-        model = checkpoints.load_model(directory)
+        model = model_files.load_model(directory)
         if not model.roles:
-            raise checkpoints.CheckpointError(f"model {directory} has no networks")
+            raise model_files.CheckpointError(f"model {directory} has no networks")
         for role in model.roles:
             if role in chosen:
                 log(f"{role}: {directory} replaces {origin[role]}")
             chosen[role], origin[role] = model.network(role), directory
     for role, directory, source in networks:
-        model = checkpoints.load_model(directory)
+        model = model_files.load_model(directory)
         source = source or role
         if role in chosen:
             log(f"{role}: {directory}:{source} replaces {origin[role]}")
@@ -82,14 +82,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give at least one model directory or --network")
     try:
         networks = gather(args.models, [parse_network(spec) for spec in args.network])
-        unknown = sorted(set(networks) - set(checkpoints.ROLES))
+        unknown = sorted(set(networks) - set(model_files.ROLES))
         if unknown:
-            raise ValueError(f"unknown roles {unknown}; known: {sorted(checkpoints.ROLES)}")
+            raise ValueError(f"unknown roles {unknown}; known: {sorted(model_files.ROLES)}")
         source = f"assembled from {', '.join(args.models + args.network)}"
         if args.description:
             source = f"{args.description}; {source}"
-        checkpoints.save_model(args.output, networks, overwrite=args.overwrite, source=source)
-    except (checkpoints.CheckpointError, ValueError) as error:
+        model_files.save_model(args.output, networks, overwrite=args.overwrite, source=source)
+    except (model_files.CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {args.output} ({', '.join(sorted(networks))})")

@@ -12,7 +12,7 @@ runs jitted train steps until ``config.num_steps``:
   ``input.num_workers`` (whose saved position grain cannot take) starts a new iterator at the
   next batch, since batch ``i`` is a pure function of ``i``;
 * every ``checkpoint_every`` steps the state and the data iterator's position are saved
-  (:mod:`oldphoto_jax.training.checkpointing`), after checking that every metric up to that step
+  (:mod:`oldphoto_jax.training.train_checkpoints`), after checking that every metric up to that step
   and every leaf of the state is finite; a NaN or infinity stops the run with a
   :class:`TrainingDiverged` naming the step and the metrics, and the checkpoints on disk stay as
   they were (the newest is the last good state). Metrics stay on the device between log lines
@@ -21,7 +21,7 @@ runs jitted train steps until ``config.num_steps``:
 * every ``log_every`` steps the mean metrics go to TensorBoard (``<workdir>/tb``) and to a
   progress line with steps/s, images/s and ETA; every ``sample_every`` steps an image grid of
   ``stage.samples`` on a fixed batch (the run's first); at the end (and every ``export_every``
-  steps if > 0) the inference networks are written with ``oldphoto_jax.checkpoints.save_model``
+  steps if > 0) the inference networks are written with ``oldphoto_jax.model_files.save_model``
   to ``<workdir>/export``, the directory ``infer.py --checkpoint_dir`` reads.
 
 Config fields (``configs/common.py`` sets them for every stage; the stage's own fields, ``model``,
@@ -71,9 +71,9 @@ import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh, NamedSharding
 
-from oldphoto_jax import checkpoints, layers, sharding
+from oldphoto_jax import model_files, layers, sharding
 from oldphoto_jax import data as data_lib
-from oldphoto_jax.training import checkpointing, metrics as metrics_lib
+from oldphoto_jax.training import train_checkpoints, reporting
 from oldphoto_jax.training.inputs import (ConfigError, input_config, poison, resolve_lengths,
                                           stage_photos)
 from oldphoto_jax.training.keys import DEFAULT_PRNG, init_key, step_key
@@ -92,7 +92,7 @@ class TrainingDiverged(RuntimeError):
     """A metric or the state became NaN or infinite; ``step``, ``name`` and ``last_good_step``
     (the newest checkpoint, None if there is none) say where."""
 
-    def __init__(self, error: metrics_lib.NonFiniteError, last_good_step: int | None,
+    def __init__(self, error: reporting.NonFiniteError, last_good_step: int | None,
                  checkpoint_dir: str):
         self.step, self.name, self.last_good_step = error.step, error.name, last_good_step
         self.values = error.values
@@ -154,10 +154,10 @@ def export_networks(stage: Stage, state, directory: str | os.PathLike, step: int
     """``stage.export(state)`` -> an ``infer.py`` model directory (process 0 writes it)."""
     if jax.process_index() != 0:
         return
-    local = jax.tree.map(metrics_lib.local_copy, state)
+    local = jax.tree.map(reporting.local_copy, state)
     networks = {role: (module, jax.device_get(variables))
                 for role, (module, variables) in stage.export(local).items()}
-    checkpoints.save_model(directory, networks, overwrite=True,
+    model_files.save_model(directory, networks, overwrite=True,
                            source=f"oldphoto-jax train.py, stage {stage.name}, step {step}")
 
 
@@ -230,7 +230,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     iterator = data_lib.batch_iterator(in_config, photos, shard)
     fixed_batch = data_lib.batch_dataset(in_config, photos, shard)[0]
 
-    ckpt = checkpointing.TrainCheckpoints(workdir / "checkpoints", keep=config.keep_checkpoints,
+    ckpt = train_checkpoints.TrainCheckpoints(workdir / "checkpoints", keep=config.keep_checkpoints,
                                           async_save=config.async_checkpoints)
 
     def restore(step):
@@ -261,20 +261,20 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
 
     train_step = jit_train_step(stage, mesh, seed, prng, config.conv_weight_grad)
     sample_fn = jit_samples(stage, mesh)
-    writer = metrics_lib.MetricWriter(str(workdir / "tb"), purge_step=start_step or None)
-    buffer = metrics_lib.MetricBuffer()
-    progress = metrics_lib.Progress(num_steps, batch_size)
+    writer = reporting.MetricWriter(str(workdir / "tb"), purge_step=start_step or None)
+    buffer = reporting.MetricBuffer()
+    progress = reporting.Progress(num_steps, batch_size)
     num_samples = config.num_samples
 
     def check_finite(step: int) -> None:
         buffer.check()
-        bad = metrics_lib.first_non_finite_leaf(state)
+        bad = reporting.first_non_finite_leaf(state)
         if bad is not None:
-            raise metrics_lib.NonFiniteError(step, {f"state{bad}": float("nan")})
+            raise reporting.NonFiniteError(step, {f"state{bad}": float("nan")})
 
     def write_samples(step: int) -> None:
         images = sharding.gather(sample_fn(state, sharding.global_batch(mesh, fixed_batch)))
-        writer.image(step, "samples", metrics_lib.image_grid(images, max_rows=num_samples))
+        writer.image(step, "samples", reporting.image_grid(images, max_rows=num_samples))
 
     step, history, time_limited = start_step, [], False
     in_flight = collections.deque()
@@ -301,7 +301,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
             if step % log_every == 0 or step == num_steps:
                 means = buffer.pop_means()
                 line = progress.line(
-                    step, metrics_lib.shown_metrics(means, stage.reconstruction_metric))
+                    step, reporting.shown_metrics(means, stage.reconstruction_metric))
                 writer.scalars(step, means)
                 history.append((step, means))
                 if math.isfinite(progress.steps_per_second):
@@ -329,7 +329,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         ckpt.wait()
         export_networks(stage, state, workdir / "export", step)
         log(f"step {step}: exported the inference networks to {workdir / 'export'}")
-    except metrics_lib.NonFiniteError as error:
+    except reporting.NonFiniteError as error:
         ckpt.wait()
         diverged = TrainingDiverged(error, ckpt.latest_step(), ckpt.directory)
         log(str(diverged))

@@ -15,7 +15,7 @@ losses a stage has.
 * ``samples(state, batch) -> dict[str, array]`` returns B x H x W x 3 images in [-1, 1] to
   show in image grids (e.g. input, output, target).
 * ``export(state) -> {role: (module, variables)}`` gives the inference networks in the
-  checkpoint format of ``oldphoto_jax.checkpoints.save_model`` (spectral norm folded, training-only
+  checkpoint format of ``oldphoto_jax.model_files.save_model`` (spectral norm folded, training-only
   networks such as discriminators left out), so ``infer.py`` loads what ``train.py`` writes.
 * ``reconstruction_metric`` names the metric that must fall during training (not a GAN term).
 """

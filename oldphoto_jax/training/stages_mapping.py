@@ -26,7 +26,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from oldphoto_jax import checkpoints
+from oldphoto_jax import model_files
 from oldphoto_jax.models.registry import build_model
 from oldphoto_jax.training import losses
 from oldphoto_jax.training.optim import DISCRIMINATOR, GENERATOR, optimizer_for, schedule_for
@@ -60,11 +60,11 @@ def mapping_module(config, precision=None):
 
 
 def _load_role(directory, roles: tuple[str, ...]):
-    model = checkpoints.load_model(directory)
+    model = model_files.load_model(directory)
     for role in roles:
         if model.has(role):
             return model.network(role)
-    raise checkpoints.CheckpointError(f"model {directory} has none of the roles {roles}; "
+    raise model_files.CheckpointError(f"model {directory} has none of the roles {roles}; "
                                       f"it has {model.roles}")
 
 

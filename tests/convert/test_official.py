@@ -16,9 +16,9 @@ import jax
 import numpy as np
 import pytest
 
-from oldphoto_jax import checkpoints
+from oldphoto_jax import model_files
 from oldphoto_jax.convert.official import OFFICIAL_FILES
-from oldphoto_jax.convert.registry import convert_state_dict
+from oldphoto_jax.convert.converters import convert_state_dict
 from oldphoto_jax.models.registry import build_network
 from oldphoto_jax.parity.fixtures import cases_dir, fixture_set_missing, make_weights_module
 
@@ -98,7 +98,7 @@ def test_every_network_converted_with_warnings(converted):
 
 
 def test_converted_params_equal_in_memory_conversion(converted, official):
-    model = checkpoints.load_model(converted[0])
+    model = model_files.load_model(converted[0])
     for role, sd in official["state_dicts"].items():
         module, variables = model.network(role)
         expected, _ = convert_state_dict(build_network(SPEC[role].class_name, SPEC[role].args), sd,
@@ -110,9 +110,9 @@ def test_converted_params_equal_in_memory_conversion(converted, official):
 
 FRESH_PROCESS_SCRIPT = """
 import sys, numpy as np
-from oldphoto_jax import checkpoints
+from oldphoto_jax import model_files
 from oldphoto_jax.pipeline import stage1
-model = checkpoints.load_model(sys.argv[1])
+model = model_files.load_model(sys.argv[1])
 x = np.load(sys.argv[2])
 gray = x[..., :1]
 out = stage1.restore(model.network("vae_a"), model.network("mapping_scratch"),

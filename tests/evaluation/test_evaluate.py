@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from oldphoto_jax import bundled
-from oldphoto_jax.evaluation.run import evaluate, evaluate_seeds
-from oldphoto_jax.evaluation import classical, degraded_set, metrics, report
+from oldphoto_jax.evaluation.evaluation_run import evaluate, evaluate_seeds
+from oldphoto_jax.evaluation import classical, degraded_set, image_scores, report
 from oldphoto_jax.testing.synthetic_photos import smooth_photo as make_smooth_photo
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -23,28 +23,28 @@ def test_psnr_and_ssim_follow_their_definitions():
     clean = _smooth_photo()
     shifted = np.clip(clean.astype(int) + 1, 0, 255).astype(np.uint8)
     mse = np.mean((clean.astype(float) - shifted.astype(float)) ** 2)
-    assert metrics.psnr(clean, shifted) == pytest.approx(10 * math.log10(255 ** 2 / mse))
-    assert metrics.ssim(clean, clean) == pytest.approx(1.0)
-    assert metrics.ssim(clean, 255 - clean) < 0.5
+    assert image_scores.psnr(clean, shifted) == pytest.approx(10 * math.log10(255 ** 2 / mse))
+    assert image_scores.ssim(clean, clean) == pytest.approx(1.0)
+    assert image_scores.ssim(clean, 255 - clean) < 0.5
     with pytest.raises(ValueError, match="shapes differ"):
-        metrics.psnr(clean, clean[:-1])
+        image_scores.psnr(clean, clean[:-1])
 
 
 def test_offset_removal_undoes_a_global_colour_cast_only():
     rng = np.random.default_rng(1)
     clean = rng.integers(40, 200, (16, 20, 3)).astype(np.uint8)
     cast = (clean.astype(int) + np.array([30, -12, 5])).astype(np.uint8)
-    np.testing.assert_allclose(metrics.mean_colour_offset(clean, cast), [30, -12, 5])
-    np.testing.assert_array_equal(metrics.offset_removed(clean, cast), clean)
+    np.testing.assert_allclose(image_scores.mean_colour_offset(clean, cast), [30, -12, 5])
+    np.testing.assert_array_equal(image_scores.offset_removed(clean, cast), clean)
     noisy = np.clip(clean + rng.normal(0, 8, clean.shape), 0, 255).astype(np.uint8)
     # Zero-mean noise is not a cast: removing the (near-zero) offset leaves the PSNR about equal.
-    assert metrics.psnr(clean, metrics.offset_removed(clean, noisy)) == pytest.approx(
-        metrics.psnr(clean, noisy), abs=0.1)
+    assert image_scores.psnr(clean, image_scores.offset_removed(clean, noisy)) == pytest.approx(
+        image_scores.psnr(clean, noisy), abs=0.1)
     # A cast on top of the noise costs PSNR that the diagnosis gives back.
     cast_noisy = np.clip(noisy.astype(int) + np.array([30, -12, 5]), 0, 255).astype(np.uint8)
-    assert metrics.psnr(clean, cast_noisy) < metrics.psnr(clean, noisy) - 5
-    assert metrics.psnr_offset_removed(clean, cast_noisy) == pytest.approx(
-        metrics.psnr(clean, noisy), abs=0.2)
+    assert image_scores.psnr(clean, cast_noisy) < image_scores.psnr(clean, noisy) - 5
+    assert image_scores.psnr_offset_removed(clean, cast_noisy) == pytest.approx(
+        image_scores.psnr(clean, noisy), abs=0.2)
 
 
 def test_classical_baseline_removes_noise_and_fills_the_mask():
@@ -56,7 +56,7 @@ def test_classical_baseline_removes_noise_and_fills_the_mask():
     noisy[mask] = 255
     restored = classical.classical_restore(noisy, mask)
     assert restored.shape == clean.shape and restored.dtype == np.uint8
-    assert metrics.psnr(clean, restored) > metrics.psnr(clean, noisy) + 5
+    assert image_scores.psnr(clean, restored) > image_scores.psnr(clean, noisy) + 5
     # the scratch is gone: inside the mask the result is close to the clean photo
     assert np.abs(restored[mask].astype(int) - clean[mask]).mean() < 20
 
@@ -141,10 +141,10 @@ def test_evaluate_runs_end_to_end_and_writes_its_results(tmp_path, eval_inputs):
         assert clean_img.shape == ours.shape == degraded.shape
         assert clean_img.shape[0] % 16 == 0 and clean_img.shape[1] % 16 == 0
         scores = result["scores"][name]
-        assert scores["input"]["psnr"] == pytest.approx(metrics.psnr(clean_img, degraded))
-        assert scores["ours"]["ssim"] == pytest.approx(metrics.ssim(clean_img, ours))
+        assert scores["input"]["psnr"] == pytest.approx(image_scores.psnr(clean_img, degraded))
+        assert scores["ours"]["ssim"] == pytest.approx(image_scores.ssim(clean_img, ours))
         assert scores["ours"]["psnr_offset_removed"] == pytest.approx(
-            metrics.psnr_offset_removed(clean_img, ours))
+            image_scores.psnr_offset_removed(clean_img, ours))
     written = json.loads((output / "results.json").read_text())
     assert written["settings"]["preset"] == "extended"
     assert "**mean**" in (output / "results.md").read_text()

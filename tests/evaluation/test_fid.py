@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from oldphoto_jax.evaluation import fid, report
-from oldphoto_jax.evaluation.run import evaluate
+from oldphoto_jax.evaluation.evaluation_run import evaluate
 
 from oldphoto_jax.testing.synthetic_photos import smooth_photo as make_smooth_photo
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from oldphoto_jax.evaluation.run import evaluate
+from oldphoto_jax.evaluation.evaluation_run import evaluate
 from oldphoto_jax.evaluation import lpips, report
 
 # torchvision vgg16().features conv indices, block by block (2x2 max pool between blocks).

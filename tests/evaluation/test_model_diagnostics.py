@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from oldphoto_jax import checkpoints
-from oldphoto_jax.evaluation import degraded_set, metrics
+from oldphoto_jax import model_files
+from oldphoto_jax.evaluation import degraded_set, image_scores
 from oldphoto_jax.evaluation.detection_scores import detection_scores, markdown_table, score_masks
 from oldphoto_jax.evaluation.vae_reconstruction import (OFFSET_REMOVED, reconstruct,
                                                          reconstruction_psnr)
@@ -17,7 +17,7 @@ from oldphoto_jax.testing.random_model import write_random_model
 def random_model(tmp_path_factory):
     directory = tmp_path_factory.mktemp("diagnostics") / "model"
     write_random_model(directory, roles=("vae_a", "vae_b_scratch", "scratch_detector"))
-    return checkpoints.load_model(directory)
+    return model_files.load_model(directory)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +72,6 @@ def test_vae_reconstruction_psnr_is_the_psnr_of_decode_of_encode(random_model, c
     case = cases[0]
     again = reconstruct(random_model.network("vae_b_scratch"), case.clean)
     assert again.shape == case.clean.shape and again.dtype == np.uint8
-    assert results["vae_b (clean)"] == [pytest.approx(metrics.psnr(case.clean, again))]
+    assert results["vae_b (clean)"] == [pytest.approx(image_scores.psnr(case.clean, again))]
     assert results["vae_b (clean)" + OFFSET_REMOVED] == [
-        pytest.approx(metrics.psnr_offset_removed(case.clean, again))]
+        pytest.approx(image_scores.psnr_offset_removed(case.clean, again))]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from oldphoto_jax.convert.common import ConversionError
-from oldphoto_jax.convert.registry import convert_state_dict
+from oldphoto_jax.convert.converters import convert_state_dict
 from oldphoto_jax.models.registry import build_network, network_args
 from oldphoto_jax.models.spade import SPADEGenerator
 from oldphoto_jax.models.spectral import SpectralConv2d

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from oldphoto_jax.convert.common import ConversionError
-from oldphoto_jax.convert.registry import convert_state_dict
+from oldphoto_jax.convert.converters import convert_state_dict
 from oldphoto_jax.models import build_network, network_args
 from oldphoto_jax.models.vae import VAE, ResnetBlock, VAEDecoder, VAEEncoder
 from oldphoto_jax.parity.fixtures import cases_dir

@@ -3,9 +3,9 @@ import jax
 import numpy as np
 import pytest
 
-from oldphoto_jax import checkpoints
+from oldphoto_jax import model_files
 from oldphoto_jax.models.registry import build_model
-from oldphoto_jax.pipeline import run as pipeline_run
+from oldphoto_jax.pipeline import restorer as pipeline_run
 from oldphoto_jax.testing.random_model import random_variables
 
 WIDTHS = dict(ngf=8, max_channels=8, n_down_convs=2, n_res_blocks=1, kernel_size=4)
@@ -70,8 +70,8 @@ def test_decoder_renders_the_colour_its_latent_holds(colour_vae):
 
 def test_round_trip_through_a_model_directory(colour_vae, tmp_path):
     module, variables = colour_vae
-    checkpoints.save_model(tmp_path / "m", {"vae_b_quality": (module, variables)})
-    loaded, loaded_vars = checkpoints.load_model(tmp_path / "m").network("vae_b_quality")
+    model_files.save_model(tmp_path / "m", {"vae_b_quality": (module, variables)})
+    loaded, loaded_vars = model_files.load_model(tmp_path / "m").network("vae_b_quality")
     assert loaded == module and type(loaded).__name__ == "VAEColour"
     x = _images()
     np.testing.assert_array_equal(np.asarray(loaded.apply(loaded_vars, x)),
@@ -84,7 +84,7 @@ def test_the_pipeline_restores_with_colour_vaes(colour_vae, tmp_path):
     module, variables = colour_vae
     mapping = build_model({"name": "mapping", "nc": 14, "mc": 16, "n_up": 4, "n_blocks": 1})
     mapping_vars = random_variables(mapping, [(1, 4, 4, 14)], seed=4)
-    checkpoints.save_model(tmp_path / "m", {"vae_a": (module, variables),
+    model_files.save_model(tmp_path / "m", {"vae_a": (module, variables),
                                              "vae_b_quality": (module, variables),
                                              "mapping_quality": (mapping, mapping_vars)})
     from PIL import Image
@@ -93,7 +93,7 @@ def test_the_pipeline_restores_with_colour_vaes(colour_vae, tmp_path):
     photos.mkdir()
     rgb = ((_images(1, (1, 48, 40, 3))[0] + 1) * 127.5).clip(0, 255).astype(np.uint8)
     Image.fromarray(rgb).save(photos / "p.png")
-    restorer = pipeline_run.Restorer(checkpoints.load_model(tmp_path / "m"),
+    restorer = pipeline_run.Restorer(model_files.load_model(tmp_path / "m"),
                                      pipeline_run.Options(faces=False), log=lambda _: None)
     summary = restorer.run(photos, tmp_path / "out")
     assert summary.failed == [] and summary.restored == ["p.png"]

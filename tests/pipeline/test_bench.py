@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from oldphoto_jax import bench, checkpoints
+from oldphoto_jax import bench, model_files
 from oldphoto_jax.testing.random_model import write_random_model
 
 ROLES = ("vae_a", "mapping_scratch", "vae_b_scratch", "scratch_detector")
@@ -19,7 +19,7 @@ def model_dir(tmp_path_factory):
 
 
 def test_stages_the_model_lacks_are_skipped_with_the_missing_roles(model_dir):
-    roles = checkpoints.load_model(model_dir).roles
+    roles = model_files.load_model(model_dir).roles
     runnable, notes = bench.available_stages(roles, bench.STAGES)
     assert runnable == ["detect", "restore_scratch"]
     assert "note: skipping restore_quality: the model lacks mapping_quality, vae_b_quality" in notes

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oldphoto_jax import checkpoints
+from oldphoto_jax import model_files
 from oldphoto_jax.pipeline import photo_io
-from oldphoto_jax.pipeline import run as pipeline_run
+from oldphoto_jax.pipeline import restorer as pipeline_run
 from oldphoto_jax.pipeline.command import restore_folder
 from oldphoto_jax.testing.random_model import random_network, write_random_model
 
@@ -132,7 +132,7 @@ def test_nan_weights_fail_each_photo_naming_the_stage(model_dir, one_photo, tmp_
     leaves, tree = __import__("jax").tree.flatten(poisoned)
     leaves = [np.full_like(leaf, np.nan) if leaf.ndim == 4 else leaf for leaf in leaves]
     networks["vae_b_quality"] = (module, __import__("jax").tree.unflatten(tree, leaves))
-    checkpoints.save_model(tmp_path / "nan", networks)
+    model_files.save_model(tmp_path / "nan", networks)
     status, out, err = _restore(one_photo, tmp_path / "out", tmp_path / "nan")
     assert status == 1
     assert "0 restored" in out and "1 failed" in out

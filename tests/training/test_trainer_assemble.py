@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from oldphoto_jax import checkpoints
+from oldphoto_jax import model_files
 from oldphoto_jax.models.vae import VAE
 from oldphoto_jax.training import assemble
 
@@ -13,7 +13,7 @@ from oldphoto_jax.training import assemble
 def _export(path, role, seed):
     model = VAE(ngf=4, max_channels=4, n_down_convs=1, n_res_blocks=1)
     variables = model.init(jax.random.key(seed, impl="rbg"), jnp.zeros((1, 8, 8, 3)))
-    checkpoints.save_model(path, {role: (model, variables)})
+    model_files.save_model(path, {role: (model, variables)})
     return jax.device_get(variables)
 
 
@@ -27,7 +27,7 @@ def test_assemble_takes_models_renames_and_replaces(tmp_path, capsys):
         "--output", str(tmp_path / "model")])
     assert code == 0
     assert "vae_a: " in capsys.readouterr().out  # the replacement is reported
-    model = checkpoints.load_model(tmp_path / "model")
+    model = model_files.load_model(tmp_path / "model")
     assert model.roles == ["vae_a", "vae_b_quality", "vae_b_scratch"]
     for role, expected in (("vae_a", newer_a), ("vae_b_quality", b), ("vae_b_scratch", b)):
         jax.tree.map(np.testing.assert_array_equal, model.network(role)[1], expected)
@@ -45,7 +45,7 @@ def test_assemble_records_the_description_and_inputs(tmp_path):
     _export(tmp_path / "vae_a", "vae_a", 0)
     assert assemble.main([str(tmp_path / "vae_a"), "--output", str(tmp_path / "model"),
                           "--description", "trained by recipe.sh at commit abc"]) == 0
-    source = checkpoints.load_model(tmp_path / "model").source
+    source = model_files.load_model(tmp_path / "model").source
     assert source.startswith("trained by recipe.sh at commit abc; assembled from ")
     assert str(tmp_path / "vae_a") in source
 

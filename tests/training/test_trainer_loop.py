@@ -5,8 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from oldphoto_jax import checkpoints, sharding
-from oldphoto_jax.training import checkpointing, inputs, keys, loop
+from oldphoto_jax import model_files, sharding
+from oldphoto_jax.training import train_checkpoints, inputs, keys, loop
 
 
 def test_resume_matches_an_uninterrupted_run(tmp_path, test_stage, make_config,
@@ -24,17 +24,17 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, test_stage, make_config,
     assert any("resumed from the checkpoint of step 4" in line for line in lines)
 
     # The data iterator resumed too: with a restarted iterator the parameters would differ.
-    a = checkpointing.load_state_arrays(tmp_path / "straight" / "checkpoints")
-    b = checkpointing.load_state_arrays(tmp_path / "resumed" / "checkpoints")
+    a = train_checkpoints.load_state_arrays(tmp_path / "straight" / "checkpoints")
+    b = train_checkpoints.load_state_arrays(tmp_path / "resumed" / "checkpoints")
     assert a.keys() == b.keys() and len(a) > 10
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     assert int(a["['step']"]) == 8
-    assert checkpointing.TrainCheckpoints(tmp_path / "straight" / "checkpoints").all_steps() \
+    assert train_checkpoints.TrainCheckpoints(tmp_path / "straight" / "checkpoints").all_steps() \
         == [4, 8]
 
     # The export is an infer.py model holding the trained parameters.
-    model = checkpoints.load_model(tmp_path / "straight" / "export")
+    model = model_files.load_model(tmp_path / "straight" / "export")
     assert model.roles == ["vae_b_quality"]
     _, variables = model.network("vae_b_quality")
     trained = jax.device_get(straight.state["params"])
@@ -58,8 +58,8 @@ def test_resume_with_another_worker_count_reads_the_same_batches(tmp_path, test_
                         stage=test_stage, log=lines.append)
     assert (second.start_step, second.step) == (3, 6)
     assert any("saved with 1 data workers, this run has 0" in line for line in lines)
-    a = checkpointing.load_state_arrays(tmp_path / "straight" / "checkpoints")
-    b = checkpointing.load_state_arrays(tmp_path / "resumed" / "checkpoints")
+    a = train_checkpoints.load_state_arrays(tmp_path / "straight" / "checkpoints")
+    b = train_checkpoints.load_state_arrays(tmp_path / "resumed" / "checkpoints")
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
@@ -74,13 +74,13 @@ def test_time_limit_stops_with_a_checkpoint_and_export_then_resumes(tmp_path, te
     # The deadline has passed when the first step ends: that step is checkpointed and exported.
     assert (limited.step, limited.time_limited) == (1, True)
     assert any("time limit of 1e-06 s reached" in line for line in lines)
-    assert checkpointing.TrainCheckpoints(tmp_path / "checkpoints").all_steps() == [1]
-    assert checkpoints.load_model(tmp_path / "export").roles == ["vae_b_quality"]
+    assert train_checkpoints.TrainCheckpoints(tmp_path / "checkpoints").all_steps() == [1]
+    assert model_files.load_model(tmp_path / "export").roles == ["vae_b_quality"]
 
     rest = loop.train(make_config(num_steps=8, checkpoint_every=4), tmp_path, stage=test_stage,
                       log=lines.append)
     assert (rest.start_step, rest.step, rest.time_limited) == (1, 8, False)
-    assert checkpointing.TrainCheckpoints(tmp_path / "checkpoints").all_steps()[-1] == 8
+    assert train_checkpoints.TrainCheckpoints(tmp_path / "checkpoints").all_steps()[-1] == 8
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, test_stage,
@@ -94,9 +94,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, test
     assert "loss/l1" in error.values
     assert "at step 6" in str(error) and "loss/l1 = nan" in str(error)
     assert "last good checkpoint is step 4" in str(error) and str(error) in lines
-    ckpt = checkpointing.TrainCheckpoints(tmp_path / "checkpoints")
+    ckpt = train_checkpoints.TrainCheckpoints(tmp_path / "checkpoints")
     assert ckpt.all_steps() == [4]
-    state = checkpointing.load_state_arrays(tmp_path / "checkpoints")
+    state = train_checkpoints.load_state_arrays(tmp_path / "checkpoints")
     assert all(np.isfinite(v).all() for v in state.values() if v.dtype.kind == "f")
     assert not (tmp_path / "export").exists()
 
@@ -141,4 +141,4 @@ def test_resume_falls_back_from_a_damaged_newest_checkpoint(tmp_path, test_stage
     assert any("step 4" in line and "damaged" in line and "4.damaged-1" in line
                for line in lines)
     assert (tmp_path / "checkpoints" / "4.damaged-1" / "data").is_dir()
-    assert checkpointing.TrainCheckpoints(tmp_path / "checkpoints").all_steps() == [2, 4]
+    assert train_checkpoints.TrainCheckpoints(tmp_path / "checkpoints").all_steps() == [2, 4]

@@ -19,8 +19,8 @@ import time
 import numpy as np
 import pytest
 
-from oldphoto_jax import checkpoints
-from oldphoto_jax.training import checkpointing
+from oldphoto_jax import model_files
+from oldphoto_jax.training import train_checkpoints
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 STEPS = 60
@@ -90,14 +90,14 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, photo_dirs, env)
     resumed_from = int(re.search(r"resumed from the checkpoint of step (\d+)", out).group(1))
     assert resumed_from >= steps_at_kill[-1] and resumed_from % EVERY == 0
 
-    a = checkpointing.load_state_arrays(straight / "checkpoints", STEPS)
-    b = checkpointing.load_state_arrays(killed / "checkpoints", STEPS)
+    a = train_checkpoints.load_state_arrays(straight / "checkpoints", STEPS)
+    b = train_checkpoints.load_state_arrays(killed / "checkpoints", STEPS)
     assert a.keys() == b.keys()
     assert any("batch_stats" in key for key in a) and any("opt_state" in key for key in a)
     for key in a:
         assert a[key].tobytes() == b[key].tobytes(), f"{key} differs after the resume"
-    _, va = checkpoints.load_model(straight / "export").network("scratch_detector")
-    _, vb = checkpoints.load_model(killed / "export").network("scratch_detector")
+    _, va = model_files.load_model(straight / "export").network("scratch_detector")
+    _, vb = model_files.load_model(killed / "export").network("scratch_detector")
     for x, y in zip(_leaves(va), _leaves(vb)):
         assert x.tobytes() == y.tobytes()
 

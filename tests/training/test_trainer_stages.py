@@ -9,10 +9,10 @@ import jax
 import numpy as np
 import pytest
 
-from oldphoto_jax import checkpoints, sharding
+from oldphoto_jax import model_files, sharding
 from oldphoto_jax import data as data_lib
 from oldphoto_jax.testing.config_files import load_config
-from oldphoto_jax.training import checkpointing, inputs, keys, loop, stages
+from oldphoto_jax.training import train_checkpoints, inputs, keys, loop, stages
 from oldphoto_jax.training.stages_vae import vae_module
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -32,7 +32,7 @@ def tiny_vae_exports(tmp_path_factory):
                                           ("vae_b", ("vae_b_quality", "vae_b_scratch")))):
         variables = jax.device_get(module.init(jax.random.key(seed, impl="rbg"),
                                                np.zeros((1, 32, 32, 3), np.float32)))
-        paths[name] = checkpoints.save_model(root / name,
+        paths[name] = model_files.save_model(root / name,
                                              {role: (module, variables) for role in roles})
     return paths
 
@@ -125,7 +125,7 @@ def test_tiny_config_trains_restores_and_exports(name, arg, tmp_path, photo_dirs
     for network, (before, after) in objectives.items():
         assert np.isfinite(before) and after < before, f"{network}: {before} -> {after}"
 
-    ckpt = checkpointing.TrainCheckpoints(tmp_path / "checkpoints")
+    ckpt = train_checkpoints.TrainCheckpoints(tmp_path / "checkpoints")
     assert ckpt.all_steps() == [STEPS // 2, STEPS]
     batch = data_lib.batch_dataset(inputs.input_config(config, stage.input_stage),
                                    inputs.stage_photos(config.data, stage.input_stage))[0]
@@ -136,5 +136,5 @@ def test_tiny_config_trains_restores_and_exports(name, arg, tmp_path, photo_dirs
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored),
                  jax.device_get(result.state))
 
-    model = checkpoints.load_model(tmp_path / "export")
+    model = model_files.load_model(tmp_path / "export")
     assert model.roles == sorted(stage.export(result.state))

@@ -21,7 +21,7 @@ import numpy as np
 import optax
 import pytest
 
-from oldphoto_jax import checkpoints
+from oldphoto_jax import model_files
 from oldphoto_jax.models.spectral import kernel_matrix, power_iteration
 from oldphoto_jax.testing.random_model import random_network, write_random_model
 from oldphoto_jax.training import optim
@@ -191,8 +191,8 @@ def test_three_steps_and_export_round_trip(name, vae_dirs, tmp_path):
         assert np.all(np.isfinite(image))
 
     exported = stage.export(run.states[-1])
-    directory = checkpoints.save_model(tmp_path / "model", exported)
-    model = checkpoints.load_model(directory)
+    directory = model_files.save_model(tmp_path / "model", exported)
+    model = model_files.load_model(directory)
     assert model.roles == sorted(exported)
     for role, (module, variables) in exported.items():
         loaded_module, loaded_vars = model.network(role)

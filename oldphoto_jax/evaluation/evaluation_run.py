@@ -16,11 +16,11 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     under ``output_dir``. Metrics: "psnr", "ssim", the diagnosis "psnr_offset_removed" (PSNR once
     the image's global colour offset from the clean photo is removed: not a score, it looks at
     the clean photo) and, when ``lpips_weights`` (an ``.npz`` path) is given, "lpips"."""
-    from oldphoto_jax import checkpoints
-    from oldphoto_jax.evaluation import (classical, contact_sheet, degraded_set, fid, lpips,
-                                         metrics, report)
+    from oldphoto_jax import model_files
+    from oldphoto_jax.evaluation import (classical, contact_sheet, degraded_set, fid,
+                                         image_scores, lpips, report)
     from oldphoto_jax.pipeline import photo_io
-    from oldphoto_jax.pipeline.run import FINAL, Options, PipelineError, Restorer
+    from oldphoto_jax.pipeline.restorer import FINAL, Options, PipelineError, Restorer
 
     output = pathlib.Path(output_dir)
     began = time.perf_counter()
@@ -47,7 +47,7 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
         baseline[case.name] = classical.classical_restore(case.degraded, case.mask)
         photo_io.write_png_atomic(output / "classical" / f"{case.stem}.png", baseline[case.name])
 
-    model = checkpoints.load_model(checkpoint_dir)
+    model = model_files.load_model(checkpoint_dir)
     log(f"model: {model.directory} ({model.source or 'no source recorded'})")
     options = Options(with_scratch=True, faces=False, overwrite=True,
                       attention_chunk=attention_chunk)
@@ -63,9 +63,9 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
         for method, image in images.items():
             restored[method].append(image)
         scores[case.name] = {
-            method: {"psnr": metrics.psnr(case.clean, image),
-                     "ssim": metrics.ssim(case.clean, image),
-                     "psnr_offset_removed": metrics.psnr_offset_removed(case.clean, image)}
+            method: {"psnr": image_scores.psnr(case.clean, image),
+                     "ssim": image_scores.ssim(case.clean, image),
+                     "psnr_offset_removed": image_scores.psnr_offset_removed(case.clean, image)}
             for method, image in images.items()}
         if lpips_params is not None:
             distances = lpips.lpips_distances(lpips_params, case.clean, list(images.values()))

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from oldphoto_jax import checkpoints
+from oldphoto_jax import model_files
 from oldphoto_jax.layers import Conv2d
 from oldphoto_jax.models import registry
 
@@ -38,30 +38,30 @@ def _init(features=4):
 
 def test_network_round_trip(tmp_path):
     net, variables = _init(5)
-    checkpoints.save_network(tmp_path / "net", net, variables, source="test")
+    model_files.save_network(tmp_path / "net", net, variables, source="test")
     config = json.loads((tmp_path / "net" / "config.json").read_text())
     # The model name and the architecture only: precision is a run-time option.
     assert config["model"] == "tiny_test_net" and config["args"] == {"features": 5}
-    module, loaded = checkpoints.load_network(tmp_path / "net")
+    module, loaded = model_files.load_network(tmp_path / "net")
     assert module == net
     jax.tree.map(np.testing.assert_array_equal, loaded, variables)
 
 
 def test_model_round_trip_and_missing_role(tmp_path):
     net, variables = _init()
-    checkpoints.save_model(tmp_path / "model", {"vae_a": (net, variables)}, source="unit test")
-    model = checkpoints.load_model(tmp_path / "model")
+    model_files.save_model(tmp_path / "model", {"vae_a": (net, variables)}, source="unit test")
+    model = model_files.load_model(tmp_path / "model")
     assert model.roles == ["vae_a"] and model.source == "unit test"
     module, loaded = model.network("vae_a")
     jax.tree.map(np.testing.assert_array_equal, loaded, variables)
-    with pytest.raises(checkpoints.CheckpointError, match="no 'mapping_scratch' network"):
+    with pytest.raises(model_files.CheckpointError, match="no 'mapping_scratch' network"):
         model.network("mapping_scratch")
 
 
 def test_unknown_role_is_rejected(tmp_path):
     net, variables = _init()
     with pytest.raises(ValueError, match="unknown network roles"):
-        checkpoints.save_model(tmp_path / "model", {"vea_a": (net, variables)})
+        model_files.save_model(tmp_path / "model", {"vea_a": (net, variables)})
     assert not (tmp_path / "model").exists()
 
 
@@ -69,43 +69,43 @@ def test_failed_write_leaves_nothing(tmp_path):
     net, variables = _init()
     bad = {"params": {"x": object()}}  # cannot be serialised
     with pytest.raises(Exception):
-        checkpoints.save_model(tmp_path / "model", {"vae_a": (net, variables),
+        model_files.save_model(tmp_path / "model", {"vae_a": (net, variables),
                                                     "vae_b_quality": (net, bad)})
     assert list(tmp_path.iterdir()) == []
 
 
 def test_existing_directory_needs_overwrite(tmp_path):
     net, variables = _init()
-    checkpoints.save_model(tmp_path / "model", {"vae_a": (net, variables)})
-    with pytest.raises(checkpoints.CheckpointError, match="already exists"):
-        checkpoints.save_model(tmp_path / "model", {"vae_a": (net, variables)})
+    model_files.save_model(tmp_path / "model", {"vae_a": (net, variables)})
+    with pytest.raises(model_files.CheckpointError, match="already exists"):
+        model_files.save_model(tmp_path / "model", {"vae_a": (net, variables)})
     net2, variables2 = _init(3)
-    checkpoints.save_model(tmp_path / "model", {"vae_a": (net2, variables2)}, overwrite=True)
-    assert checkpoints.load_model(tmp_path / "model").network("vae_a")[0].features == 3
+    model_files.save_model(tmp_path / "model", {"vae_a": (net2, variables2)}, overwrite=True)
+    assert model_files.load_model(tmp_path / "model").network("vae_a")[0].features == 3
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
 def test_not_a_model_directory(tmp_path):
-    with pytest.raises(checkpoints.CheckpointError, match="does not exist"):
-        checkpoints.load_model(tmp_path / "nothing")
+    with pytest.raises(model_files.CheckpointError, match="does not exist"):
+        model_files.load_model(tmp_path / "nothing")
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "manifest.json").write_text("{}")
-    with pytest.raises(checkpoints.CheckpointError, match="not an oldphoto-jax manifest"):
-        checkpoints.load_model(tmp_path / "m")
+    with pytest.raises(model_files.CheckpointError, match="not an oldphoto-jax manifest"):
+        model_files.load_model(tmp_path / "m")
 
 
 def test_reload_in_fresh_process_gives_same_output(tmp_path):
     net, variables = _init()
-    checkpoints.save_network(tmp_path / "net", net, variables)
+    model_files.save_network(tmp_path / "net", net, variables)
     x = np.random.default_rng(0).standard_normal((1, 8, 8, 3)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     expected = np.asarray(jax.jit(net.apply)(variables, x))
     script = f"""
 import numpy as np, jax, sys
 sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})
-import test_checkpoints  # registers TinyTestNet
-from oldphoto_jax import checkpoints
-module, variables = checkpoints.load_network({str(tmp_path / 'net')!r})
+import test_model_files  # registers TinyTestNet
+from oldphoto_jax import model_files
+module, variables = model_files.load_network({str(tmp_path / 'net')!r})
 x = np.load({str(tmp_path / 'x.npy')!r})
 np.save({str(tmp_path / 'y.npy')!r}, np.asarray(jax.jit(module.apply)(variables, x)))
 """
@@ -117,7 +117,7 @@ np.save({str(tmp_path / 'y.npy')!r}, np.asarray(jax.jit(module.apply)(variables,
 
 def _saved_model(tmp_path):
     net, variables = _init()
-    return checkpoints.save_model(tmp_path / "model", {"vae_a": (net, variables)}), variables
+    return model_files.save_model(tmp_path / "model", {"vae_a": (net, variables)}), variables
 
 
 def _largest_params_file(model_dir):
@@ -131,15 +131,15 @@ def test_manifest_records_a_checksum_per_file(tmp_path):
     on_disk = {p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*")
                if p.is_file() and p.name != "manifest.json"}
     assert set(recorded) == on_disk
-    assert checkpoints.load_model(model_dir).notes == []
+    assert model_files.load_model(model_dir).notes == []
 
 
 def test_saved_network_records_checksums_of_its_params(tmp_path):
     net, variables = _init()
-    checkpoints.save_network(tmp_path / "net", net, variables)
+    model_files.save_network(tmp_path / "net", net, variables)
     _flip_a_byte(_largest_params_file_of(tmp_path / "net"))
-    with pytest.raises(checkpoints.CheckpointError, match="checksum"):
-        checkpoints.load_network(tmp_path / "net")
+    with pytest.raises(model_files.CheckpointError, match="checksum"):
+        model_files.load_network(tmp_path / "net")
 
 
 def _largest_params_file_of(network_dir):
@@ -157,8 +157,8 @@ def test_flipped_byte_in_params_is_detected(tmp_path):
     model_dir, _ = _saved_model(tmp_path)
     damaged = _largest_params_file(model_dir)
     _flip_a_byte(damaged)
-    model = checkpoints.load_model(model_dir)
-    with pytest.raises(checkpoints.CheckpointError,
+    model = model_files.load_model(model_dir)
+    with pytest.raises(model_files.CheckpointError,
                        match=f"{damaged.name}.*checksum mismatch") as info:
         model.network("vae_a")
     assert "\n" not in str(info.value)
@@ -169,7 +169,7 @@ def test_model_without_checksums_loads_with_a_note(tmp_path):
     manifest = json.loads((model_dir / "manifest.json").read_text())
     del manifest["checksums"]
     (model_dir / "manifest.json").write_text(json.dumps(manifest))
-    model = checkpoints.load_model(model_dir)
+    model = model_files.load_model(model_dir)
     assert len(model.notes) == 1 and "no checksums" in model.notes[0]
     jax.tree.map(np.testing.assert_array_equal, model.network("vae_a")[1], variables)
 
@@ -224,7 +224,7 @@ def _damage_cases():
 def test_damaged_model_is_one_line_naming_the_file(tmp_path, damage):
     model_dir, _ = _saved_model(tmp_path)
     named = damage(model_dir)
-    with pytest.raises(checkpoints.CheckpointError) as info:
-        checkpoints.load_model(model_dir).network("vae_a")
+    with pytest.raises(model_files.CheckpointError) as info:
+        model_files.load_model(model_dir).network("vae_a")
     message = str(info.value)
     assert "\n" not in message and named in message and str(model_dir) in message

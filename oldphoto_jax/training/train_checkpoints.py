@@ -27,7 +27,7 @@ Restoring needs the structure, shapes, dtypes and shardings of the state
 (:func:`abstract_state`); restoring without it would turn optax's tuples into lists.
 
 These are training checkpoints. The networks that ``infer.py`` runs are exported separately with
-``oldphoto_jax.checkpoints.save_model`` (see ``oldphoto_jax.training.loop``).
+``oldphoto_jax.model_files.save_model`` (see ``oldphoto_jax.training.loop``).
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
-from oldphoto_jax import checkpoints
+from oldphoto_jax import model_files
 
 STATE = "state"
 DATA = "data"
@@ -131,7 +131,7 @@ class TrainCheckpoints:
             for failed_step, error in failures:
                 aside = self._move_aside(failed_step)
                 log(f"the checkpoint of step {failed_step} in {self.directory} is damaged "
-                    f"({checkpoints.error_line(error, max_chars=200)}): moved aside to {os.path.basename(aside)}; "
+                    f"({model_files.error_line(error, max_chars=200)}): moved aside to {os.path.basename(aside)}; "
                     f"resuming from step {step}")
             self._reopen()
             return step, restored

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from oldphoto_jax import data as data_lib
-from oldphoto_jax.training import checkpointing, inputs
+from oldphoto_jax.training import train_checkpoints, inputs
 
 
 def _state():
@@ -29,15 +29,15 @@ def test_state_and_iterator_round_trip(tmp_path, make_config):
     iterator = _iterator(make_config)
     for _ in range(3):
         next(iterator)
-    ckpt = checkpointing.TrainCheckpoints(tmp_path, keep=2)
+    ckpt = train_checkpoints.TrainCheckpoints(tmp_path, keep=2)
     assert ckpt.save(3, state, iterator)
     assert not ckpt.save(3, state, iterator)  # already saved
     expected = next(iterator)
     ckpt.close()
 
-    ckpt = checkpointing.TrainCheckpoints(tmp_path, keep=2)
+    ckpt = train_checkpoints.TrainCheckpoints(tmp_path, keep=2)
     assert ckpt.latest_step() == 3
-    restored, resumed = ckpt.restore(3, checkpointing.abstract_state(state),
+    restored, resumed = ckpt.restore(3, train_checkpoints.abstract_state(state),
                                      _iterator(make_config))
     ckpt.close()
     # optax's state comes back with its own types (tuples, named tuples), not lists.
@@ -52,7 +52,7 @@ def test_half_written_checkpoint_is_never_used(tmp_path, make_config):
     """A run killed while saving leaves ``<step>.orbax-checkpoint-tmp-<t>``: it is not a
     checkpoint, the previous one is restored, and the leftover is cleaned up."""
     state = _state()
-    ckpt = checkpointing.TrainCheckpoints(tmp_path, keep=3)
+    ckpt = train_checkpoints.TrainCheckpoints(tmp_path, keep=3)
     ckpt.save(4, state, _iterator(make_config))
     ckpt.close()
     # What a kill in the middle of saving step 8 leaves: a temporary copy with missing and
@@ -66,9 +66,9 @@ def test_half_written_checkpoint_is_never_used(tmp_path, make_config):
             data_file.write_bytes(data_file.read_bytes()[:16])
     (partial / "data" / "process_0-of-1.json").unlink()
 
-    ckpt = checkpointing.TrainCheckpoints(tmp_path, keep=3)
+    ckpt = train_checkpoints.TrainCheckpoints(tmp_path, keep=3)
     assert ckpt.latest_step() == 4 and ckpt.all_steps() == [4]
-    restored = ckpt.restore_state(4, checkpointing.abstract_state(state))
+    restored = ckpt.restore_state(4, train_checkpoints.abstract_state(state))
     jax.tree.map(np.testing.assert_array_equal, restored, state)
     later = jax.tree.map(lambda x: x + 1, state)
     assert ckpt.save(8, later, _iterator(make_config))
@@ -76,16 +76,16 @@ def test_half_written_checkpoint_is_never_used(tmp_path, make_config):
     # (a save waits for it; asserting before one raced with it under load).
     assert not partial.exists()
     ckpt.close()
-    assert checkpointing.load_state_arrays(tmp_path)["['step']"] == 6
+    assert train_checkpoints.load_state_arrays(tmp_path)["['step']"] == 6
 
 
 def test_keeps_only_the_newest_checkpoints(tmp_path, make_config):
-    ckpt = checkpointing.TrainCheckpoints(tmp_path, keep=2)
+    ckpt = train_checkpoints.TrainCheckpoints(tmp_path, keep=2)
     iterator = _iterator(make_config)
     for step in (2, 4, 6):
         ckpt.save(step, _state(), iterator)
     ckpt.close()
-    assert checkpointing.TrainCheckpoints(tmp_path).all_steps() == [4, 6]
+    assert train_checkpoints.TrainCheckpoints(tmp_path).all_steps() == [4, 6]
 
 
 def _truncate_a_state_file(step_dir):
@@ -107,7 +107,7 @@ def _missing_state_folder(step_dir):
 def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, make_config, damage):
     state = _state()
     newer = jax.tree.map(lambda x: x + 1, state)
-    ckpt = checkpointing.TrainCheckpoints(tmp_path, keep=3)
+    ckpt = train_checkpoints.TrainCheckpoints(tmp_path, keep=3)
     iterator = _iterator(make_config)
     ckpt.save(4, state, iterator)
     next(iterator)
@@ -117,8 +117,8 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, make_con
     damaged_files = sorted(p.relative_to(tmp_path / "8") for p in (tmp_path / "8").rglob("*"))
 
     lines = []
-    ckpt = checkpointing.TrainCheckpoints(tmp_path, keep=3)
-    abstract = checkpointing.abstract_state(state)
+    ckpt = train_checkpoints.TrainCheckpoints(tmp_path, keep=3)
+    abstract = train_checkpoints.abstract_state(state)
     step, (restored, _) = ckpt.restore_newest_intact(
         lambda s: ckpt.restore(s, abstract, _iterator(make_config)), log=lines.append)
     assert step == 4
@@ -138,13 +138,13 @@ def test_when_every_checkpoint_fails_nothing_is_moved(tmp_path, make_config):
     """A failure common to all checkpoints (e.g. a changed network shape) is not damage: the
     error is raised and every checkpoint stays where it is."""
     state = _state()
-    ckpt = checkpointing.TrainCheckpoints(tmp_path, keep=3)
+    ckpt = train_checkpoints.TrainCheckpoints(tmp_path, keep=3)
     ckpt.save(4, state, _iterator(make_config))
     ckpt.save(8, state, _iterator(make_config))
     ckpt.close()
-    other_shape = checkpointing.abstract_state({**state, "params": {
+    other_shape = train_checkpoints.abstract_state({**state, "params": {
         "w": jnp.zeros((5, 3)), "b": jnp.ones(3)}})
-    ckpt = checkpointing.TrainCheckpoints(tmp_path, keep=3)
+    ckpt = train_checkpoints.TrainCheckpoints(tmp_path, keep=3)
     with pytest.raises(Exception):
         ckpt.restore_newest_intact(lambda s: ckpt.restore_state(s, other_shape), log=print)
     ckpt.close()
@@ -152,6 +152,6 @@ def test_when_every_checkpoint_fails_nothing_is_moved(tmp_path, make_config):
 
 
 def test_no_checkpoint_restores_nothing(tmp_path):
-    ckpt = checkpointing.TrainCheckpoints(tmp_path, keep=3)
+    ckpt = train_checkpoints.TrainCheckpoints(tmp_path, keep=3)
     assert ckpt.restore_newest_intact(lambda s: 1 / 0, log=print) == (None, None)
     ckpt.close()

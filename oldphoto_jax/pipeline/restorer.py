@@ -28,7 +28,7 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
-from oldphoto_jax import checkpoints, sharding
+from oldphoto_jax import model_files, sharding
 from oldphoto_jax.models import mapping as mapping_models
 from oldphoto_jax.pipeline import blend, faces, photo_io, postprocess, preprocess, stage1
 from oldphoto_jax.pipeline.engine import CompiledNetwork
@@ -235,7 +235,7 @@ def _numbered(stem: str, taken: set[str]) -> str:
 class Restorer:
     """Restores photos with one model; compiled networks are reused across photos and folders."""
 
-    def __init__(self, model: checkpoints.Model, options: Options = Options(), mesh=None,
+    def __init__(self, model: model_files.Model, options: Options = Options(), mesh=None,
                  log: Callable[[str], None] = print):
         self.model = model
         self.options = options

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oldphoto_jax import checkpoints
-from oldphoto_jax.pipeline import run as pipeline_run
+from oldphoto_jax import model_files
+from oldphoto_jax.pipeline import restorer as pipeline_run
 from oldphoto_jax.pipeline.engine import CompiledNetwork
 from oldphoto_jax.testing.random_model import write_random_model
 
@@ -23,7 +23,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 def model(tmp_path_factory):
     directory = tmp_path_factory.mktemp("model") / "tiny"
     write_random_model(directory)
-    return checkpoints.load_model(directory)
+    return model_files.load_model(directory)
 
 
 def _photo(seed, size=(72, 56), mode="RGB"):
@@ -120,7 +120,7 @@ def test_attention_chunk_reaches_both_scratch_mappings(model, role):
 def test_missing_network_is_a_clear_error(tmp_path):
     directory = tmp_path / "partial"
     write_random_model(directory, roles=["vae_a", "mapping_quality", "vae_b_quality"])
-    partial = checkpoints.load_model(directory)
+    partial = model_files.load_model(directory)
     with pytest.raises(pipeline_run.PipelineError, match="scratch_detector.*runs with: no scratch"):
         pipeline_run.Restorer(partial, pipeline_run.Options(with_scratch=True))
     lines = []
@@ -133,7 +133,7 @@ def test_missing_network_is_a_clear_error(tmp_path):
                                             "scratch_detector"])
     with pytest.raises(pipeline_run.PipelineError,
                        match=r"lacks mapping_quality, vae_b_quality .*runs with: --with_scratch$"):
-        pipeline_run.Restorer(checkpoints.load_model(scratch_only), pipeline_run.Options())
+        pipeline_run.Restorer(model_files.load_model(scratch_only), pipeline_run.Options())
 
 
 def test_batched_equals_batch_of_one(model, tmp_path):
@@ -174,10 +174,10 @@ SHARDED_SCRIPT = """
 import sys, numpy as np, jax
 if sys.argv[4] == "float64":
     jax.config.update("jax_enable_x64", True)
-from oldphoto_jax import checkpoints, sharding
+from oldphoto_jax import model_files, sharding
 from oldphoto_jax.pipeline import stage1
 from oldphoto_jax.pipeline.engine import CompiledNetwork
-model = checkpoints.load_model(sys.argv[1])
+model = model_files.load_model(sys.argv[1])
 (a, av), (m, mv), (b, bv) = (model.network(r) for r in ("vae_a", "mapping_scratch", "vae_b_scratch"))
 params, data = (av, mv, bv), dict(np.load(sys.argv[2]))
 if sys.argv[4] == "float64":
