@@ -1,4 +1,4 @@
-"""Train one stage of the restoration model (VAE_A, VAE_B, a mapping, scratch detection, faces).
+"""Train one task of the restoration model (VAE_A, VAE_B, a mapping, scratch detection, faces).
 
     .venv/bin/python train.py --config configs/vae_a.py:tiny --workdir runs/vae_a_tiny
     .venv/bin/python train.py --config configs/mapping.py:scratch --workdir runs/mapping_scratch \\
@@ -20,7 +20,7 @@ exits. ``--workdir`` receives:
   and continues exactly as an uninterrupted run would (same batches, same random keys);
 * ``export/``: the inference networks in the ``infer.py --checkpoint_dir`` format, written at the
   end (and every ``export_every`` steps); ``python -m oldphoto_jax.training.assemble`` combines
-  the exports of several stages into one model directory;
+  the exports of several tasks into one model directory;
 * ``tb/``: TensorBoard event files (metrics, sample grids): ``tensorboard --logdir <workdir>``;
 * ``config_from_step_<s>.json``: the configuration of each (re)start.
 
@@ -46,7 +46,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Stage config file, e.g. configs/vae_a.py or configs/mapping.py:tiny_scratch.",
+    "config", None, "Task config file, e.g. configs/vae_a.py or configs/mapping.py:tiny_scratch.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory for checkpoints, exports and TensorBoard logs; a run in an "
@@ -94,11 +94,11 @@ def main(argv):
         jax.distributed.initialize()
     if not _VERBOSE.value:
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    from oldphoto_jax.training import loop
+    from oldphoto_jax.training import inputs, loop
 
-    config = _CONFIG.value
+    config = inputs.with_current_names(_CONFIG.value)
     if jax.process_index() == 0:
-        print(f"stage {config.stage}: {jax.process_count()} process(es), "
+        print(f"task {config.task}: {jax.process_count()} process(es), "
               f"{jax.device_count()} {jax.devices()[0].platform} device(s); workdir "
               f"{os.path.abspath(_WORKDIR.value)}", flush=True)
     try:

@@ -77,7 +77,7 @@ def time_ops(
     """(op, p, median ms per call, expected ms per sample) for every op of ``config``."""
     rows = []
     rng = np.random.default_rng(0)
-    names = [name for stage in config.stage_order for name in config.stages[stage].ops]
+    names = [name for step in config.step_order for name in config.steps[step].ops]
     for name in names:
         op, op_config = ops.get_op(name), config.ops[name]
         durations = []

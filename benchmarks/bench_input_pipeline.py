@@ -4,7 +4,7 @@
         [--workers 0 1 2] [--cases mapping_mask:official mapping_mask:extended]
         [--read-threads 1] [--cache-mb 512] [--repeats 1]
 
-Each case is ``stage:preset`` (stages of ``oldphoto_jax.data.config.STAGES``; ``mapping`` and
+Each case is ``records:preset`` (kinds of ``oldphoto_jax.data.config.RECORDS``; ``mapping`` and
 ``domain_a`` degrade the full photo before cropping, the official recipe; add ``:crop`` to degrade
 the crop instead). For every case and worker count the script builds a fresh iterator over the
 clean (and old) photos, discards two warm-up batches (worker start-up, first decodes), then times
@@ -20,16 +20,16 @@ import multiprocessing
 import os
 import time
 
-from oldphoto_jax.data import FolderPhotos, InputConfig, StagePhotos, batch_iterator
+from oldphoto_jax.data import FolderPhotos, InputConfig, TrainingPhotos, batch_iterator
 
 PHOTOS = "/work/shared/photos"
 DEFAULT_CASES = ("mapping_mask:official", "mapping_mask:extended")
 
 
 def parse_case(case: str) -> dict:
-    """``stage:preset[:crop]`` to ``InputConfig`` keyword arguments."""
+    """``records:preset[:crop]`` to ``InputConfig`` keyword arguments."""
     parts = case.split(":")
-    settings = {"stage": parts[0], "preset": parts[1] if len(parts) > 1 else "official"}
+    settings = {"records": parts[0], "preset": parts[1] if len(parts) > 1 else "official"}
     if len(parts) > 2:
         if parts[2] != "crop":
             raise ValueError(f"unknown case option {parts[2]!r} (only 'crop')")
@@ -47,7 +47,7 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def measure(config: InputConfig, photos: StagePhotos, batches: int,
+def measure(config: InputConfig, photos: TrainingPhotos, batches: int,
             warmup: int = 2) -> tuple[float, float]:
     """(samples per second, CPU milliseconds per sample) over ``batches`` batches after
     ``warmup`` batches."""
@@ -85,7 +85,7 @@ def main() -> None:
     old = tuple(FolderPhotos(os.path.join(args.photos, name), cache_mb=args.cache_mb)
                 for name in ("old", "old_w_scratch")
                 if os.path.isdir(os.path.join(args.photos, name)))
-    photos = StagePhotos(clean=clean, old=old)
+    photos = TrainingPhotos(clean=clean, old=old)
     print(f"{args.crop_size}x{args.crop_size} samples/s, batch {args.batch_size}, "
           f"{args.batches} timed batches after 2 warm-up, read threads {args.read_threads}, "
           f"cache {args.cache_mb} MiB, best of {args.repeats}; {os.cpu_count()} CPUs; "

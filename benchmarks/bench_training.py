@@ -1,4 +1,4 @@
-"""Training throughput per stage: steps/s and images/s of the jitted train step.
+"""Training throughput per task: steps/s and images/s of the jitted train step.
 
     .venv/bin/python benchmarks/bench_training.py                      # tiny configs + official
     .venv/bin/python benchmarks/bench_training.py --cases vae_b:tiny scratch:official
@@ -7,14 +7,15 @@
 
 A case is ``<config>:<tiny|small|official>`` with ``<config>`` one of vae_a, vae_b,
 mapping_quality, mapping_scratch, mapping_hr, scratch, face. ``tiny`` runs the
-``configs/<stage>.py:tiny`` config as it is (32 px crops, batch 2); ``small`` the bundled
+``configs/<task>.py:tiny`` config as it is (32 px crops, batch 2); ``small`` the bundled
 model's ``small`` config (128 px crops, batch 8; no face; timed like tiny ones); ``official`` the official widths with batch ``--official-batch``
 of ``--crop`` px crops (default 4 x 256 x 256). The step is jitted exactly as ``train.py`` does
 (state replicated, batch split over every device, state donated) and fed one fixed batch from the
-stage's input pipeline, so the numbers are the model's, not the data pipeline's (see
+task's input pipeline, so the numbers are the model's, not the data pipeline's (see
 ``bench_input_pipeline.py`` for that). Each case: compile (ahead of time, reported), then for
 tiny cases ``--warmup`` steps and ``--steps`` timed steps, for official ones
-``--official-steps`` timed steps (each takes tens of seconds on a CPU). The mapping stages get frozen VAEs with random weights (same cost).
+``--official-steps`` timed steps (each takes tens of seconds on a CPU). The mapping tasks get
+frozen VAEs with random weights (same cost).
 Photos: ``../shared/photos`` relative to the repository (``--photos``). The load average is
 printed: the machine may be shared; ``CPU s/step`` (user + system seconds of this process per
 timed step) is steadier than steps/s then. The CPU tuning of :mod:`oldphoto_jax.cpu_tuning` is
@@ -35,8 +36,8 @@ import numpy as np
 from oldphoto_jax import model_files, sharding
 from oldphoto_jax import data as data_lib
 from oldphoto_jax.testing.config_files import load_config
-from oldphoto_jax.training import inputs, keys, loop, stages
-from oldphoto_jax.training.stages_vae import vae_module
+from oldphoto_jax.training import inputs, keys, loop, tasks
+from oldphoto_jax.training.tasks_vae import vae_module
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = {  # case name -> (config file, argument of the official config, of the tiny one)
@@ -100,14 +101,14 @@ def case_config(case: str, batch: int, crop: int, photos: pathlib.Path, scratch_
 
 
 def measure(config, warmup: int, steps: int, conv_weight_grad: str = "xla") -> dict:
-    photos = inputs.stage_photos(config.data, config.input.stage)
+    photos = inputs.training_photos(config.data, config.input.records)
     config = inputs.resolve_lengths(config, photos)
-    stage = stages.build_stage(config)
+    task = tasks.build_task(config)
     mesh = sharding.make_mesh()
     batch_size = int(config.input.batch_size)
-    batch = data_lib.batch_dataset(inputs.input_config(config, stage.input_stage), photos)[0]
-    state = sharding.replicate(mesh, stage.init_state(keys.init_key(0), batch))
-    step_fn = loop.jit_train_step(stage, mesh, 0, config.prng_impl, conv_weight_grad)
+    batch = data_lib.batch_dataset(inputs.input_config(config, task.records), photos)[0]
+    state = sharding.replicate(mesh, task.init_state(keys.init_key(0), batch))
+    step_fn = loop.jit_train_step(task, mesh, 0, config.prng_impl, conv_weight_grad)
     placed = sharding.global_batch(mesh, batch)
     began = time.perf_counter()
     compiled = step_fn.lower(state, placed, np.int32(0)).compile()

@@ -1,5 +1,5 @@
-"""Training configs: ``common.py`` (what every stage shares) and one file per training stage.
+"""Training configs: ``common.py`` (what every task shares) and one file per training task.
 
-Each stage file's ``get_config(arg)`` is what ``train.py --config configs/<stage>.py:<arg>``
+Each task file's ``get_config(arg)`` is what ``train.py --config configs/<task>.py:<arg>``
 runs; its docstring gives the commands.
 """

@@ -1,7 +1,7 @@
 """What every training config shares: photo folders, the trainer's settings and cadence, the
 input pipeline's settings, and the bundled model's recipe (the ``small`` size).
 
-Not a config file itself: ``configs/<stage>.py`` import it. Sizes (the part of a config
+Not a config file itself: ``configs/<task>.py`` import it. Sizes (the part of a config
 argument before ``_``): ``""`` = the release's (official widths, for a GPU or TPU), ``tiny``
 (a CPU smoke run of a few minutes) and ``small`` (the widths and run of the bundled model in
 ``weights/default``, ``weights/README.md``).
@@ -63,20 +63,20 @@ def trainer(size: str) -> dict:
     )
 
 
-def input_pipeline(data_stage: str, batch_size: int, crop_size: int, size: str
+def input_pipeline(records: str, batch_size: int, crop_size: int, size: str
                    ) -> ml_collections.ConfigDict:
     """``config.input``: the fields of ``oldphoto_jax.data.InputConfig`` (its seed is
     ``config.seed``)."""
     cpu_run = size in ("tiny", "small")
     return ml_collections.ConfigDict(dict(
-        stage=data_stage,
+        records=records,
         batch_size=batch_size,                    # global, over every device
         crop_size=crop_size,
         preset=SMALL_PRESET if size == "small" else "official",
         real_old_p=0.5,
         grayscale_p=0.1,
         flip_p=0.5,
-        empty_mask_p=placeholder(float),          # None = the stage's rule
+        empty_mask_p=placeholder(float),          # None = the task's rule
         degrade_full_image=not cpu_run,           # CPU runs degrade the crop only
         scale_range=placeholder(tuple),           # e.g. (0.5, 1.0): multi-scale crops
         domain_a_local_damage=False,
@@ -102,7 +102,7 @@ def old_photos() -> tuple[str, ...]:
 
 
 def fit_schedule(config: ml_collections.ConfigDict, num_steps: int) -> None:
-    """Run ``num_steps`` steps with the stage's epochs (``optim.niter`` at the base rate, then
+    """Run ``num_steps`` steps with the task's epochs (``optim.niter`` at the base rate, then
     ``optim.niter_decay`` of linear decay) squeezed into them (the ``small`` runs)."""
     config.num_steps = num_steps
     config.optim.steps_per_epoch = max(1, num_steps // (config.optim.niter

@@ -30,7 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     size = "tiny" if arg == "tiny" else ""
     load_size = {"256": 256, "512": 512, "tiny": 32}[arg]
     config = ml_collections.ConfigDict(common.trainer(size))
-    config.stage = "face"
+    config.task = "face"
     tiny = size == "tiny"
     config.model = dict(name="spade", ngf=2 if tiny else 64, load_size=load_size,
                         num_up_blocks=4, nhidden=4 if tiny else 128)

@@ -49,7 +49,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     size, variant = common.split_arg(arg, "quality", VARIANTS, "mapping.py")
     quality = variant == "quality"
     config = ml_collections.ConfigDict(common.trainer(size))
-    config.stage = "mapping"
+    config.task = "mapping"
     config.variant = variant
     config.model = model(size, variant)
     if not quality:

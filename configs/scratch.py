@@ -4,8 +4,8 @@
     .venv/bin/python train.py --config configs/scratch.py:tiny --workdir runs/scratch_tiny
     .venv/bin/python train.py --config configs/scratch.py:small --workdir weights/runs/scratch_small
 
-The release has no training code for this network; the stage trains it on grey crops of clean
-photos with synthetic local damage and its mask (the data pipeline's ``detection`` stage).
+The release has no training code for this network; the task trains it on grey crops of clean
+photos with synthetic local damage and its mask (the data pipeline's ``detection`` records).
 Argument: the size (``configs/common.py``): none = the official UNet (depth 4, wf 6), batch 16
 of 256 px crops, class-balanced BCE; ``tiny``: wf 2, 32 px crops, batch 2, 300 steps
 (reconstruction metric ``loss/bce``); ``small``: the bundled detector (wf 3, plain BCE, 8000
@@ -28,7 +28,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if size not in SIZES:
         raise ValueError(f"configs/scratch.py takes no argument, 'tiny' or 'small', got {arg!r}")
     config = ml_collections.ConfigDict(common.trainer(size))
-    config.stage = "scratch"
+    config.task = "scratch"
     config.model = dict(name="unet", in_channels=1,  # must equal input.detection_channels
                         depth=4, wf={"": 6, "tiny": 2, "small": 3}[size], conv_num=2)
     config.loss = dict(

@@ -50,7 +50,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     size, variant = parse(arg, "vae_a.py")
     ndf = {"": 64, "tiny": 8, "small": 16}[size]
     config = ml_collections.ConfigDict(common.trainer(size))
-    config.stage = "vae_a"
+    config.task = "vae_a"
     config.model = model(size, variant)
     config.disc = dict(
         num_D=2, n_layers=3, ndf=ndf, spectral_norm=False,  # image PatchGAN

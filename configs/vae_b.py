@@ -23,7 +23,7 @@ SMALL_STEPS = 10000  # the bundled run (weights/README.md)
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     size, _ = vae_a.parse(arg, "vae_b.py")
     config = vae_a.get_config(arg)
-    config.stage = "vae_b"
+    config.task = "vae_b"
     for latent_d_field in ("latent_ndf", "latent_n_layers", "latent_chunks"):
         del config.disc[latent_d_field]
     del config.loss.latent_gan

@@ -4,7 +4,7 @@
 (degraded image, local-damage mask, list of applied ops). Presets: ``official_preset()`` (the
 released recipe) and ``extended_preset()`` (ageing, scratches, dust, folds, tears and more).
 """
-from data_synth.config import extended_preset, get_preset, official_preset, only_stages
+from data_synth.config import extended_preset, get_preset, official_preset, only_steps
 from data_synth.pipeline import AppliedOp, DegradedSample, degrade, degrade_with_rng
 
 __all__ = [
@@ -15,5 +15,5 @@ __all__ = [
     "extended_preset",
     "get_preset",
     "official_preset",
-    "only_stages",
+    "only_steps",
 ]

@@ -2,8 +2,8 @@
 
 A config has:
 
-* ``stage_order``: names of the stages, run in this order;
-* ``stages.<stage>``: ``shuffle`` (visit the ops in a random permutation, as the official
+* ``step_order``: names of the steps, run in this order;
+* ``steps.<step>``: ``shuffle`` (visit the ops in a random permutation, as the official
   recipe does) and ``ops`` (op names, visited in the listed order unless shuffled);
 * ``ops.<op>``: ``p`` (the probability that the op runs when visited; one uniform draw per
   visit, the op runs when it is < p) and the op's parameter ranges. A pair ``(lo, hi)`` is a
@@ -59,8 +59,8 @@ def official_preset() -> ml_collections.ConfigDict:
         {
             "preset": "official",
             "min_change": pixels.DEFAULT_MIN_CHANGE,
-            "stage_order": ("unstructured", "grayscale", "holes"),
-            "stages": {
+            "step_order": ("unstructured", "grayscale", "holes"),
+            "steps": {
                 "unstructured": {"shuffle": True, "ops": OFFICIAL_UNSTRUCTURED},
                 "grayscale": {"shuffle": False, "ops": ("grayscale",)},
                 "holes": {"shuffle": False, "ops": ("holes",)},
@@ -137,8 +137,8 @@ def extended_preset() -> ml_collections.ConfigDict:
         {
             "preset": "extended",
             "min_change": pixels.DEFAULT_MIN_CHANGE,
-            "stage_order": ("grayscale", "ageing", "local", "unstructured"),
-            "stages": {
+            "step_order": ("grayscale", "ageing", "local", "unstructured"),
+            "steps": {
                 "grayscale": {"shuffle": False, "ops": ("grayscale",)},
                 "ageing": {"shuffle": False, "ops": AGEING_OPS},
                 "local": {"shuffle": False, "ops": LOCAL_OPS},
@@ -160,11 +160,11 @@ def get_preset(name: str) -> ml_collections.ConfigDict:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}") from None
 
 
-def only_stages(config: ml_collections.ConfigDict, *stages: str) -> ml_collections.ConfigDict:
-    """A copy of ``config`` that runs only the named stages (in the config's order)."""
-    unknown = set(stages) - set(config.stage_order)
+def only_steps(config: ml_collections.ConfigDict, *steps: str) -> ml_collections.ConfigDict:
+    """A copy of ``config`` that runs only the named steps (in the config's order)."""
+    unknown = set(steps) - set(config.step_order)
     if unknown:
-        raise ValueError(f"unknown stages {sorted(unknown)}; have {list(config.stage_order)}")
+        raise ValueError(f"unknown steps {sorted(unknown)}; have {list(config.step_order)}")
     trimmed = ml_collections.ConfigDict(config.to_dict())
-    trimmed.stage_order = tuple(s for s in config.stage_order if s in stages)
+    trimmed.step_order = tuple(s for s in config.step_order if s in steps)
     return trimmed

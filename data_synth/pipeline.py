@@ -1,8 +1,8 @@
 """``degrade``: one synthetic old photo as a pure function of (image, seed, config).
 
 All randomness comes from one ``numpy.random.Generator`` built from the seed, so the same
-(image, seed, config) always gives the same bytes. For each stage of ``config.stage_order`` the
-stage's ops are visited (in a random permutation when the stage shuffles); each visit draws one
+(image, seed, config) always gives the same bytes. For each step of ``config.step_order`` the
+step's ops are visited (in a random permutation when the step shuffles); each visit draws one
 uniform number and runs the op when it is below the op's ``p``. Local ops add to the damage mask.
 """
 from __future__ import annotations
@@ -86,10 +86,10 @@ def degrade_with_rng(
     original = image = pixels.check_rgb_uint8(image)
     mask = np.zeros(image.shape[:2], dtype=np.float32)
     applied: list[AppliedOp] = []
-    for stage_name in config.stage_order:
-        stage = config.stages[stage_name]
-        names = list(stage.ops)
-        if stage.shuffle:
+    for step_name in config.step_order:
+        step = config.steps[step_name]
+        names = list(step.ops)
+        if step.shuffle:
             names = [names[i] for i in rng.permutation(len(names))]
         for name in names:
             op_config = config.ops[name]

@@ -46,13 +46,14 @@ from absl import app, flags
 
 from oldphoto_jax import cpu_tuning
 from oldphoto_jax.pipeline import restorer as pipeline_run
+from oldphoto_jax.roles import MODE_ROLES
 
 STAGES = ("detect", "restore_quality", "restore_scratch", "restore_hr", "face_256", "face_512")
 STAGE_ROLES = {
     "detect": ("scratch_detector",),
-    "restore_quality": pipeline_run.MODE_ROLES["quality"],
-    "restore_scratch": pipeline_run.MODE_ROLES["scratch"],
-    "restore_hr": pipeline_run.MODE_ROLES["scratch_hr"],
+    "restore_quality": MODE_ROLES["quality"],
+    "restore_scratch": MODE_ROLES["scratch"],
+    "restore_hr": MODE_ROLES["scratch_hr"],
     "face_256": ("face_256",),
     "face_512": ("face_512",),
 }

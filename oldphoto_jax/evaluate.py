@@ -83,7 +83,7 @@ def main(argv):
     if not _VERBOSE.value:
         logging.set_verbosity(logging.WARNING)
     from oldphoto_jax.model_files import CheckpointError
-    from oldphoto_jax.pipeline.photo_io import PhotoError
+    from oldphoto_jax.photo_files import PhotoError
     from oldphoto_jax.pipeline.restorer import PipelineError
 
     if not (pathlib.Path(_CHECKPOINT_DIR.value) / "manifest.json").exists():

@@ -16,7 +16,7 @@ architecture fields only: execution settings (matmul precision, attention chunk 
 when a model is run, never saved. Version 1 network configs (``"class": "<class name>"``, with
 every constructor argument) still load; their execution settings are ignored.
 
-Roles name what a network is used for (see ``ROLES``); a model holds the networks it has (a model
+Roles name what a network is used for (:data:`oldphoto_jax.roles.ROLES`); a model holds the networks it has (a model
 without faces simply has no ``face_256``). Every write goes to a temporary sibling directory that is
 renamed into place at the end, so a failed or interrupted write leaves nothing half-written.
 
@@ -40,6 +40,7 @@ from typing import Any, Mapping
 import flax.linen as nn
 import numpy as np
 
+from oldphoto_jax.roles import ROLES
 from oldphoto_jax.models.registry import (EXECUTION_FIELDS, architecture, build_model,
                                           build_network, model_name)
 
@@ -49,18 +50,6 @@ MODEL_VERSION = 1
 # 2: networks recorded by model name and architecture fields (1: class name, every argument).
 NETWORK_VERSION = 2
 
-# What each role is, for manifests and error messages.
-ROLES = {
-    "vae_a": "VAE_A: its encoder maps old photos into the shared latent space",
-    "vae_b_quality": "VAE_B for quality restoration: its decoder renders clean photos",
-    "vae_b_scratch": "VAE_B for scratch restoration (also HR): its decoder renders clean photos",
-    "mapping_quality": "Mapping_Model: latent translation without scratch handling",
-    "mapping_scratch": "Mapping_Model_with_mask: partial non-local block guided by the scratch mask",
-    "mapping_hr": "Mapping_Model_with_mask_2: multi-scale patch attention for high resolution",
-    "scratch_detector": "UNet that predicts the scratch mask",
-    "face_256": "SPADE face generator, 256x256 faces",
-    "face_512": "SPADE face generator, 512x512 faces (--HR)",
-}
 
 
 class CheckpointError(Exception):
@@ -301,7 +290,7 @@ class Model:
 
     def network(self, role: str) -> tuple[nn.Module, dict]:
         if not self.has(role):
-            what = ROLES.get(role, role)
+            what = ROLES[role].description if role in ROLES else role
             raise CheckpointError(f"model {self.directory} has no '{role}' network ({what}); "
                                   f"it has: {', '.join(self.roles) or 'none'}")
         if role not in self._cache:

@@ -9,8 +9,7 @@ import sys
 
 import pytest
 
-from oldphoto_jax import bundled, model_files
-from oldphoto_jax.pipeline import photo_io
+from oldphoto_jax import bundled, model_files, photo_files
 from oldphoto_jax.pipeline.restorer import FINAL
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -65,9 +64,9 @@ def test_make_restore_command_restores_the_samples(tmp_path):
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert str(bundled.DEFAULT_DIR) in completed.stdout
     for photo in sorted(samples.glob("*.png")):
-        out = photo_io.read_photo(tmp_path / FINAL / photo.name).rgb
-        source = photo_io.read_photo(photo).rgb
+        out = photo_files.read_photo(tmp_path / FINAL / photo.name).rgb
+        source = photo_files.read_photo(photo).rgb
         assert out.shape[2] == 3 and abs(out.shape[0] - source.shape[0]) < 16
-        mask = photo_io.read_photo(
+        mask = photo_files.read_photo(
             tmp_path / "stage_1_restore_output" / "masks" / "mask" / photo.name).rgb
         assert mask.any(), f"no scratch found on {photo.name}"

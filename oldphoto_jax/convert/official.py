@@ -20,11 +20,12 @@ import zipfile
 from typing import Any, Callable, Iterator
 
 from oldphoto_jax.convert.common import ConversionError
+from oldphoto_jax.roles import ROLES
 
 
 @dataclasses.dataclass(frozen=True)
 class OfficialFile:
-    role: str            # role in our model (oldphoto_jax.model_files.ROLES)
+    role: str            # role in our model (oldphoto_jax.roles.ROLES)
     archive: str         # "global" or "face"
     path: str            # path inside the archive, as the official code opens it
     class_name: str      # our network class
@@ -32,31 +33,11 @@ class OfficialFile:
     entry: str | None = None  # the state dict is obj[entry] (detection checkpoint)
 
 
-OFFICIAL_FILES = (
-    OfficialFile("vae_a", "global", "checkpoints/restoration/VAE_A_quality/latest_net_G.pth",
-                 "VAE", {"required": "encoder"}),
-    OfficialFile("vae_b_quality", "global",
-                 "checkpoints/restoration/VAE_B_quality/latest_net_G.pth",
-                 "VAE", {"required": "decoder"}),
-    OfficialFile("vae_b_scratch", "global",
-                 "checkpoints/restoration/VAE_B_scratch/latest_net_G.pth",
-                 "VAE", {"required": "decoder"}),
-    OfficialFile("mapping_quality", "global",
-                 "checkpoints/restoration/mapping_quality/latest_net_mapping_net.pth",
-                 "MappingModel"),
-    OfficialFile("mapping_scratch", "global",
-                 "checkpoints/restoration/mapping_scratch/latest_net_mapping_net.pth",
-                 "MappingModelWithMask"),
-    OfficialFile("mapping_hr", "global",
-                 "checkpoints/restoration/mapping_Patch_Attention/latest_net_mapping_net.pth",
-                 "MappingModelWithMask2"),
-    OfficialFile("scratch_detector", "global", "checkpoints/detection/FT_Epoch_latest.pt",
-                 "ScratchUNet", entry="model_state"),
-    OfficialFile("face_256", "face", "checkpoints/Setting_9_epoch_100/latest_net_G.pth",
-                 "SPADEGenerator", {"load_size": 256}),
-    OfficialFile("face_512", "face", "checkpoints/FaceSR_512/latest_net_G.pth",
-                 "SPADEGenerator", {"load_size": 512}),
-)
+# One per role of oldphoto_jax.roles.ROLES, from its official_* fields.
+OFFICIAL_FILES = tuple(
+    OfficialFile(role.name, role.official_archive, role.official_path, role.network,
+                 dict(role.official_args), role.official_entry)
+    for role in ROLES.values())
 
 
 class CheckpointFolder:

@@ -1,6 +1,6 @@
-"""Settings of the training input pipeline and the degradation recipe each stage uses.
+"""Settings of the training input pipeline and the degradation recipe each kind of records uses.
 
-One ``InputConfig`` describes the batches of one training stage:
+One ``InputConfig`` describes the batches of one training task; ``records`` names what they hold:
 
 * ``domain_a``: VAE_A images; ``real_old_p`` of them real old photos (flag 1), the rest clean photos
   degraded at full size before the crop (flag 0). Reference section 10.2.
@@ -32,17 +32,15 @@ import ml_collections
 from data_synth import config as synth_config
 from data_synth import ops as synth_ops
 
-STAGES = ("domain_a", "domain_b", "mapping", "mapping_mask", "detection", "faces")
-# Stable small integers that separate the random streams of the stages (never Python's hash()).
-STAGE_CODES = {name: code for code, name in enumerate(STAGES, start=1)}
-# Stages whose records are passes over shuffled photos (the loader index picks the photo); the
-# VAE stages draw photos uniformly with replacement and ignore the index (sections 10.2, 10.3).
-INDEXED_STAGES = ("mapping", "mapping_mask", "detection", "faces")
+RECORDS = ("domain_a", "domain_b", "mapping", "mapping_mask", "detection", "faces")
+# Stable small integers that separate the random streams of the kinds of records (never
+# Python's hash()).
+RECORD_CODES = {name: code for code, name in enumerate(RECORDS, start=1)}
 
 
 @dataclasses.dataclass(frozen=True)
 class InputConfig:
-    """Input settings of one training stage (see the module docstring for the stages).
+    """Input settings of one training task (see the module docstring for the kinds of ``records``).
 
     ``batch_size`` is the global batch; each of the ``process_count`` hosts builds
     ``batch_size / process_count`` records per step. ``preset`` names a ``data_synth`` preset
@@ -58,13 +56,13 @@ class InputConfig:
     ``scale_range``: ``(low, high)`` in (0, 1]: each photo is first downscaled by a factor
     drawn uniformly from it (Lanczos; never below the crop size on its short side), so crops
     show content at several scales; ``None`` (default, the release) crops at the photo's own
-    scale. Every stage but ``faces``.
+    scale. Every kind of records but ``faces``.
     ``num_workers``: grain worker processes (0 = in the training process);
     ``read_threads`` and ``prefetch_batches`` are per process. ``cache_mb``: decoded photos kept
     in memory by each process.
     """
 
-    stage: str
+    records: str
     batch_size: int = 8
     crop_size: int = 256
     seed: int = 0
@@ -85,8 +83,8 @@ class InputConfig:
     cache_mb: int = 512
 
     def __post_init__(self):
-        if self.stage not in STAGES:
-            raise ValueError(f"unknown stage {self.stage!r}; choose from {STAGES}")
+        if self.records not in RECORDS:
+            raise ValueError(f"unknown records {self.records!r}; choose from {RECORDS}")
         if self.batch_size < 1 or self.crop_size < 1:
             raise ValueError("batch_size and crop_size must be positive")
         if not 0 <= self.seed < 2**63:
@@ -109,11 +107,11 @@ class InputConfig:
             raise ValueError("num_workers, read_threads >= 0 and prefetch_batches >= 1")
 
     @property
-    def stage_code(self) -> int:
-        return STAGE_CODES[self.stage]
+    def records_code(self) -> int:
+        return RECORD_CODES[self.records]
 
     def degradation_config(self) -> ml_collections.ConfigDict:
-        """The full ``data_synth`` recipe of this stage (before local damage is removed)."""
+        """The full ``data_synth`` recipe of these records (before local damage is removed)."""
         if self.degradation is not None:
             return ml_collections.ConfigDict(self.degradation.to_dict())
         return synth_config.get_preset(self.preset)
@@ -125,19 +123,19 @@ class InputConfig:
         return 0.0 if self.degradation_config().get("preset") == "official" else 0.5
 
 
-def local_damage_stages(degradation: ml_collections.ConfigDict) -> tuple[str, ...]:
-    """The stages of a ``data_synth`` recipe that contain an op writing a damage mask."""
+def local_damage_steps(degradation: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """The steps of a ``data_synth`` recipe that contain an op writing a damage mask."""
     return tuple(
-        stage for stage in degradation.stage_order
-        if any(synth_ops.get_op(op).local for op in degradation.stages[stage].ops)
+        step for step in degradation.step_order
+        if any(synth_ops.get_op(op).local for op in degradation.steps[step].ops)
     )
 
 
 def without_local_damage(degradation: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The recipe with its local-damage stages removed (its masks are then always empty)."""
-    dropped = set(local_damage_stages(degradation))
-    return synth_config.only_stages(
-        degradation, *(stage for stage in degradation.stage_order if stage not in dropped))
+    """The recipe with its local-damage steps removed (its masks are then always empty)."""
+    dropped = set(local_damage_steps(degradation))
+    return synth_config.only_steps(
+        degradation, *(step for step in degradation.step_order if step not in dropped))
 
 
 def host_batch_size(config: InputConfig, process_count: int) -> int:

@@ -7,9 +7,13 @@ the cache: copy before writing) and ``source.name(i)``. Sources:
 * ``ArrayPhotos``: photos already in memory (aligned faces, test images);
 * ``tfds_folder.TfdsPhotos``: a split prepared by the tensorflow-datasets builder.
 
-Decoding follows the official loader: Pillow, ``convert("RGB")`` (alpha dropped, grey replicated),
-no EXIF rotation. Each process (training process or grain worker) keeps the photos it decodes in
-its own size-bounded LRU cache, so a photo is decoded once per process rather than once per sample.
+Decoding is the project's one photo reader, :func:`oldphoto_jax.photo_files.read_photo` (the
+reader of ``infer.py`` and the evaluation) without its minimum size, so a file gives the same
+pixels here as for inference: an ordinary 8-bit RGB, grey or palette JPEG/PNG decodes as the
+official loader's Pillow ``convert("RGB")`` (alpha dropped, grey replicated); the EXIF orientation
+is applied, 16-bit samples keep their high byte, CMYK goes through Pillow's RGB conversion. Each
+process (training process or grain worker) keeps the photos it decodes in its own size-bounded
+LRU cache, so a photo is decoded once per process rather than once per sample.
 
 Bad files are reported once (``logging`` warning, logger ``oldphoto_jax.data``) and skipped. A
 file that decodes at listing time but fails later (it changed on disk) is reported once per
@@ -19,7 +23,6 @@ from __future__ import annotations
 
 import abc
 import collections
-import io
 import logging
 import os
 import threading
@@ -29,11 +32,12 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from data_synth import imagefiles
+from oldphoto_jax import photo_files
 
 logger = logging.getLogger("oldphoto_jax.data")
 
-DECODE_ERRORS = (
-    OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
+DECODE_ERRORS = (photo_files.PhotoError, OSError, UnidentifiedImageError, ValueError,
+                 SyntaxError, Image.DecompressionBombError)
 Report = Callable[[str], None]
 
 
@@ -47,10 +51,14 @@ class PhotoSource(Protocol):
     def name(self, index: int) -> str: ...
 
 
-def decode_rgb(data: bytes) -> np.ndarray:
-    """Encoded image bytes to uint8 RGB ``H x W x 3`` (Pillow ``convert("RGB")``)."""
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB")).copy()
+def read_training_photo(path: str) -> np.ndarray:
+    """An image file as uint8 RGB ``H x W x 3`` (module docstring); raises ``PhotoError``."""
+    return photo_files.read_photo(path, min_side=1).rgb
+
+
+def decode_training_photo(data: bytes, name: str) -> np.ndarray:
+    """:func:`read_training_photo` for a file's bytes (``name`` names it in errors)."""
+    return photo_files.read_photo_bytes(data, name, min_side=1).rgb
 
 
 class DecodedCache:
@@ -162,8 +170,7 @@ def readable_image_files(
     readable, skipped = [], []
     for path in paths:
         try:
-            with Image.open(path) as image:
-                image.convert("RGB")
+            read_training_photo(path)
         except DECODE_ERRORS as error:
             reason = f"{type(error).__name__}: {error}"
             skipped.append((os.path.basename(path), reason))
@@ -197,7 +204,7 @@ class FolderPhotos(CachedPhotos):
         return os.path.basename(self.paths[index])
 
     def _decode(self, index: int) -> np.ndarray:
-        return imagefiles.load_rgb(self.paths[index])
+        return read_training_photo(self.paths[index])
 
     def __repr__(self) -> str:
         return f"FolderPhotos({self.folder!r}, {len(self)} photos)"

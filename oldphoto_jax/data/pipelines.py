@@ -1,6 +1,6 @@
-"""grain pipelines yielding the training batches of each stage.
+"""grain pipelines yielding the training batches of each kind of records.
 
-    photos = StagePhotos(clean=FolderPhotos(".../clean"), old=(FolderPhotos(".../old"),))
+    photos = TrainingPhotos(clean=FolderPhotos(".../clean"), old=(FolderPhotos(".../old"),))
     config = InputConfig("domain_a", batch_size=16, seed=0, num_workers=2)
     iterator = batch_iterator(config, photos, Shard.from_jax())
     batch = next(iterator)          # {"image": (8, 256, 256, 3) float32, "real_old": (8,), ...}
@@ -16,13 +16,13 @@ batches as well, with any number of workers (grain 0.2.18 cannot move a saved st
 worker counts).
 
 The dataset is ``MapDataset.range(...)`` of host record indices, mapped to global record indices
-and then to records (``records.StageRecords``), batched in the ``MapDataset`` (batch k = host
+and then to records (``records.TrainingRecords``), batched in the ``MapDataset`` (batch k = host
 records [k B, (k + 1) B)) and converted to model inputs (``transforms.model_inputs``). With
 workers, the uint8 batches cross to the training process and are converted there: a quarter of
 the bytes go through shared memory, which costs more here than the conversion. Records are pure
 functions of (seed, global index), and grain hands whole batches to workers round-robin, so the
 batches are identical for any number of workers and threads. The stream is endless; epochs exist
-only as the photo order of the indexed stages.
+only as the photo order of the indexed records.
 
 Multi-host: with ``Shard(process_index, process_count)`` (``Shard.from_jax()``), host h builds
 records ``s G + h B + j`` (``j < B``) at step s, where G is the global batch and
@@ -43,7 +43,7 @@ from absl import flags
 
 from oldphoto_jax.data import config as config_lib
 from oldphoto_jax.data import transforms
-from oldphoto_jax.data.records import StagePhotos, StageRecords
+from oldphoto_jax.data.records import TrainingPhotos, TrainingRecords
 
 # Host records per dataset: endless in practice (2**62 records).
 NUM_RECORDS = 2**62
@@ -91,19 +91,19 @@ class ModelInputs:
 
 
 def record_dataset(
-    config: config_lib.InputConfig, photos: StagePhotos, shard: Shard = Shard()
+    config: config_lib.InputConfig, photos: TrainingPhotos, shard: Shard = Shard()
 ) -> grain.MapDataset:
     """This host's raw records (uint8 images and masks), one per index."""
     host_batch = config_lib.host_batch_size(config, shard.count)
     return (
         grain.MapDataset.range(NUM_RECORDS)
         .map(HostToGlobalIndex(host_batch, shard))
-        .map(StageRecords(config, photos))
+        .map(TrainingRecords(config, photos))
     )
 
 
 def raw_batch_dataset(
-    config: config_lib.InputConfig, photos: StagePhotos, shard: Shard = Shard()
+    config: config_lib.InputConfig, photos: TrainingPhotos, shard: Shard = Shard()
 ) -> grain.MapDataset:
     """This host's batches of raw records (leading axis ``batch_size / count``)."""
     host_batch = config_lib.host_batch_size(config, shard.count)
@@ -111,7 +111,7 @@ def raw_batch_dataset(
 
 
 def batch_dataset(
-    config: config_lib.InputConfig, photos: StagePhotos, shard: Shard = Shard()
+    config: config_lib.InputConfig, photos: TrainingPhotos, shard: Shard = Shard()
 ) -> grain.MapDataset:
     """This host's batches as model inputs (random access, e.g. ``batch_dataset(...)[step]``)."""
     return raw_batch_dataset(config, photos, shard).map(ModelInputs(config.output_dtype))
@@ -124,7 +124,7 @@ def prepare_worker_start() -> None:
 
 
 def batch_iter_dataset(
-    config: config_lib.InputConfig, photos: StagePhotos, shard: Shard = Shard(),
+    config: config_lib.InputConfig, photos: TrainingPhotos, shard: Shard = Shard(),
     start_batch: int = 0,
 ) -> grain.IterDataset:
     """The batches from ``start_batch`` on as a grain ``IterDataset``: ``read_threads`` threads
@@ -149,7 +149,7 @@ def batch_iter_dataset(
 
 
 def batch_iterator(
-    config: config_lib.InputConfig, photos: StagePhotos, shard: Shard = Shard(),
+    config: config_lib.InputConfig, photos: TrainingPhotos, shard: Shard = Shard(),
     start_batch: int = 0,
 ) -> grain.DatasetIterator:
     """A fresh iterator over the batches from ``start_batch`` on; ``get_state()`` and

@@ -1,10 +1,10 @@
-"""One training record of a stage as a pure function of (config, photos, global record index).
+"""One training record of a kind (``config.records``) as a pure function of (config, photos, global record index).
 
-``StageRecords(config, photos)(index)`` returns a dict of numpy arrays: images uint8
+``TrainingRecords(config, photos)(index)`` returns a dict of numpy arrays: images uint8
 ``H x W x C``, masks uint8 {0, 1} ``H x W x 1``, flags float32 scalars (0 or 1); the pipeline
 turns batches of them into model inputs with ``transforms.model_inputs``. Every random
 choice of record ``index`` comes from generators seeded with
-``(config.seed, stage code, index, stream)``:
+``(config.seed, records code, index, stream)``:
 
 * stream 0 (layout): photo choice, real-or-synthetic, crop offset, flip, grayscale, empty mask;
 * stream 1: the ``data_synth.degrade`` seed, so a degradation can be replayed on its own;
@@ -17,11 +17,11 @@ before; grain only decides which indices are asked for.
 
 Photo choice: ``domain_a`` and ``domain_b`` draw photos uniformly with replacement (the official
 loaders ignore the index; ``domain_a`` picks one of the old-photo sets uniformly, then a photo of
-that set). The other stages make passes over the photos in a shuffled order that changes each
+that set). The other kinds make passes over the photos in a shuffled order that changes each
 epoch: record ``index`` is photo ``order(epoch)[position]`` with
 ``epoch, position = divmod(index, number of photos)``.
 
-Records per stage (reference sections 10.2-10.4, 11.2):
+Records per kind (reference sections 10.2-10.4, 11.2):
 
 * ``domain_a``: ``image``, ``real_old`` (1 real old photo, 0 degraded clean photo), ``grayscale``;
 * ``domain_b``: ``image``, ``grayscale``;
@@ -49,10 +49,10 @@ SCALE_STREAM = 3
 
 
 @dataclasses.dataclass(frozen=True)
-class StagePhotos:
-    """The photo collections a stage reads.
+class TrainingPhotos:
+    """The photo collections a training task reads.
 
-    ``clean``: clean photos (every stage but ``faces``); ``old``: sets of real old photos
+    ``clean``: clean photos (every kind of records but ``faces``); ``old``: sets of real old photos
     (``domain_a``; the official run uses two, grey and colour, each drawn with equal
     probability); ``faces``: aligned clean faces (``faces``; see ``face_bank``).
     """
@@ -61,47 +61,47 @@ class StagePhotos:
     old: tuple[PhotoSource, ...] = ()
     faces: PhotoSource | None = None
 
-    def indexed(self, stage: str) -> PhotoSource:
-        """The collection the shuffled passes of an indexed stage run over."""
-        return self.faces if stage == "faces" else self.clean
+    def indexed(self, records: str) -> PhotoSource:
+        """The collection the shuffled passes of indexed records run over."""
+        return self.faces if records == "faces" else self.clean
 
 
 def record_seed(config: config_lib.InputConfig, index: int, stream: int) -> tuple[int, ...]:
     """The seed of one random stream of record ``index``."""
-    return (config.seed, config.stage_code, int(index), stream)
+    return (config.seed, config.records_code, int(index), stream)
 
 
 @functools.lru_cache(maxsize=8)
-def epoch_order(seed: int, stage_code: int, epoch: int, count: int) -> np.ndarray:
+def epoch_order(seed: int, records_code: int, epoch: int, count: int) -> np.ndarray:
     """The shuffled photo order of one epoch (cached: consecutive records share it)."""
-    order = np.random.default_rng((seed, stage_code, epoch, ORDER_STREAM)).permutation(count)
+    order = np.random.default_rng((seed, records_code, epoch, ORDER_STREAM)).permutation(count)
     order.setflags(write=False)
     return order
 
 
 def indexed_photo(config: config_lib.InputConfig, index: int, count: int) -> int:
-    """The photo of record ``index`` in the stage's shuffled passes over ``count`` photos."""
+    """The photo of record ``index`` in the shuffled passes over ``count`` photos."""
     epoch, position = divmod(int(index), count)
-    return int(epoch_order(config.seed, config.stage_code, epoch, count)[position])
+    return int(epoch_order(config.seed, config.records_code, epoch, count)[position])
 
 
-def _check_photos(config: config_lib.InputConfig, photos: StagePhotos) -> None:
-    if config.stage == "faces":
+def _check_photos(config: config_lib.InputConfig, photos: TrainingPhotos) -> None:
+    if config.records == "faces":
         if photos.faces is None or len(photos.faces) == 0:
-            raise ValueError("the faces stage needs aligned faces (StagePhotos.faces)")
+            raise ValueError("the faces records need aligned faces (TrainingPhotos.faces)")
         return
     if photos.clean is None or len(photos.clean) == 0:
-        raise ValueError(f"the {config.stage} stage needs clean photos (StagePhotos.clean)")
-    if config.stage == "domain_a" and config.real_old_p > 0:
+        raise ValueError(f"the {config.records} records need clean photos (TrainingPhotos.clean)")
+    if config.records == "domain_a" and config.real_old_p > 0:
         if not photos.old or any(len(source) == 0 for source in photos.old):
-            raise ValueError("domain_a with real_old_p > 0 needs old photos (StagePhotos.old)")
+            raise ValueError("domain_a with real_old_p > 0 needs old photos (TrainingPhotos.old)")
 
 
-class StageRecords:
-    """Callable making record ``index`` of ``config.stage`` from ``photos`` (picklable, so grain
+class TrainingRecords:
+    """Callable making record ``index`` of ``config.records`` from ``photos`` (picklable, so grain
     workers can run it)."""
 
-    def __init__(self, config: config_lib.InputConfig, photos: StagePhotos):
+    def __init__(self, config: config_lib.InputConfig, photos: TrainingPhotos):
         _check_photos(config, photos)
         self.config = config
         self.photos = photos
@@ -113,10 +113,10 @@ class StageRecords:
         self.empty_mask_p = config.resolved_empty_mask_p()
 
     def __call__(self, index: int) -> dict[str, np.ndarray]:
-        return getattr(self, f"_{self.config.stage}")(int(index))
+        return getattr(self, f"_{self.config.records}")(int(index))
 
     def __repr__(self) -> str:
-        return f"StageRecords({self.config.stage}, seed={self.config.seed})"
+        return f"TrainingRecords({self.config.records}, seed={self.config.seed})"
 
     # --- shared steps --------------------------------------------------------------------------
 
@@ -147,7 +147,7 @@ class StageRecords:
         return self._at_scale(source[int(rng.integers(len(source)))], index)
 
     def _indexed_photo(self, index: int) -> np.ndarray:
-        source = self.photos.indexed(self.config.stage)
+        source = self.photos.indexed(self.config.records)
         return source[indexed_photo(self.config, index, len(source))]
 
     def _degraded_pair(self, photo: np.ndarray, index: int, rng: np.random.Generator, recipe,
@@ -178,7 +178,7 @@ class StageRecords:
         empty = rng.random() < self.empty_mask_p
         return self.undamaged_recipe if empty else self.damaged_recipe
 
-    # --- stages --------------------------------------------------------------------------------
+    # --- records -------------------------------------------------------------------------------
 
     def _domain_a(self, index: int) -> dict[str, np.ndarray]:
         rng = self._layout_rng(index)

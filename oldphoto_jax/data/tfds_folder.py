@@ -3,8 +3,8 @@
 Large collections are decoded and checked once, here, instead of at every start of a run:
 
     builder_dir = prepare_photo_folders(manual_dir="/data/photos", data_dir="/data/tfds")
-    photos = StagePhotos(clean=TfdsPhotos(builder_dir, "clean"),
-                         old=(TfdsPhotos(builder_dir, "old"),))
+    photos = TrainingPhotos(clean=TfdsPhotos(builder_dir, "clean"),
+                            old=(TfdsPhotos(builder_dir, "old"),))
 
 Every sub-folder of ``manual_dir`` holding image files becomes a split of the same name (e.g.
 ``clean/``, ``old/``, ``old_w_scratch/``; names of letters, digits and underscores). Features:
@@ -30,7 +30,7 @@ from etils import epath
 from PIL import Image
 
 from data_synth import imagefiles
-from oldphoto_jax.data.photos import DECODE_ERRORS, CachedPhotos, decode_rgb
+from oldphoto_jax.data.photos import DECODE_ERRORS, CachedPhotos, decode_training_photo
 
 logger = logging.getLogger("oldphoto_jax.data")
 
@@ -38,16 +38,18 @@ SPLIT_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 KEPT_ENCODINGS = {("JPEG", "RGB"), ("JPEG", "L"), ("PNG", "RGB"), ("PNG", "L")}
 
 
-def stored_image_bytes(data: bytes) -> bytes:
+def stored_image_bytes(data: bytes, name: str = "<image>") -> bytes:
     """The bytes stored for one image file: unchanged for RGB/grey JPEG and PNG, else the PNG of
-    its RGB conversion. Raises one of ``DECODE_ERRORS`` if the file does not decode fully."""
-    with Image.open(io.BytesIO(data)) as image:
+    pixels the training pipeline decodes from it (``decode_training_photo``: EXIF orientation
+    applied, 16-bit reduced, CMYK converted). Raises one of ``DECODE_ERRORS`` if the file does not
+    decode fully."""
+    with Image.open(io.BytesIO(data)) as image:  # the header: not an image fails here
         kind = (image.format, image.mode)
-        rgb = image.convert("RGB")  # decodes every pixel: truncated files fail here
+    rgb = decode_training_photo(data, name)  # decodes every pixel: truncated files fail here
     if kind in KEPT_ENCODINGS:
         return data
     buffer = io.BytesIO()
-    rgb.save(buffer, format="PNG")
+    Image.fromarray(rgb).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -106,7 +108,7 @@ class PhotoFolders(tfds.core.GeneratorBasedBuilder):
             name = os.path.basename(path)
             try:
                 with open(path, "rb") as file:
-                    data = stored_image_bytes(file.read())
+                    data = stored_image_bytes(file.read(), name)
             except DECODE_ERRORS as error:
                 reason = f"{type(error).__name__}: {error}"
                 self.skipped.append((name, reason))
@@ -122,11 +124,6 @@ def prepare_photo_folders(manual_dir: str, data_dir: str) -> str:
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     return os.fspath(builder.data_dir)
-
-
-def split_names(builder_dir: str) -> tuple[str, ...]:
-    """The splits of a prepared dataset."""
-    return tuple(sorted(tfds.builder_from_directory(builder_dir).info.splits.keys()))
 
 
 class TfdsPhotos(CachedPhotos):
@@ -158,7 +155,7 @@ class TfdsPhotos(CachedPhotos):
         return self._records()[int(index)]["image"]
 
     def _decode(self, index: int) -> np.ndarray:
-        return decode_rgb(self.encoded(index))
+        return decode_training_photo(self.encoded(index), self.name(index))
 
     def __getstate__(self):
         state = super().__getstate__()

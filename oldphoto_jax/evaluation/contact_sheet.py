@@ -15,7 +15,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from oldphoto_jax.pipeline import photo_io
+from oldphoto_jax import photo_files
 
 GAP = 4
 
@@ -44,15 +44,15 @@ def sheet(rows: list[list[np.ndarray]], height: int) -> np.ndarray:
 
 def folder_rows(columns: list[pathlib.Path]) -> list[list[np.ndarray]]:
     first, *others = columns
-    paths, _ = photo_io.list_photos(first)
+    paths, _ = photo_files.list_photos(first)
     rows = []
     for path in paths:
-        row = [photo_io.read_photo(path).rgb]
+        row = [photo_files.read_photo(path).rgb]
         for folder in others:
             matches = sorted(folder.glob(f"{path.stem}.*"))
             if not matches:
                 raise FileNotFoundError(f"no {path.stem}.* in {folder}")
-            row.append(photo_io.read_photo(matches[0]).rgb)
+            row.append(photo_files.read_photo(matches[0]).rgb)
         rows.append(row)
     return rows
 
@@ -65,13 +65,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         rows = folder_rows([pathlib.Path(c) for c in args.columns])
-    except (FileNotFoundError, photo_io.PhotoError) as error:
+    except (FileNotFoundError, photo_files.PhotoError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if not rows:
         print(f"error: no photos in {args.columns[0]}", file=sys.stderr)
         return 1
-    photo_io.write_png_atomic(args.output, sheet(rows, args.height))
+    photo_files.write_png_atomic(args.output, sheet(rows, args.height))
     print(f"wrote {args.output} ({len(rows)} rows)")
     return 0
 

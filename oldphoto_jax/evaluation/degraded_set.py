@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 import data_synth
-from oldphoto_jax.pipeline import photo_io
+from oldphoto_jax import photo_files
 
 # The scratch pipeline works on sides that are multiples of 16 (detection input): clean photos are
 # centre-cropped to such sides so the restoration has exactly the clean photo's size.
@@ -36,7 +36,7 @@ def fit_clean(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
     sides to multiples of :data:`SIDE_MULTIPLE`."""
     height, width = rgb.shape[:2]
     if max_side is not None and max(height, width) > max_side:
-        width, height = photo_io.fit_within((width, height), max_side)
+        width, height = photo_files.fit_within((width, height), max_side)
         rgb = np.asarray(Image.fromarray(rgb).resize((width, height), Image.LANCZOS))
     crop_h = height - height % SIDE_MULTIPLE
     crop_w = width - width % SIDE_MULTIPLE
@@ -65,7 +65,7 @@ def load_cases(folder: str | pathlib.Path, names: list[str] | None, seed: int,
     A photo that cannot be read is an error naming it (an evaluation must not silently shrink)."""
     folder = pathlib.Path(folder)
     if names is None:
-        paths, notes = photo_io.list_photos(folder)
+        paths, notes = photo_files.list_photos(folder)
         for note in notes:
             log(f"note: {note}")
     else:
@@ -74,7 +74,7 @@ def load_cases(folder: str | pathlib.Path, names: list[str] | None, seed: int,
         raise ValueError(f"no photos to evaluate in {folder}")
     cases = []
     for path in paths:
-        photo = photo_io.read_photo(path)  # PhotoError names the file
+        photo = photo_files.read_photo(path)  # PhotoError names the file
         cases.append(make_case(path.name, photo.rgb, seed, preset, max_side))
     return cases
 

@@ -16,10 +16,9 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     under ``output_dir``. Metrics: "psnr", "ssim", the diagnosis "psnr_offset_removed" (PSNR once
     the image's global colour offset from the clean photo is removed: not a score, it looks at
     the clean photo) and, when ``lpips_weights`` (an ``.npz`` path) is given, "lpips"."""
-    from oldphoto_jax import model_files
+    from oldphoto_jax import model_files, photo_files
     from oldphoto_jax.evaluation import (classical, contact_sheet, degraded_set, fid,
                                          image_scores, lpips, report)
-    from oldphoto_jax.pipeline import photo_io
     from oldphoto_jax.pipeline.restorer import FINAL, Options, PipelineError, Restorer
 
     output = pathlib.Path(output_dir)
@@ -36,16 +35,16 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     log(f"{len(cases)} photo(s) from {clean_folder}, degraded with the {preset} preset, "
         f"seed {seed}")
     for case in cases:
-        photo_io.write_png_atomic(output / "clean" / f"{case.stem}.png", case.clean)
-        photo_io.write_png_atomic(output / "degraded" / f"{case.stem}.png", case.degraded)
+        photo_files.write_png_atomic(output / "clean" / f"{case.stem}.png", case.clean)
+        photo_files.write_png_atomic(output / "degraded" / f"{case.stem}.png", case.degraded)
         mask_rgb = (case.mask[..., None] * 255).astype("uint8").repeat(3, axis=2)
-        photo_io.write_png_atomic(output / "mask" / f"{case.stem}.png", mask_rgb)
+        photo_files.write_png_atomic(output / "mask" / f"{case.stem}.png", mask_rgb)
 
     log("classical baseline (non-local means + Telea inpainting of the true mask)")
     baseline = {}
     for case in cases:
         baseline[case.name] = classical.classical_restore(case.degraded, case.mask)
-        photo_io.write_png_atomic(output / "classical" / f"{case.stem}.png", baseline[case.name])
+        photo_files.write_png_atomic(output / "classical" / f"{case.stem}.png", baseline[case.name])
 
     model = model_files.load_model(checkpoint_dir)
     log(f"model: {model.directory} ({model.source or 'no source recorded'})")
@@ -58,7 +57,7 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
 
     scores, restored = {}, {method: [] for method in report.METHODS}
     for case in cases:
-        ours = photo_io.read_photo(output / "ours" / FINAL / f"{case.stem}.png").rgb
+        ours = photo_files.read_photo(output / "ours" / FINAL / f"{case.stem}.png").rgb
         images = {"input": case.degraded, "classical": baseline[case.name], "ours": ours}
         for method, image in images.items():
             restored[method].append(image)
@@ -97,9 +96,9 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     _write_text(output / "results.json", json.dumps(result, indent=2) + "\n")
     _write_text(output / "results.md", table + "\n")
     rows = [[case.clean, case.degraded, baseline[case.name],
-             photo_io.read_photo(output / "ours" / FINAL / f"{case.stem}.png").rgb]
+             photo_files.read_photo(output / "ours" / FINAL / f"{case.stem}.png").rgb]
             for case in cases]
-    photo_io.write_png_atomic(output / "sheet.png", contact_sheet.sheet(rows, 192))
+    photo_files.write_png_atomic(output / "sheet.png", contact_sheet.sheet(rows, 192))
     log(f"\n{table}\n")
     log(f"evaluated {len(cases)} photo(s) in {time.perf_counter() - began:.1f} s; "
         f"images and tables in {output}")

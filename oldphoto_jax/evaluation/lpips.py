@@ -149,8 +149,3 @@ def lpips_distances(weights: dict, reference_uint8: np.ndarray,
     lins = [weights[f"lin_{k}"] for k in range(len(LIN_CHANNELS))]
     ref_feats = _features(weights, reference)
     return [float(_distance(lins, ref_feats, _features(weights, image))) for image in images]
-
-
-def lpips_distance(weights: dict, reference_uint8: np.ndarray, image_uint8: np.ndarray) -> float:
-    """LPIPS-VGG (lin) between two uint8 HxWx3 RGB images (lower is more similar)."""
-    return lpips_distances(weights, reference_uint8, [image_uint8])[0]

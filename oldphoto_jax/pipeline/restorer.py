@@ -28,10 +28,11 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
-from oldphoto_jax import model_files, sharding
+from oldphoto_jax import model_files, photo_files, sharding
 from oldphoto_jax.models import mapping as mapping_models
-from oldphoto_jax.pipeline import blend, faces, photo_io, postprocess, preprocess, stage1
+from oldphoto_jax.pipeline import blend, faces, postprocess, preprocess, stage1
 from oldphoto_jax.pipeline.engine import CompiledNetwork
+from oldphoto_jax.roles import MODE_ROLES  # the networks of each restoration mode
 
 STAGE1 = "stage_1_restore_output"
 STAGE2 = "stage_2_detection_output"
@@ -64,12 +65,6 @@ class Options:
         return faces.HR_FACE_SIZE if self.hr else faces.FACE_SIZE
 
 
-# Networks of each restoration mode (test.py's parameter_set).
-MODE_ROLES = {
-    "quality": ("vae_a", "mapping_quality", "vae_b_quality"),
-    "scratch": ("vae_a", "mapping_scratch", "vae_b_scratch"),
-    "scratch_hr": ("vae_a", "mapping_hr", "vae_b_scratch"),
-}
 
 
 # The infer.py flags of each mode (for error hints).
@@ -141,18 +136,18 @@ def check_output_folder(output: pathlib.Path) -> None:
         raise PipelineError(f"output folder {output} is a file, not a folder") from None
     except OSError as e:
         raise PipelineError(f"output folder {output} cannot be created: "
-                            f"{photo_io.os_reason(e)}") from None
+                            f"{photo_files.os_reason(e)}") from None
     try:
-        photo_io.check_writable_folder(output)
+        photo_files.check_writable_folder(output)
     except OSError as e:
         raise PipelineError(f"output folder {output} is not writable: "
-                            f"{photo_io.os_reason(e)}") from None
+                            f"{photo_files.os_reason(e)}") from None
 
 
 def remove_stale_temporaries(output: pathlib.Path) -> int:
     """Remove the temporary files that killed runs left in the pipeline's output folders;
     returns how many were removed."""
-    return sum(photo_io.remove_stale_temp_files(output / sub) for sub in OUTPUT_SUBFOLDERS)
+    return sum(photo_files.remove_stale_temp_files(output / sub) for sub in OUTPUT_SUBFOLDERS)
 
 
 def _is_file(path: pathlib.Path) -> bool:
@@ -220,12 +215,12 @@ def _fits(stem: str) -> bool:
 def _shortened(path: pathlib.Path) -> str:
     """``path``'s stem cut to fit, plus ``~`` and a hash of its full name (distinct per name)."""
     digest = hashlib.sha256(os.fsencode(path.name)).hexdigest()[:_SHORTENED_HASH_DIGITS]
-    return f"{photo_io.cut_to_bytes(path.stem, MAX_STEM_BYTES - 8 - len(digest))}~{digest}"
+    return f"{photo_files.cut_to_bytes(path.stem, MAX_STEM_BYTES - 8 - len(digest))}~{digest}"
 
 
 def _numbered(stem: str, taken: set[str]) -> str:
     """``<stem>_<n>`` for the smallest n >= 2 not in ``taken`` (compared ignoring case)."""
-    base = photo_io.cut_to_bytes(stem, MAX_STEM_BYTES - 8)
+    base = photo_files.cut_to_bytes(stem, MAX_STEM_BYTES - 8)
     number = 2
     while f"{base}_{number}".casefold() in taken:
         number += 1
@@ -285,7 +280,7 @@ class Restorer:
         if removed:
             self.log(f"note: removed {removed} stale temporary file(s) of an interrupted run "
                      f"from {output}")
-        paths, listing_notes = photo_io.list_photos(input_folder)
+        paths, listing_notes = photo_files.list_photos(input_folder)
         for note in listing_notes:
             self.log(f"note: {note}")
         stems, renamed = output_stems(paths)
@@ -354,14 +349,14 @@ class Restorer:
     def _guard(self, job: Job, what: str, fn, *args) -> None:
         try:
             fn(*args)
-        except photo_io.PhotoError as e:
+        except photo_files.PhotoError as e:
             job.error = str(e)
         except Exception as e:  # a bad photo must not stop the batch
             job.error = f"{what} failed: {type(e).__name__}: {e}"
             self.log(traceback.format_exc(limit=3))
 
     def _read(self, job: Job) -> None:
-        photo = photo_io.read_photo(job.path, max_side=self.options.max_side)
+        photo = photo_files.read_photo(job.path, max_side=self.options.max_side)
         job.rgb, job.notes = photo.rgb, list(photo.notes)
 
     def _quality_input(self, job: Job) -> None:
@@ -375,9 +370,9 @@ class Restorer:
     def _after_detection(self, job: Job, probability: np.ndarray, output: pathlib.Path) -> None:
         mask = postprocess.scratch_mask_from_probability(probability[None], job.origin.shape[:2])
         mask_png = postprocess.mask_png(mask)
-        photo_io.write_png_atomic(output / STAGE1 / "masks" / "input" / f"{job.stem}.png",
+        photo_files.write_png_atomic(output / STAGE1 / "masks" / "input" / f"{job.stem}.png",
                                   job.origin)
-        photo_io.write_png_atomic(output / STAGE1 / "masks" / "mask" / f"{job.stem}.png", mask_png)
+        photo_files.write_png_atomic(output / STAGE1 / "masks" / "mask" / f"{job.stem}.png", mask_png)
         dilation = preprocess.HR_MASK_DILATION if self.options.hr else 0
         job.net_input, job.mask_input, _ = preprocess.scratch_inputs(job.origin, mask_png,
                                                                      dilation)
@@ -405,16 +400,16 @@ class Restorer:
     def _after_restoration(self, job: Job, out: np.ndarray, output: pathlib.Path) -> None:
         job.restored = postprocess.minmax_png(out[None])
         stage = output / STAGE1
-        photo_io.write_png_atomic(stage / "origin" / f"{job.stem}.png", job.origin)
-        photo_io.write_png_atomic(stage / "input_image" / f"{job.stem}.png",
+        photo_files.write_png_atomic(stage / "origin" / f"{job.stem}.png", job.origin)
+        photo_files.write_png_atomic(stage / "input_image" / f"{job.stem}.png",
                                   postprocess.minmax_png(job.net_input))
-        photo_io.write_png_atomic(stage / "restored_image" / f"{job.stem}.png", job.restored)
+        photo_files.write_png_atomic(stage / "restored_image" / f"{job.stem}.png", job.restored)
         job.net_input = job.mask_input = None  # free memory early
 
     def _detect_faces(self, job: Job, output: pathlib.Path) -> None:
         job.faces = faces.extract_faces(job.restored, self.options.face_size)
         for k, face in enumerate(job.faces, start=1):
-            photo_io.write_png_atomic(output / STAGE2 / f"{job.stem}_{k}.png", face.image)
+            photo_files.write_png_atomic(output / STAGE2 / f"{job.stem}_{k}.png", face.image)
 
     def _enhance_faces(self, jobs: list[Job], output: pathlib.Path) -> None:
         items = [(job, k) for job in jobs for k in range(len(job.faces))]
@@ -429,7 +424,7 @@ class Restorer:
             job, k = item
             face = postprocess.clamped_png(out)
             job.enhanced[k] = face
-            photo_io.write_png_atomic(output / STAGE3 / f"{job.stem}_{k + 1}.png", face)
+            photo_files.write_png_atomic(output / STAGE3 / f"{job.stem}_{k + 1}.png", face)
 
         self._batched("face", items, inputs, consume, job_of=lambda item: item[0])
 
@@ -438,7 +433,7 @@ class Restorer:
         if job.faces:
             final = blend.paste_faces(job.restored, job.enhanced,
                                       [f.transform for f in job.faces])
-        photo_io.write_png_atomic(output / FINAL / f"{job.stem}.png", final)
+        photo_files.write_png_atomic(output / FINAL / f"{job.stem}.png", final)
 
     # -- batching -------------------------------------------------------------------------------
     def _batched(self, network: str, items: list, make_inputs, consume,

@@ -9,17 +9,14 @@ pure functions that the batched, sharded inference engine compiles.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
 from oldphoto_jax.models import mapping as mapping_models
-from oldphoto_jax.pipeline import postprocess, preprocess
 
 Network = tuple[nn.Module, dict]
 
@@ -40,26 +37,6 @@ def scratch_probability(detector: Network, unet_input: np.ndarray) -> np.ndarray
     """Sigmoid of the detector's logits for a 1 x h x w x 1 input in [-1, 1] (sides % 16 == 0)."""
     module, variables = detector
     return np.asarray(_jitted_detection(module)(variables, jnp.asarray(unet_input)))
-
-
-@dataclasses.dataclass
-class Detection:
-    """What detection.py computes and writes for one photo."""
-
-    rgb: np.ndarray           # the photo resized to multiples of 16 (masks/input/<stem>.png)
-    unet_input: np.ndarray    # 1 x h' x w' x 1 grey input at short side ~256
-    probability: np.ndarray   # 1 x h' x w' x 1 sigmoid output
-    mask: np.ndarray          # H x W float32 {0, 1} at the size of ``rgb``
-    mask_png: np.ndarray      # H x W x 3 uint8 as written to masks/mask/<stem>.png
-
-
-def detect_scratches(detector: Network, image: Image.Image,
-                     threshold: float = postprocess.SCRATCH_THRESHOLD) -> Detection:
-    """detection.py with ``--input_size full_size`` on one RGB photo."""
-    rgb, unet_input = preprocess.detection_input(image)
-    probability = scratch_probability(detector, unet_input)
-    mask = postprocess.scratch_mask_from_probability(probability, rgb.shape[:2], threshold)
-    return Detection(rgb, unet_input, probability, mask, postprocess.mask_png(mask))
 
 
 def restoration_function(encoder: nn.Module, mapping: nn.Module, decoder: nn.Module):

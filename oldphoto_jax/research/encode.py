@@ -19,13 +19,14 @@ from typing import Callable
 import numpy as np
 
 from oldphoto_jax.research import image_features
+from oldphoto_jax.roles import VAE_B_ROLES
 
 SPACES = ("pixels", "image_stats", "vae_a", "vae_b")
 SPACE_TITLES = {"pixels": "image: pixels (8x8 thumbnails)",
                 "image_stats": "image: colour/tone/texture statistics",
                 "vae_a": "latent: VAE_A encoder", "vae_b": "latent: VAE_B encoder"}
-# Which model role supplies VAE_B (the quality VAE_B when the model has both).
-VAE_B_ROLES = ("vae_b_quality", "vae_b_scratch")
+# Which model role supplies VAE_B: the first of VAE_B_ROLES (the quality VAE_B when the model
+# has both).
 
 
 @functools.lru_cache(maxsize=8)

@@ -21,8 +21,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from oldphoto_jax import photo_files
 from oldphoto_jax.evaluation import degraded_set
-from oldphoto_jax.pipeline import photo_io
 
 SET_NAMES = ("R", "X", "Y")
 # Files of a folder that are read as photos (a README beside the photos is left out); a file named
@@ -57,7 +57,7 @@ def photo_paths(entries: Sequence[str], what: str, log: Callable[[str], None] = 
     for entry in entries:
         path = pathlib.Path(entry)
         if path.is_dir():
-            found, notes = photo_io.list_photos(path)
+            found, notes = photo_files.list_photos(path)
             for note in notes:
                 log(f"note: {path}: {note}")
             for candidate in found:
@@ -99,9 +99,9 @@ def cut(rgb: np.ndarray, positions: np.ndarray, size: int) -> np.ndarray:
 
 def _fit(path: pathlib.Path, max_side: int | None) -> np.ndarray:
     try:
-        rgb = photo_io.read_photo(path).rgb
+        rgb = photo_files.read_photo(path).rgb
         return degraded_set.fit_clean(rgb, max_side)
-    except photo_io.PhotoError as error:
+    except photo_files.PhotoError as error:
         raise InputError(str(error)) from error
     except ValueError as error:
         raise InputError(f"{path.name}: {error}") from error

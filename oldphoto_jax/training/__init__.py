@@ -1,1 +1,1 @@
-"""Training: discriminators' losses, per-stage pure train steps, and the trainer loop."""
+"""Training: discriminators' losses, per-task pure train steps, and the trainer loop."""

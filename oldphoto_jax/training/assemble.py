@@ -1,6 +1,6 @@
-"""Combine the exports of several training stages into one model directory for ``infer.py``.
+"""Combine the exports of several training tasks into one model directory for ``infer.py``.
 
-Each ``train.py`` run exports the networks of its stage to ``<workdir>/export`` (a model
+Each ``train.py`` run exports the networks of its task to ``<workdir>/export`` (a model
 directory holding only those roles, e.g. ``vae_a``, or ``mapping_scratch``). A complete restoration
 model needs VAE_A, a VAE_B, a mapping (and, for the other modes, the scratch detector and a face
 generator)::
@@ -28,6 +28,7 @@ import sys
 from typing import Iterable, Sequence
 
 from oldphoto_jax import model_files
+from oldphoto_jax.roles import ROLES
 
 
 def parse_network(spec: str) -> tuple[str, str, str | None]:
@@ -36,7 +37,7 @@ def parse_network(spec: str) -> tuple[str, str, str | None]:
     if not sep or not role or not rest:
         raise ValueError(f"--network expects ROLE=DIR[:SOURCE_ROLE], got {spec!r}")
     head, _, tail = rest.rpartition(":")
-    if head and tail in model_files.ROLES:
+    if head and tail in ROLES:
         return role, head, tail
     return role, rest, None
 
@@ -82,9 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give at least one model directory or --network")
     try:
         networks = gather(args.models, [parse_network(spec) for spec in args.network])
-        unknown = sorted(set(networks) - set(model_files.ROLES))
+        unknown = sorted(set(networks) - set(ROLES))
         if unknown:
-            raise ValueError(f"unknown roles {unknown}; known: {sorted(model_files.ROLES)}")
+            raise ValueError(f"unknown roles {unknown}; known: {sorted(ROLES)}")
         source = f"assembled from {', '.join(args.models + args.network)}"
         if args.description:
             source = f"{args.description}; {source}"

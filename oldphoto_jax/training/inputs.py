@@ -1,6 +1,6 @@
 """A training config's data: its photo sources and the input pipeline's settings.
 
-``stage_photos(config.data, input_stage)`` opens the photo collections a training stage reads
+``training_photos(config.data, records)`` opens the photo collections a training task reads
 (folders, or ``tfds:<prepared builder dir>:<split>``), ``input_config`` turns ``config.input``
 into the pipeline's :class:`~oldphoto_jax.data.InputConfig`, and ``resolve_lengths`` fills in
 the run's length from the number of photos where the config leaves it to the data (0).
@@ -19,6 +19,32 @@ from oldphoto_jax import data as data_lib
 class ConfigError(ValueError):
     """The configuration cannot run: a missing photo folder, unknown fields, a batch that does
     not split over the devices..."""
+
+
+# Config fields under the names they had before (a training "stage" is now a task, the input
+# pipeline's "stage" the kind of records it makes): config files and saved run configs written
+# with the old names still run.
+RENAMED_FIELDS = {("stage",): ("task",), ("input", "stage"): ("input", "records")}
+
+
+def with_current_names(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """``config``, or a copy of it with the fields of :data:`RENAMED_FIELDS` under their current
+    names where it uses an old one."""
+    def parent(tree, path):
+        for key in path[:-1]:
+            tree = tree.get(key) if isinstance(tree, (dict, ml_collections.ConfigDict)) else None
+        return tree if isinstance(tree, (dict, ml_collections.ConfigDict)) else None
+
+    if not any((p := parent(config, old)) is not None and old[-1] in p
+               for old in RENAMED_FIELDS):
+        return config
+    tree = config.to_dict()
+    for old, new in RENAMED_FIELDS.items():
+        holder = parent(tree, old)
+        if holder is not None and old[-1] in holder:
+            value = holder.pop(old[-1])
+            holder.setdefault(new[-1], value)
+    return ml_collections.ConfigDict(tree)
 
 
 def photo_source(spec: str, cache_mb: int = 512, field: str = "data",
@@ -43,47 +69,47 @@ def photo_source(spec: str, cache_mb: int = 512, field: str = "data",
         raise ConfigError(f"config.{field}: {error}") from None
 
 
-def stage_photos(data: ml_collections.ConfigDict, input_stage: str,
-                 cache_mb: int = 512) -> data_lib.StagePhotos:
-    """The photo collections ``input_stage`` reads (only those are opened)."""
-    if input_stage == "faces":
+def training_photos(data: ml_collections.ConfigDict, records: str,
+                 cache_mb: int = 512) -> data_lib.TrainingPhotos:
+    """The photo collections ``records`` reads (only those are opened)."""
+    if records == "faces":
         if not data.faces:
-            raise ConfigError("the faces stage needs data.faces: a folder of aligned faces "
+            raise ConfigError("the faces records need data.faces: a folder of aligned faces "
                               "(or of portraits with data.align_faces=True)")
         source = photo_source(data.faces, cache_mb, "data.faces")
         if data.align_faces:
             from oldphoto_jax.data.face_bank import align_faces
 
             source = align_faces([source], data.face_bank_size)
-        return data_lib.StagePhotos(faces=source)
+        return data_lib.TrainingPhotos(faces=source)
     if not data.clean:
-        raise ConfigError(f"the {input_stage} stage needs data.clean: a folder of clean photos")
+        raise ConfigError(f"the {records} records need data.clean: a folder of clean photos")
     old = ()
-    if input_stage == "domain_a":
+    if records == "domain_a":
         old = tuple(photo_source(spec, cache_mb, "data.old") for spec in data.old)
     clean = photo_source(data.clean, cache_mb, "data.clean", exclude=tuple(data.clean_exclude))
-    return data_lib.StagePhotos(clean=clean, old=old)
+    return data_lib.TrainingPhotos(clean=clean, old=old)
 
 
-def input_config(config: ml_collections.ConfigDict, input_stage: str) -> data_lib.InputConfig:
+def input_config(config: ml_collections.ConfigDict, records: str) -> data_lib.InputConfig:
     """``config.input`` (and ``config.seed``) as the pipeline's ``InputConfig``."""
     known = {f.name for f in dataclasses.fields(data_lib.InputConfig)} - {"seed"}
     unknown = sorted(set(config.input.keys()) - known)
     if unknown:
         raise ConfigError(f"unknown config.input fields {unknown}; known: {sorted(known)}")
     fields = config.input.to_dict()
-    fields["stage"] = input_stage
+    fields["records"] = records
     if isinstance(fields.get("degradation"), dict):
         fields["degradation"] = ml_collections.ConfigDict(fields["degradation"])
     return data_lib.InputConfig(seed=int(config.seed), **fields)
 
 
 def resolve_lengths(config: ml_collections.ConfigDict,
-                    photos: data_lib.StagePhotos) -> ml_collections.ConfigDict:
+                    photos: data_lib.TrainingPhotos) -> ml_collections.ConfigDict:
     """A copy of ``config`` with ``optim.steps_per_epoch`` and ``num_steps`` filled in from the
     data where they are 0 (module docstring)."""
     config = ml_collections.ConfigDict(config.to_dict())
-    optim = config.get("optim")  # a stage defined outside training.stages may have none
+    optim = config.get("optim")  # a task defined outside training.tasks may have none
     if optim is not None and optim.steps_per_epoch <= 0:
         source = photos.faces if photos.faces is not None else photos.clean
         optim.steps_per_epoch = data_lib.steps_per_epoch(len(source), config.input.batch_size)

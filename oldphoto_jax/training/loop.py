@@ -1,6 +1,6 @@
-"""The training loop: any :class:`~oldphoto_jax.training.stage.Stage`, data parallel on a mesh.
+"""The training loop: any :class:`~oldphoto_jax.training.task.Task`, data parallel on a mesh.
 
-``train(config, workdir)`` builds the stage (``stages.build_stage(config)``), its grain input
+``train(config, workdir)`` builds the task (``tasks.build_task(config)``), its grain input
 pipeline and a device mesh, restores the newest checkpoint in ``workdir`` if there is one, and
 runs jitted train steps until ``config.num_steps``:
 
@@ -20,18 +20,18 @@ runs jitted train steps until ``config.num_steps``:
   reported with the step where it first appeared;
 * every ``log_every`` steps the mean metrics go to TensorBoard (``<workdir>/tb``) and to a
   progress line with steps/s, images/s and ETA; every ``sample_every`` steps an image grid of
-  ``stage.samples`` on a fixed batch (the run's first); at the end (and every ``export_every``
+  ``task.samples`` on a fixed batch (the run's first); at the end (and every ``export_every``
   steps if > 0) the inference networks are written with ``oldphoto_jax.model_files.save_model``
   to ``<workdir>/export``, the directory ``infer.py --checkpoint_dir`` reads.
 
-Config fields (``configs/common.py`` sets them for every stage; the stage's own fields, ``model``,
-``disc``, ``loss``, ``optim``, are described in :mod:`oldphoto_jax.training.stages`). The
+Config fields (``configs/common.py`` sets them for every task; the task's own fields, ``model``,
+``disc``, ``loss``, ``optim``, are described in :mod:`oldphoto_jax.training.tasks`). The
 trainer reads them as they are, with no defaults of its own:
 
 * ``seed``: parameters, random keys and data records all derive from it;
 * ``num_steps``: 0 = the official length, ``(optim.niter + optim.niter_decay)`` epochs;
   ``optim.steps_per_epoch`` 0 = ``floor(N / batch_size)`` (at least 1) with N the photos the
-  stage's epochs run over (``data.faces`` for faces, else ``data.clean``);
+  task's epochs run over (``data.faces`` for faces, else ``data.clean``);
 * ``input.*``: ``oldphoto_jax.data.InputConfig`` fields (``preset``, ``degrade_full_image``,
   ``num_workers``, ``output_dtype``...); its seed is ``seed``;
 * ``data.clean``, ``data.old`` (tuple), ``data.faces``: photo sources, each a folder or
@@ -71,13 +71,13 @@ import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh, NamedSharding
 
-from oldphoto_jax import model_files, layers, sharding
+from oldphoto_jax import layers, model_files, sharding
 from oldphoto_jax import data as data_lib
-from oldphoto_jax.training import train_checkpoints, reporting
+from oldphoto_jax.training import reporting, train_checkpoints
 from oldphoto_jax.training.inputs import (ConfigError, input_config, poison, resolve_lengths,
-                                          stage_photos)
+                                          training_photos, with_current_names)
 from oldphoto_jax.training.keys import DEFAULT_PRNG, init_key, step_key
-from oldphoto_jax.training.stage import Stage
+from oldphoto_jax.training.task import Task
 
 # Steps dispatched ahead of the device at most (before, only the metrics fetched every
 # ``log_every`` steps bounded them): it keeps steps/s, the ETA and ``time_limit_s`` roughly honest
@@ -116,19 +116,19 @@ class TrainResult:
 
 
 @functools.lru_cache(maxsize=8)
-def jit_train_step(stage: Stage, mesh: Mesh, seed: int, impl: str = DEFAULT_PRNG,
+def jit_train_step(task: Task, mesh: Mesh, seed: int, impl: str = DEFAULT_PRNG,
                    conv_weight_grad: str = "xla") -> Callable:
     """``(state, batch, step) -> (state, metrics)``: jitted, state replicated (and donated),
     batch split over the data axis, the step's key derived inside; convolution kernel gradients
     computed as ``conv_weight_grad`` says (:data:`oldphoto_jax.layers.WEIGHT_GRADIENTS`). Cached,
-    so training the same stage object again in one process (a resume) reuses the compiled step."""
+    so training the same task object again in one process (a resume) reuses the compiled step."""
     if conv_weight_grad not in layers.WEIGHT_GRADIENTS:
         raise ConfigError(f"conv_weight_grad must be one of {layers.WEIGHT_GRADIENTS}, "
                           f"got {conv_weight_grad!r}")
 
     def step_fn(state, batch, step):
         with layers.using_conv_weight_gradient(conv_weight_grad):  # applies while tracing
-            return stage.train_step(state, batch, step_key(seed, step, impl))
+            return task.train_step(state, batch, step_key(seed, step, impl))
 
     replicated, split = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     return jax.jit(step_fn, in_shardings=(replicated, split, replicated),
@@ -136,8 +136,8 @@ def jit_train_step(stage: Stage, mesh: Mesh, seed: int, impl: str = DEFAULT_PRNG
 
 
 @functools.lru_cache(maxsize=8)
-def jit_samples(stage: Stage, mesh: Mesh) -> Callable:
-    return jax.jit(stage.samples,
+def jit_samples(task: Task, mesh: Mesh) -> Callable:
+    return jax.jit(task.samples,
                    in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh)))
 
 
@@ -150,15 +150,15 @@ def abstract_state(init: Callable, key: jax.Array, batch: dict, placement: Named
                         shapes)
 
 
-def export_networks(stage: Stage, state, directory: str | os.PathLike, step: int) -> None:
-    """``stage.export(state)`` -> an ``infer.py`` model directory (process 0 writes it)."""
+def export_networks(task: Task, state, directory: str | os.PathLike, step: int) -> None:
+    """``task.export(state)`` -> an ``infer.py`` model directory (process 0 writes it)."""
     if jax.process_index() != 0:
         return
     local = jax.tree.map(reporting.local_copy, state)
     networks = {role: (module, jax.device_get(variables))
-                for role, (module, variables) in stage.export(local).items()}
+                for role, (module, variables) in task.export(local).items()}
     model_files.save_model(directory, networks, overwrite=True,
-                           source=f"oldphoto-jax train.py, stage {stage.name}, step {step}")
+                           source=f"oldphoto-jax train.py, task {task.name}, step {step}")
 
 
 def _saved_num_workers(workdir: pathlib.Path, step: int) -> int | None:
@@ -185,29 +185,30 @@ def _write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path, step
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
-          stage: Stage | None = None, log: Callable[[str], None] | None = None,
+          task: Task | None = None, log: Callable[[str], None] | None = None,
           mesh: Mesh | None = None) -> TrainResult:
-    """Train (or resume training) ``config``'s stage in ``workdir``; see the module docstring.
+    """Train (or resume training) ``config``'s task in ``workdir``; see the module docstring.
 
-    ``stage`` replaces ``build_stage(config)`` (a stage defined elsewhere; its ``input_stage``
+    ``task`` replaces ``build_task(config)`` (a task defined elsewhere; its ``records``
     then decides the data); ``log`` receives the progress lines (default: print on process 0).
     """
+    config = with_current_names(config)
     if log is None:
         log = (lambda line: print(line, flush=True)) if jax.process_index() == 0 else (
             lambda line: None)
     workdir = pathlib.Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
 
-    input_stage = stage.input_stage if stage is not None else config.input.stage
-    photos = stage_photos(config.data, input_stage, config.input.cache_mb)
+    records = task.records if task is not None else config.input.records
+    photos = training_photos(config.data, records, config.input.cache_mb)
     config = resolve_lengths(config, photos)
-    if stage is None:
-        from oldphoto_jax.training.stages import build_stage
+    if task is None:
+        from oldphoto_jax.training.tasks import build_task
 
-        stage = build_stage(config)
-        if stage.input_stage != input_stage:
-            raise ConfigError(f"config.input.stage is {input_stage!r} but the {stage.name} "
-                              f"stage reads {stage.input_stage!r}")
+        task = build_task(config)
+        if task.records != records:
+            raise ConfigError(f"config.input.records is {records!r} but the {task.name} "
+                              f"task reads {task.records!r}")
     num_steps, seed = config.num_steps, config.seed
     log_every, checkpoint_every = config.log_every, config.checkpoint_every
     sample_every, export_every = config.sample_every, config.export_every
@@ -226,7 +227,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     # A fresh iterator, and a fixed batch for initialisation and sample grids (batch 0, read by
     # random access so the iterator is untouched).
     shard = data_lib.Shard.from_jax()
-    in_config = input_config(config, input_stage)
+    in_config = input_config(config, records)
     iterator = data_lib.batch_iterator(in_config, photos, shard)
     fixed_batch = data_lib.batch_dataset(in_config, photos, shard)[0]
 
@@ -234,7 +235,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
                                           async_save=config.async_checkpoints)
 
     def restore(step):
-        abstract = abstract_state(stage.init_state, init_key(seed, prng), fixed_batch,
+        abstract = abstract_state(task.init_state, init_key(seed, prng), fixed_batch,
                                   sharding.replicated(mesh))
         saved_workers = _saved_num_workers(workdir, step)
         if saved_workers is None or saved_workers == in_config.num_workers:
@@ -256,11 +257,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         state, iterator = restored
         log(f"resumed from the checkpoint of step {start_step} in {ckpt.directory}")
     else:
-        state = sharding.replicate(mesh, stage.init_state(init_key(seed, prng), fixed_batch))
+        state = sharding.replicate(mesh, task.init_state(init_key(seed, prng), fixed_batch))
     _write_config(config, workdir, start_step)
 
-    train_step = jit_train_step(stage, mesh, seed, prng, config.conv_weight_grad)
-    sample_fn = jit_samples(stage, mesh)
+    train_step = jit_train_step(task, mesh, seed, prng, config.conv_weight_grad)
+    sample_fn = jit_samples(task, mesh)
     writer = reporting.MetricWriter(str(workdir / "tb"), purge_step=start_step or None)
     buffer = reporting.MetricBuffer()
     progress = reporting.Progress(num_steps, batch_size)
@@ -301,7 +302,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
             if step % log_every == 0 or step == num_steps:
                 means = buffer.pop_means()
                 line = progress.line(
-                    step, reporting.shown_metrics(means, stage.reconstruction_metric))
+                    step, reporting.shown_metrics(means, task.reconstruction_metric))
                 writer.scalars(step, means)
                 history.append((step, means))
                 if math.isfinite(progress.steps_per_second):
@@ -314,7 +315,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
                 write_samples(step)
             if export_every and step % export_every == 0 and step != num_steps:
                 check_finite(step)
-                export_networks(stage, state, workdir / "export", step)
+                export_networks(task, state, workdir / "export", step)
             if step != num_steps and time.monotonic() >= deadline:
                 time_limited = True
                 log(f"step {step}: time limit of {time_limit:g} s reached; stopping here "
@@ -327,7 +328,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
                 break
         check_finite(step)
         ckpt.wait()
-        export_networks(stage, state, workdir / "export", step)
+        export_networks(task, state, workdir / "export", step)
         log(f"step {step}: exported the inference networks to {workdir / 'export'}")
     except reporting.NonFiniteError as error:
         ckpt.wait()

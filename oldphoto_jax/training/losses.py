@@ -1,4 +1,4 @@
-"""Loss functions of every training stage (reference sections 10.1-10.6).
+"""Loss functions of every training task (reference sections 10.1-10.6).
 
 Discriminator outputs are in the format of
 :class:`oldphoto_jax.models.discriminators.MultiscaleDiscriminator`: a list over scales of the
@@ -6,10 +6,10 @@ lists of block outputs, the score map last. All functions are pure and jittable;
 reductions are plain means over the global batch (under a sharded ``jit`` they are global, which
 equals the official 4-GPU average of per-chunk means for every mean-reduced loss, 10.1).
 
-* Least squares GAN (Global stages, 10.1): ``LS(outputs, t) = sum over scales of
+* Least squares GAN (Global tasks, 10.1): ``LS(outputs, t) = sum over scales of
   mean((score - t)**2)``; D objective ``1/2 [LS(D(real), 1) + LS(D(fake), 0)]``; G objective
   ``LS(D(fake), 1)``.
-* Hinge GAN (face stage, SPADE defaults, 10.6): D terms ``mean(relu(1 - D(real)))`` and
+* Hinge GAN (face task, SPADE defaults, 10.6): D terms ``mean(relu(1 - D(real)))`` and
   ``mean(relu(1 + D(fake)))`` returned separately (the D objective is their plain sum), G term
   ``-mean(D(fake))``; each averaged over the scales.
 * Feature matching (10.1): ``sum_scales sum_k w * lambda_feat * mean|feat_k(fake) - feat_k(real)|``
@@ -47,7 +47,7 @@ def score_maps(outputs: DOutputs) -> list[Array]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Least squares GAN (pix2pixHD, Global stages)
+# Least squares GAN (pix2pixHD, Global tasks)
 
 
 def ls_per_sample(outputs: DOutputs, target: float) -> Array:
@@ -77,7 +77,7 @@ def lsgan_d_loss(real_outputs: DOutputs, fake_outputs: DOutputs) -> tuple[Array,
 
 
 # ----------------------------------------------------------------------------------------------
-# Hinge GAN (SPADE, face stage)
+# Hinge GAN (SPADE, face task)
 
 
 def hinge_d_losses(real_outputs: DOutputs, fake_outputs: DOutputs) -> tuple[Array, Array]:

@@ -1,4 +1,4 @@
-"""Optimisers and learning-rate schedules as pure functions of a stage's ``config.optim``.
+"""Optimisers and learning-rate schedules as pure functions of a task's ``config.optim``.
 
 Reference 10.1 (Adam, eps 1e-8, no weight decay; lr0 2e-4, betas (0.5, 0.999)), the linear
 decay rule ``lr(e) = lr0 * min(1, (niter + niter_decay + 1 - e) / niter_decay)`` for the 1-based
@@ -77,6 +77,6 @@ def adam(schedule: Schedule, b1: float, b2: float,
 
 
 def optimizer_for(optim_config, side: str) -> optax.GradientTransformation:
-    """Adam with the schedule and betas of ``side`` for a stage's ``config.optim``."""
+    """Adam with the schedule and betas of ``side`` for a task's ``config.optim``."""
     return adam(schedule_for(optim_config, side), optim_config.b1, optim_config.b2,
                 optim_config.eps)

@@ -4,7 +4,7 @@
   device, so the loop never waits for them), fetches them in one transfer when asked, stops on the
   first non-finite value with a :class:`NonFiniteError` naming the step and the metric, and
   averages them for logging.
-* :func:`image_grid` lays out ``stage.samples`` images (one row per example, one column per
+* :func:`image_grid` lays out ``task.samples`` images (one row per example, one column per
   entry such as input / output / target) as one uint8 picture.
 * :class:`MetricWriter` writes scalars and images as TensorBoard event files with tensorboardX
   (no TensorFlow); on hosts other than process 0 it writes nothing.
@@ -213,7 +213,7 @@ class Progress:
 
 
 def shown_metrics(means: Mapping[str, float], also: str = "") -> dict[str, float]:
-    """The metrics of a progress line: the objectives (``loss/*``) and ``also`` (the stage's
+    """The metrics of a progress line: the objectives (``loss/*``) and ``also`` (the task's
     reconstruction metric)."""
     return {name: value for name, value in means.items()
             if name.startswith("loss/") or name == also}

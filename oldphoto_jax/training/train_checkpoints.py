@@ -2,7 +2,7 @@
 
 ``<workdir>/checkpoints/<step>/`` holds two items:
 
-* ``state``: the stage's state pytree (params, optimizer states, mutable collections, step
+* ``state``: the task's state pytree (params, optimizer states, mutable collections, step
   counters) saved with ``StandardSave``;
 * ``data``: the grain iterator's state (``grain.checkpoint.CheckpointSave``), one small JSON file
   per host, so the batches after a resume are the ones an uninterrupted run would have seen.

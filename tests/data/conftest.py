@@ -1,11 +1,11 @@
-"""Fixtures of the input-pipeline tests: tiny generated photo folders and stage settings."""
+"""Fixtures of the input-pipeline tests: tiny generated photo folders and input settings."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from oldphoto_jax.data import FolderPhotos, InputConfig, StagePhotos
+from oldphoto_jax.data import FolderPhotos, InputConfig, TrainingPhotos
 
 CROP = 32
 
@@ -43,21 +43,21 @@ def folders(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def photos(folders) -> StagePhotos:
-    return StagePhotos(
+def photos(folders) -> TrainingPhotos:
+    return TrainingPhotos(
         clean=FolderPhotos(str(folders / "clean")),
         old=(FolderPhotos(str(folders / "old")), FolderPhotos(str(folders / "old_grey"))),
     )
 
 
-def small_config(stage: str, **overrides) -> InputConfig:
+def small_config(records: str, **overrides) -> InputConfig:
     """An ``InputConfig`` with small crops and batches, for fast tests."""
     settings = {"batch_size": 4, "crop_size": CROP, "seed": 7, "read_threads": 0}
     settings.update(overrides)
-    return InputConfig(stage, **settings)
+    return InputConfig(records, **settings)
 
 
 @pytest.fixture(scope="session")
 def config_for():
-    """``config_for(stage, **overrides)``: see ``small_config``."""
+    """``config_for(records, **overrides)``: see ``small_config``."""
     return small_config

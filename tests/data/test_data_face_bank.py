@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from skimage import data as skimage_data
 
-from oldphoto_jax.data import ArrayPhotos, StagePhotos, StageRecords, batch_iterator
+from oldphoto_jax.data import ArrayPhotos, TrainingPhotos, TrainingRecords, batch_iterator
 from oldphoto_jax.data.face_bank import align_faces
 
 
@@ -29,9 +29,9 @@ def test_astronaut_gives_one_aligned_face(astronaut_faces):
 
 
 def test_face_pairs_are_degraded_and_clean_faces(astronaut_faces, config_for):
-    photos = StagePhotos(faces=astronaut_faces)
+    photos = TrainingPhotos(faces=astronaut_faces)
     config = config_for("faces", crop_size=48)
-    record = StageRecords(config, photos)(0)
+    record = TrainingRecords(config, photos)(0)
     assert set(record) == {"degraded", "clean", "grayscale"}
     batch = next(batch_iterator(config, photos))
     assert batch["degraded"].shape == (4, 48, 48, 3) and batch["clean"].shape == (4, 48, 48, 3)

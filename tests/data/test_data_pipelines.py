@@ -29,12 +29,12 @@ def assert_same_batches(first, second):
             np.testing.assert_array_equal(a[key], b[key])
 
 
-@pytest.mark.parametrize("stage, keys", [
+@pytest.mark.parametrize("records, keys", [
     ("domain_a", {"image": 3, "real_old": None, "grayscale": None}),
     ("mapping_mask", {"degraded": 3, "clean": 3, "mask": 1, "grayscale": None}),
 ])
-def test_batches_are_nhwc_float32_with_flags(photos, config_for, stage, keys):
-    batch = next(batch_iterator(config_for(stage), photos))
+def test_batches_are_nhwc_float32_with_flags(photos, config_for, records, keys):
+    batch = next(batch_iterator(config_for(records), photos))
     assert set(batch) == set(keys)
     for key, channels in keys.items():
         assert batch[key].dtype == np.float32
@@ -64,9 +64,9 @@ def test_same_seed_same_batches_other_seed_other_batches(photos, config_for):
     assert not np.array_equal(first[0]["degraded"], other["degraded"])
 
 
-@pytest.mark.parametrize("stage", ["domain_b", "detection"])
-def test_iterator_state_resumes_exactly(photos, config_for, stage):
-    config = config_for(stage)
+@pytest.mark.parametrize("records", ["domain_b", "detection"])
+def test_iterator_state_resumes_exactly(photos, config_for, records):
+    config = config_for(records)
     iterator = batch_iterator(config, photos)
     take(iterator, 2)
     state = iterator.get_state()

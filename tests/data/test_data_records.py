@@ -1,4 +1,4 @@
-"""Per-stage record semantics: shapes and ranges, crops of the right photos, the degradation
+"""Record semantics per kind: shapes and ranges, crops of the right photos, the degradation
 replayed from its seed, grayscale, masks and the official mixing probabilities."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import data_synth
-from oldphoto_jax.data import StagePhotos, StageRecords, transforms
+from oldphoto_jax.data import TrainingPhotos, TrainingRecords, transforms
 from oldphoto_jax.data import config as config_lib
 from oldphoto_jax.data import records as records_lib
 
@@ -37,7 +37,7 @@ def is_grey(image: np.ndarray) -> bool:
 
 def test_domain_b_records_are_flipped_crops_of_clean_photos(photos, config_for):
     config = config_for("domain_b", grayscale_p=0.0)
-    make = StageRecords(config, photos)
+    make = TrainingRecords(config, photos)
     for index in range(6):
         record = make(index)
         assert set(record) == {"image", "grayscale"} and record["grayscale"] == 0
@@ -47,14 +47,14 @@ def test_domain_b_records_are_flipped_crops_of_clean_photos(photos, config_for):
 
 def test_scale_range_crops_each_photo_at_a_drawn_scale(photos, config_for):
     size = 32
-    half = StageRecords(config_for("domain_b", grayscale_p=0.0, scale_range=(0.5, 0.5)), photos)
+    half = TrainingRecords(config_for("domain_b", grayscale_p=0.0, scale_range=(0.5, 0.5)), photos)
     halved = [transforms.downscale(photos.clean[i], 0.5, size) for i in range(len(photos.clean))]
     for index in range(4):
         assert is_crop_of(half(index)["image"], halved, size)
     # Its own random stream: at scale 1 every record is the one of a run without scale_range.
-    for stage in ("domain_b", "mapping_mask"):
-        plain = StageRecords(config_for(stage), photos)
-        unit = StageRecords(config_for(stage, scale_range=(1.0, 1.0)), photos)
+    for records in ("domain_b", "mapping_mask"):
+        plain = TrainingRecords(config_for(records), photos)
+        unit = TrainingRecords(config_for(records, scale_range=(1.0, 1.0)), photos)
         for index in (0, 3):
             for key, value in plain(index).items():
                 np.testing.assert_array_equal(unit(index)[key], value)
@@ -65,23 +65,23 @@ def test_scale_range_crops_each_photo_at_a_drawn_scale(photos, config_for):
 
 
 def test_records_are_pure_functions_of_seed_and_index(photos, config_for):
-    for stage in ("domain_a", "mapping", "mapping_mask"):
-        a = StageRecords(config_for(stage), photos)
-        b = StageRecords(config_for(stage), photos)
+    for records in ("domain_a", "mapping", "mapping_mask"):
+        a = TrainingRecords(config_for(records), photos)
+        b = TrainingRecords(config_for(records), photos)
         for index in (0, 5, 1234567):
             ra, rb = a(index), b(index)
             for key in ra:
                 np.testing.assert_array_equal(ra[key], rb[key])
-        other = StageRecords(config_for(stage, seed=8), photos)(5)
-        key = "image" if stage == "domain_a" else "degraded"
+        other = TrainingRecords(config_for(records, seed=8), photos)(5)
+        key = "image" if records == "domain_a" else "degraded"
         assert not np.array_equal(a(5)[key], other[key])
 
 
 def test_domain_a_mixes_real_old_and_degraded_clean_photos(photos, config_for):
-    make = StageRecords(config_for("domain_a", grayscale_p=0.0), photos)
+    make = TrainingRecords(config_for("domain_a", grayscale_p=0.0), photos)
     flags = np.array([make(i)["real_old"] for i in range(200)])
     assert 0.4 < flags.mean() < 0.6  # official: half real old photos
-    real = StageRecords(config_for("domain_a", real_old_p=1.0, grayscale_p=0.0), photos)
+    real = TrainingRecords(config_for("domain_a", real_old_p=1.0, grayscale_p=0.0), photos)
     for index in range(8):
         image = real(index)["image"]
         assert any(is_crop_of(image, old, 32) for old in photos.old)
@@ -92,7 +92,7 @@ def test_domain_a_mixes_real_old_and_degraded_clean_photos(photos, config_for):
 
 def test_domain_a_synthetic_half_is_degraded_before_the_crop(photos, config_for):
     config = config_for("domain_a", real_old_p=0.0)
-    make = StageRecords(config, photos)
+    make = TrainingRecords(config, photos)
     recipe = config_lib.without_local_damage(config.degradation_config())
     for index in range(4):
         record = make(index)
@@ -106,7 +106,7 @@ def test_domain_a_synthetic_half_is_degraded_before_the_crop(photos, config_for)
 
 def test_mapping_pairs_share_the_crop_and_follow_grayscale(photos, config_for):
     config = config_for("mapping")
-    make = StageRecords(config, photos)
+    make = TrainingRecords(config, photos)
     recipe = config_lib.without_local_damage(config.degradation_config())
     grey = []
     for index in range(40):
@@ -128,7 +128,7 @@ def test_mapping_pairs_share_the_crop_and_follow_grayscale(photos, config_for):
     assert any(grey) and not all(grey)
 
 
-def test_indexed_stages_visit_every_photo_once_per_epoch(config_for):
+def test_indexed_records_visit_every_photo_once_per_epoch(config_for):
     config = config_for("mapping")
     count = 7
     for epoch in range(3):
@@ -141,7 +141,7 @@ def test_indexed_stages_visit_every_photo_once_per_epoch(config_for):
 
 def test_official_masked_pairs_have_white_holes_and_half_empty_masks(photos, config_for):
     config = config_for("mapping_mask", preset="official")
-    make = StageRecords(config, photos)
+    make = TrainingRecords(config, photos)
     empty = 0
     for index in range(120):
         record = make(index)
@@ -156,37 +156,37 @@ def test_official_masked_pairs_have_white_holes_and_half_empty_masks(photos, con
 
 
 def test_extended_masked_pairs_drop_local_damage_with_empty_mask_p(photos, config_for):
-    always = StageRecords(config_for("mapping_mask", preset="extended", empty_mask_p=1.0), photos)
+    always = TrainingRecords(config_for("mapping_mask", preset="extended", empty_mask_p=1.0), photos)
     assert all(always(i)["mask"].max() == 0 for i in range(10))
-    never = StageRecords(config_for("mapping_mask", preset="extended", empty_mask_p=0.0), photos)
+    never = TrainingRecords(config_for("mapping_mask", preset="extended", empty_mask_p=0.0), photos)
     assert sum(never(i)["mask"].max() > 0 for i in range(20)) >= 10
     assert config_for("mapping_mask", preset="extended").resolved_empty_mask_p() == 0.5
     assert config_for("mapping_mask", preset="official").resolved_empty_mask_p() == 0.0
 
 
 def test_detection_records_are_luma_or_rgb_with_a_mask(photos, config_for):
-    grey = StageRecords(config_for("detection"), photos)(3)
+    grey = TrainingRecords(config_for("detection"), photos)(3)
     assert set(grey) == {"image", "mask", "grayscale"}
     check_image(grey["image"], 32, channels=1)
-    rgb = StageRecords(config_for("detection", detection_channels=3), photos)(3)
+    rgb = TrainingRecords(config_for("detection", detection_channels=3), photos)(3)
     check_image(rgb["image"], 32, channels=3)
     np.testing.assert_array_equal(transforms.luma(rgb["image"]),
                                   grey["image"])
     np.testing.assert_array_equal(grey["mask"], rgb["mask"])
 
 
-def test_local_damage_stages_of_the_presets():
-    assert config_lib.local_damage_stages(data_synth.official_preset()) == ("holes",)
-    assert config_lib.local_damage_stages(data_synth.extended_preset()) == ("local",)
+def test_local_damage_steps_of_the_presets():
+    assert config_lib.local_damage_steps(data_synth.official_preset()) == ("holes",)
+    assert config_lib.local_damage_steps(data_synth.extended_preset()) == ("local",)
     trimmed = config_lib.without_local_damage(data_synth.extended_preset())
-    assert "local" not in trimmed.stage_order
+    assert "local" not in trimmed.step_order
 
 
 def test_missing_photos_are_reported_at_construction(photos, config_for):
     with pytest.raises(ValueError, match="old photos"):
-        StageRecords(config_for("domain_a"), StagePhotos(clean=photos.clean))
-    StageRecords(config_for("domain_a", real_old_p=0.0), StagePhotos(clean=photos.clean))
+        TrainingRecords(config_for("domain_a"), TrainingPhotos(clean=photos.clean))
+    TrainingRecords(config_for("domain_a", real_old_p=0.0), TrainingPhotos(clean=photos.clean))
     with pytest.raises(ValueError, match="aligned faces"):
-        StageRecords(config_for("faces"), photos)
-    with pytest.raises(ValueError, match="unknown stage"):
+        TrainingRecords(config_for("faces"), photos)
+    with pytest.raises(ValueError, match="unknown records"):
         config_for("vae")

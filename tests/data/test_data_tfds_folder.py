@@ -10,7 +10,12 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from oldphoto_jax.data import FolderPhotos, StagePhotos, batch_iterator, tfds_folder
+from oldphoto_jax.data import FolderPhotos, TrainingPhotos, batch_iterator, tfds_folder
+
+
+def split_names(builder_dir: str) -> tuple[str, ...]:
+    """The splits of a prepared dataset."""
+    return tuple(sorted(tfds.builder_from_directory(builder_dir).info.splits.keys()))
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +49,7 @@ def prepared(manual_dir, tmp_path_factory):
 
 def test_builder_writes_one_array_record_split_per_folder(prepared):
     builder_dir = str(prepared.data_dir)
-    assert tfds_folder.split_names(builder_dir) == ("clean", "old")
+    assert split_names(builder_dir) == ("clean", "old")
     files = sorted(p.name for p in prepared.data_path.iterdir())
     assert any(name.startswith("photo_folders-clean.array_record") for name in files)
     source = tfds.builder_from_directory(builder_dir).as_data_source("clean")
@@ -93,7 +98,7 @@ def test_stored_bytes_rule():
 def test_prepared_splits_feed_the_pipeline(prepared, config_for):
     builder_dir = str(prepared.data_dir)
     clean = tfds_folder.TfdsPhotos(builder_dir, "clean")
-    photos = StagePhotos(clean=clean, old=(tfds_folder.TfdsPhotos(builder_dir, "old"),))
+    photos = TrainingPhotos(clean=clean, old=(tfds_folder.TfdsPhotos(builder_dir, "old"),))
     config = config_for("domain_a")
     first = next(batch_iterator(config, photos))
     again = next(batch_iterator(config, photos))

@@ -9,10 +9,10 @@ from data_synth import config, ops
 
 def test_official_preset_has_the_released_recipe():
     c = config.official_preset()
-    assert c.stage_order == ("unstructured", "grayscale", "holes")
-    assert c.stages.unstructured.shuffle is True
-    assert set(c.stages.unstructured.ops) == {"gaussian_blur", "noise", "low_resolution", "jpeg"}
-    for name in c.stages.unstructured.ops:
+    assert c.step_order == ("unstructured", "grayscale", "holes")
+    assert c.steps.unstructured.shuffle is True
+    assert set(c.steps.unstructured.ops) == {"gaussian_blur", "noise", "low_resolution", "jpeg"}
+    for name in c.steps.unstructured.ops:
         assert c.ops[name].p == 0.7
     assert c.ops.gaussian_blur.kernel_sizes == (3, 5, 7) and c.ops.gaussian_blur.sigma == (1.0, 5.0)
     assert c.ops.noise.kinds == ("gaussian", "speckle", "salt_pepper")
@@ -27,23 +27,23 @@ def test_official_preset_has_the_released_recipe():
 @pytest.mark.parametrize("preset", sorted(config.PRESETS))
 def test_every_staged_op_is_registered_and_configured(preset):
     c = config.get_preset(preset)
-    for stage in c.stage_order:
-        for name in c.stages[stage].ops:
+    for step in c.step_order:
+        for name in c.steps[step].ops:
             assert name in ops.REGISTRY
             assert 0.0 <= c.ops[name].p <= 1.0
 
 
 def test_extended_preset_uses_every_registered_op():
     c = config.extended_preset()
-    staged = {name for stage in c.stage_order for name in c.stages[stage].ops}
+    staged = {name for step in c.step_order for name in c.steps[step].ops}
     assert staged == set(ops.REGISTRY)
 
 
-def test_only_stages_and_unknown_names():
-    c = config.only_stages(config.extended_preset(), "local", "ageing")
-    assert c.stage_order == ("ageing", "local")
+def test_only_steps_and_unknown_names():
+    c = config.only_steps(config.extended_preset(), "local", "ageing")
+    assert c.step_order == ("ageing", "local")
     with pytest.raises(ValueError):
-        config.only_stages(c, "nope")
+        config.only_steps(c, "nope")
     with pytest.raises(ValueError):
         config.get_preset("nope")
     with pytest.raises(ValueError):
@@ -72,6 +72,6 @@ def test_unstructured_samplers_stay_in_the_released_ranges():
         assert abs(kinds.count(kind) / 900 - 1 / 3) < 0.06
 
 
-def test_registry_local_flags_match_the_local_stage():
+def test_registry_local_flags_match_the_local_step():
     local = {name for name, op in ops.REGISTRY.items() if op.local}
     assert local == set(config.LOCAL_OPS)

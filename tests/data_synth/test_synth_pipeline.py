@@ -45,8 +45,8 @@ def test_output_types_and_ranges(preset, photo):
 
 
 def test_with_only_local_damage_pixels_outside_the_mask_are_unchanged(photo):
-    c = config.only_stages(config.extended_preset(), "local")
-    for name in c.stages.local.ops:
+    c = config.only_steps(config.extended_preset(), "local")
+    for name in c.steps.local.ops:
         c.ops[name].p = 1.0
     for seed in range(4):
         sample = degrade(photo, seed, c)

@@ -92,7 +92,7 @@ def test_holdout_photos_exist_and_are_excluded_from_training():
 
     assert all((clean / name).is_file() for name in bundled.HOLDOUT)
     spec = importlib_config("vae_b", "small")
-    photos = inputs.stage_photos(spec.data, "domain_b")
+    photos = inputs.training_photos(spec.data, "domain_b")
     names = {photos.clean.name(i) for i in range(len(photos.clean))}
     assert names.isdisjoint(bundled.HOLDOUT)
     assert len(names) == len(FolderPhotos(str(clean))) - len(bundled.HOLDOUT)

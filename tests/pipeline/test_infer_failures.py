@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oldphoto_jax import model_files
-from oldphoto_jax.pipeline import photo_io
+from oldphoto_jax import model_files, photo_files
 from oldphoto_jax.pipeline import restorer as pipeline_run
 from oldphoto_jax.pipeline.command import restore_folder
 from oldphoto_jax.testing.random_model import random_network, write_random_model
@@ -188,10 +187,10 @@ def test_stale_temporary_files_are_removed(model_dir, one_photo, tmp_path):
     out_dir = tmp_path / "out"
     stage = out_dir / pipeline_run.STAGE1 / "origin"
     stage.mkdir(parents=True)
-    stale = stage / f".p0.png.0123456789ab{photo_io.TEMP_SUFFIX}"   # older naming, no pid
-    dead = stage / f".p1.png.{_dead_pid()}-0123456789ab{photo_io.TEMP_SUFFIX}"
-    live = stage / f".p2.png.{os.getpid()}-0123456789ab{photo_io.TEMP_SUFFIX}"
-    user_file = out_dir / f".mine{photo_io.TEMP_SUFFIX}"  # not in our folders: not ours to touch
+    stale = stage / f".p0.png.0123456789ab{photo_files.TEMP_SUFFIX}"   # older naming, no pid
+    dead = stage / f".p1.png.{_dead_pid()}-0123456789ab{photo_files.TEMP_SUFFIX}"
+    live = stage / f".p2.png.{os.getpid()}-0123456789ab{photo_files.TEMP_SUFFIX}"
+    user_file = out_dir / f".mine{photo_files.TEMP_SUFFIX}"  # not in our folders: not ours to touch
     for path in (stale, dead, live, user_file):
         path.write_bytes(b"partial")
     status, out, _ = _restore(one_photo, out_dir, model_dir)

@@ -1,5 +1,5 @@
-"""Shared pieces of the trainer tests (test_trainer_*.py): a small real stage independent of
-``training.stages``, small generated photo folders, a trainer config for that stage and a reader
+"""Shared pieces of the trainer tests (test_trainer_*.py): a small real task independent of
+``training.tasks``, small generated photo folders, a trainer config for that task and a reader
 of TensorBoard event files."""
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 
 from oldphoto_jax.models.vae import VAE
-from oldphoto_jax.training.stage import Stage
+from oldphoto_jax.training.task import Task
 
-def l1_vae_stage(lr: float = 2e-3) -> Stage:
+def l1_vae_task(lr: float = 2e-3) -> Task:
     """A tiny VAE trained to reconstruct its input with an L1 loss and Adam: a real, trainable
-    stage built from the project's VAE, independent of ``training.stages``."""
+    task built from the project's VAE, independent of ``training.tasks``."""
     model = VAE(ngf=8, max_channels=8, n_down_convs=2, n_res_blocks=1)
     tx = optax.adam(lr, b1=0.5)
 
@@ -47,9 +47,9 @@ def l1_vae_stage(lr: float = 2e-3) -> Stage:
     def export(state):
         return {"vae_b_quality": (model, {"params": state["params"]})}
 
-    return Stage(name="test_vae", init_state=init_state, train_step=train_step,
+    return Task(name="test_vae", init_state=init_state, train_step=train_step,
                  samples=samples, export=export, reconstruction_metric="loss/l1",
-                 input_stage="domain_b")
+                 records="domain_b")
 
 
 def make_photo(height: int, width: int, seed: int) -> np.ndarray:
@@ -64,7 +64,7 @@ def make_photo(height: int, width: int, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def photo_dirs(tmp_path_factory) -> dict[str, str]:
-    """clean/ (four 64 x 80 photos) and old/ (two): enough for every stage, quick to read."""
+    """clean/ (four 64 x 80 photos) and old/ (two): enough for every task, quick to read."""
     root = tmp_path_factory.mktemp("photos")
     dirs = {}
     for name, count, seed0 in (("clean", 4, 1), ("old", 2, 20)):
@@ -77,12 +77,12 @@ def photo_dirs(tmp_path_factory) -> dict[str, str]:
 
 
 def base_config(photo_dirs, **overrides) -> ml_collections.ConfigDict:
-    """A trainer config for ``l1_vae_stage`` (no ``optim``: the stage has its own)."""
+    """A trainer config for ``l1_vae_task`` (no ``optim``: the task has its own)."""
     config = ml_collections.ConfigDict({
-        "stage": "test_vae",
+        "task": "test_vae",
         "seed": 3,
         "num_steps": 8,
-        "input": {"stage": "domain_b", "batch_size": 2, "crop_size": 32,
+        "input": {"records": "domain_b", "batch_size": 2, "crop_size": 32,
                   "degrade_full_image": False, "read_threads": 0, "cache_mb": 64},
         "data": {"clean": photo_dirs["clean"], "clean_exclude": (), "old": (photo_dirs["old"],)},
         "mesh_shape": (-1,),
@@ -127,9 +127,9 @@ def read_event_tags():
 
 
 @pytest.fixture(scope="session")
-def test_stage() -> Stage:
-    """One ``l1_vae_stage`` object for the session (its compiled steps are reused)."""
-    return l1_vae_stage()
+def test_task() -> Task:
+    """One ``l1_vae_task`` object for the session (its compiled steps are reused)."""
+    return l1_vae_task()
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,9 @@ the changes listed here, each with its reason:
   ``loss.latent_gan``: VAE_A's latent adversarial weight, 1 as the release always had);
 * ``MOVED``: ``model.query_chunk`` is an execution setting, now the top-level
   ``attention_chunk`` (never saved with a network);
+* ``RENAMED``: one word per concept (issue 13): what ``train.py`` trains is a *task*
+  (``stage`` -> ``task``), what the input pipeline makes for it its *records*
+  (``input.stage`` -> ``input.records``); "stage" now means the restoration pipeline's stages only;
 * ``RESOLVED``: fields that were None, meaning "the stage decides", now hold the value the stage
   decided (a config owns that number; a stage no longer has defaults of its own);
 * ``dropped``: fields the stage never read (another stage's loss weights, another mapping
@@ -30,6 +33,7 @@ BEFORE = pathlib.Path(__file__).parent / "data" / "config_dumps_before.json"
 ADDED = {"vae_a": {"model.name", "loss.latent_gan"}}
 ADDED_TO_EVERY_STAGE = {"model.name"}
 MOVED = {"model.query_chunk": "attention_chunk"}
+RENAMED = {"stage": "task", "input.stage": "input.records"}
 
 
 def dump(config) -> dict:
@@ -113,7 +117,7 @@ def test_config_resolves_to_the_values_of_before(case):
     for key, value in old.items():
         if not used(old, key):
             continue
-        key_now = MOVED.get(key, key)
+        key_now = MOVED.get(key, RENAMED.get(key, key))
         expected[key_now] = resolved(old, key) if value is None and resolved(old, key) is not None \
             else value
     for key in ADDED.get(name, ADDED_TO_EVERY_STAGE):

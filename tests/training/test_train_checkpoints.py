@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from oldphoto_jax import data as data_lib
-from oldphoto_jax.training import train_checkpoints, inputs
+from oldphoto_jax.training import inputs, train_checkpoints
 
 
 def _state():
@@ -20,7 +20,7 @@ def _state():
 
 def _iterator(make_config):
     config = make_config()
-    photos = inputs.stage_photos(config.data, "domain_b")
+    photos = inputs.training_photos(config.data, "domain_b")
     return data_lib.batch_iterator(inputs.input_config(config, "domain_b"), photos)
 
 

@@ -1,4 +1,4 @@
-"""Combining stage exports into one infer.py model directory."""
+"""Combining task exports into one infer.py model directory."""
 from __future__ import annotations
 
 import jax

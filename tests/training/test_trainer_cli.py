@@ -7,6 +7,7 @@ import pathlib
 import subprocess
 import sys
 
+import ml_collections
 import pytest
 
 from oldphoto_jax.models.registry import MODELS
@@ -44,7 +45,7 @@ def test_every_config_variant_loads(name):
     assert f"train.py --config configs/{name}.py" in module.__doc__
     for arg in (None,) + CONFIG_ARGS[name]:
         config = module.get_config(arg)
-        assert config.stage == name
+        assert config.task == name
         tiny = arg is not None and arg.startswith("tiny")
         assert (config.input.crop_size <= 64 and config.input.batch_size <= 4) == tiny
         small = arg is not None and arg.startswith("small")
@@ -64,8 +65,24 @@ def test_every_config_variant_loads(name):
     if name == "mapping":
         assert module.get_config("scratch").variant == "scratch"
         assert module.get_config("tiny").variant == "quality"
-        assert module.get_config("tiny_hr").input.stage == "mapping_mask"
+        assert module.get_config("tiny_hr").input.records == "mapping_mask"
 
+
+
+def test_configs_written_with_the_old_field_names_still_run():
+    """Before issue 13 a task was ``config.stage`` and its records ``config.input.stage``."""
+    from oldphoto_jax.training import inputs
+
+    config = config_module("scratch").get_config("tiny")
+    assert inputs.with_current_names(config) is config
+    old = config.to_dict()
+    old["stage"] = old.pop("task")
+    old["input"]["stage"] = old["input"].pop("records")
+    renamed = inputs.with_current_names(ml_collections.ConfigDict(old))
+    assert renamed.task == "scratch" and renamed.input.records == "detection"
+    assert "stage" not in renamed and "stage" not in renamed.input
+    assert renamed.to_dict() == config.to_dict()
+    assert inputs.input_config(renamed, "detection").records == "detection"
 
 def test_print_config_prints_the_resolved_config_and_exits(tmp_path):
     done = subprocess.run(

@@ -1,4 +1,4 @@
-"""The training loop on a small real stage: resume, export, TensorBoard, the NaN stop, meshes."""
+"""The training loop on a small real task: resume, export, TensorBoard, the NaN stop, meshes."""
 from __future__ import annotations
 
 import jax
@@ -6,20 +6,20 @@ import numpy as np
 import pytest
 
 from oldphoto_jax import model_files, sharding
-from oldphoto_jax.training import train_checkpoints, inputs, keys, loop
+from oldphoto_jax.training import inputs, keys, loop, train_checkpoints
 
 
-def test_resume_matches_an_uninterrupted_run(tmp_path, test_stage, make_config,
+def test_resume_matches_an_uninterrupted_run(tmp_path, test_task, make_config,
                                              read_event_tags):
     config = make_config(num_steps=8, checkpoint_every=4, sample_every=4)
-    straight = loop.train(config, tmp_path / "straight", stage=test_stage, log=lambda _: None)
+    straight = loop.train(config, tmp_path / "straight", task=test_task, log=lambda _: None)
     assert (straight.start_step, straight.step) == (0, 8)
 
     lines = []
     first = loop.train(make_config(num_steps=4, checkpoint_every=4), tmp_path / "resumed",
-                       stage=test_stage, log=lines.append)
+                       task=test_task, log=lines.append)
     assert first.step == 4
-    second = loop.train(config, tmp_path / "resumed", stage=test_stage, log=lines.append)
+    second = loop.train(config, tmp_path / "resumed", task=test_task, log=lines.append)
     assert (second.start_step, second.step) == (4, 8)
     assert any("resumed from the checkpoint of step 4" in line for line in lines)
 
@@ -44,18 +44,18 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, test_stage, make_config,
     assert tags["loss/l1"] == [4, 8] and tags["samples"] == [0, 4, 8]
 
 
-def test_resume_with_another_worker_count_reads_the_same_batches(tmp_path, test_stage,
+def test_resume_with_another_worker_count_reads_the_same_batches(tmp_path, test_task,
                                                                  make_config):
     """grain's saved position fits only its worker count; a run resumed with another count
     restarts the input at the next batch, and ends where an uninterrupted run does."""
     straight = loop.train(make_config(num_steps=6, checkpoint_every=3), tmp_path / "straight",
-                          stage=test_stage, log=lambda _: None)
+                          task=test_task, log=lambda _: None)
     first_config = make_config(num_steps=3, checkpoint_every=3)
     first_config.input.num_workers = 1
-    loop.train(first_config, tmp_path / "resumed", stage=test_stage, log=lambda _: None)
+    loop.train(first_config, tmp_path / "resumed", task=test_task, log=lambda _: None)
     lines = []
     second = loop.train(make_config(num_steps=6, checkpoint_every=3), tmp_path / "resumed",
-                        stage=test_stage, log=lines.append)
+                        task=test_task, log=lines.append)
     assert (second.start_step, second.step) == (3, 6)
     assert any("saved with 1 data workers, this run has 0" in line for line in lines)
     a = train_checkpoints.load_state_arrays(tmp_path / "straight" / "checkpoints")
@@ -66,29 +66,29 @@ def test_resume_with_another_worker_count_reads_the_same_batches(tmp_path, test_
     del straight
 
 
-def test_time_limit_stops_with_a_checkpoint_and_export_then_resumes(tmp_path, test_stage,
+def test_time_limit_stops_with_a_checkpoint_and_export_then_resumes(tmp_path, test_task,
                                                                     make_config):
     lines = []
     limited = loop.train(make_config(num_steps=8, checkpoint_every=4, time_limit_s=1e-6),
-                         tmp_path, stage=test_stage, log=lines.append)
+                         tmp_path, task=test_task, log=lines.append)
     # The deadline has passed when the first step ends: that step is checkpointed and exported.
     assert (limited.step, limited.time_limited) == (1, True)
     assert any("time limit of 1e-06 s reached" in line for line in lines)
     assert train_checkpoints.TrainCheckpoints(tmp_path / "checkpoints").all_steps() == [1]
     assert model_files.load_model(tmp_path / "export").roles == ["vae_b_quality"]
 
-    rest = loop.train(make_config(num_steps=8, checkpoint_every=4), tmp_path, stage=test_stage,
+    rest = loop.train(make_config(num_steps=8, checkpoint_every=4), tmp_path, task=test_task,
                       log=lines.append)
     assert (rest.start_step, rest.step, rest.time_limited) == (1, 8, False)
     assert train_checkpoints.TrainCheckpoints(tmp_path / "checkpoints").all_steps()[-1] == 8
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, test_stage,
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, test_task,
                                                                    make_config):
     config = make_config(num_steps=12, checkpoint_every=4, log_every=100, debug_nan_step=6)
     lines = []
     with pytest.raises(loop.TrainingDiverged) as caught:
-        loop.train(config, tmp_path, stage=test_stage, log=lines.append)
+        loop.train(config, tmp_path, task=test_task, log=lines.append)
     error = caught.value
     assert (error.step, error.last_good_step) == (6, 4)
     assert "loss/l1" in error.values
@@ -128,15 +128,15 @@ def test_unknown_data_field_is_an_error(make_config):
         inputs.input_config(config, "domain_b")
 
 
-def test_resume_falls_back_from_a_damaged_newest_checkpoint(tmp_path, test_stage, make_config):
+def test_resume_falls_back_from_a_damaged_newest_checkpoint(tmp_path, test_task, make_config):
     """Garbage in the newest checkpoint's iterator JSON used to stop the resume with a
     JSONDecodeError; it is moved aside and the run resumes from the previous checkpoint."""
-    loop.train(make_config(num_steps=4, checkpoint_every=2), tmp_path, stage=test_stage,
+    loop.train(make_config(num_steps=4, checkpoint_every=2), tmp_path, task=test_task,
                log=lambda _: None)
     (tmp_path / "checkpoints" / "4" / "data" / "process_0-of-1.json").write_text("{garbage")
     lines = []
     resumed = loop.train(make_config(num_steps=4, checkpoint_every=2), tmp_path,
-                         stage=test_stage, log=lines.append)
+                         task=test_task, log=lines.append)
     assert (resumed.start_step, resumed.step) == (2, 4)
     assert any("step 4" in line and "damaged" in line and "4.damaged-1" in line
                for line in lines)

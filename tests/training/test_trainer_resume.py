@@ -2,7 +2,7 @@
 split over the "data" axis): killed with SIGKILL after its first checkpoint it resumes, and
 continued to step N gives bitwise the parameters (and optimizer and batch-norm states) of an
 uninterrupted run to N; a NaN stops it with exit code 1 and the last good checkpoint kept.
-The uninterrupted run also shows the stage's BCE falling.
+The uninterrupted run also shows the task's BCE falling.
 
 The processes share a persistent compilation cache, so only the first one compiles.
 """

@@ -1,4 +1,4 @@
-"""Loss formulas of the training stages on hand-computed examples (reference 10.1-10.6), the
+"""Loss formulas of the training tasks on hand-computed examples (reference 10.1-10.6), the
 latent-discriminator group rule, the detection losses against torch, and the VGG19 loss against
 a PyTorch VGG19 ``features`` built here from torch.nn with random weights saved to an .npz."""
 import jax

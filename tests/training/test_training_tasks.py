@@ -1,10 +1,10 @@
-"""The training stages at tiny widths: steps run, the reconstruction term falls on a fixed batch,
+"""The training tasks at tiny widths: steps run, the reconstruction term falls on a fixed batch,
 exports load back into the inference networks, spectral norm advances as in the release, the step
 is the same sharded over 4 devices; plus the optimiser schedules (reference 10.1-10.6).
 
-States come from ``jax.eval_shape(stage.init_state)`` filled on the host
-(``stages_common.random_state``): compiling the random initialisers costs seconds per network on
-this CPU. ``init_state`` itself runs once, on the smallest stage. Steps are compiled without
+States come from ``jax.eval_shape(task.init_state)`` filled on the host
+(``oldphoto_jax.testing.random_model.random_state``): compiling the random initialisers costs
+seconds per network on this CPU. ``init_state`` itself runs once, on the smallest task. Steps are compiled without
 backend optimisation (faster to compile, slower to run; the networks are tiny).
 """
 from __future__ import annotations
@@ -23,12 +23,11 @@ import pytest
 
 from oldphoto_jax import model_files
 from oldphoto_jax.models.spectral import kernel_matrix, power_iteration
-from oldphoto_jax.testing.random_model import random_network, write_random_model
-from oldphoto_jax.training import optim
 from oldphoto_jax.testing.config_files import load_config
-from oldphoto_jax.training.stages import build_stage
-from oldphoto_jax.training.stages_common import (Trainable, make_train_step, prepare_batch,
-                                                 random_state)
+from oldphoto_jax.testing.random_model import random_network, random_state, write_random_model
+from oldphoto_jax.training import optim
+from oldphoto_jax.training.tasks import build_task
+from oldphoto_jax.training.tasks_common import Trainable, make_train_step, prepare_batch
 
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 B = 2
@@ -39,19 +38,19 @@ def _set_present(section, **values):
     section.update({k: v for k, v in values.items() if k in section})
 
 
-def small_config(stage: str, variant: str | None = None, lr: float = 2e-4):
+def small_config(task: str, variant: str | None = None, lr: float = 2e-4):
     """Official structure at minimal widths and depths (compile time is what costs here)."""
-    c = load_config(stage, f"tiny_{variant}" if variant else ("tiny"))
+    c = load_config(task, f"tiny_{variant}" if variant else ("tiny"))
     if "disc" in c:
         _set_present(c.disc, ndf=4, n_layers=1, latent_ndf=4, latent_n_layers=1)
     c.optim.lr = lr
     c.optim.steps_per_epoch = 1000  # the trainer sets it from the data; these tests use no data
-    if stage in ("vae_a", "vae_b"):
+    if task in ("vae_a", "vae_b"):
         c.model.n_res_blocks = 1
-    elif stage == "mapping":
+    elif task == "mapping":
         _set_present(c.model, mc=16, n_up=1, n_blocks=1, nl_res_blocks=1, stage_blocks=1,
                      patch_sizes=(4, 2))
-    elif stage == "scratch":
+    elif task == "scratch":
         c.model.update(dict(depth=2, wf=2))
     else:
         c.model.update(dict(num_up_blocks=1, load_size=16))
@@ -60,7 +59,7 @@ def small_config(stage: str, variant: str | None = None, lr: float = 2e-4):
 
 
 def make_batch(config, seed: int = 0) -> dict[str, np.ndarray]:
-    """A fixed smooth batch of the stage's input (images in [-1, 1], {0,1} masks)."""
+    """A fixed smooth batch of the task's input (images in [-1, 1], {0,1} masks)."""
     size = int(config.input.crop_size)
     yy, xx = np.mgrid[0:size, 0:size] / size
     rng = np.random.default_rng(seed)
@@ -75,20 +74,20 @@ def make_batch(config, seed: int = 0) -> dict[str, np.ndarray]:
         m[0, :, size - 4: size - 2] = 1.0
         return m
 
-    stage = config.input.stage
-    if stage in ("domain_a", "domain_b"):
+    records = config.input.records
+    if records in ("domain_a", "domain_b"):
         batch = {"image": images(), "grayscale": np.zeros(B, np.float32)}
-        if stage == "domain_a":
+        if records == "domain_a":
             batch["real_old"] = np.array([1, 0] * (B // 2), np.float32)
         return batch
-    if stage == "detection":
+    if records == "detection":
         m = mask()
         return {"image": np.where(m > 0, 1.0, images(1)).astype(np.float32), "mask": m,
                 "grayscale": np.ones(B, np.float32)}
     clean = images()
     degraded = np.clip(0.6 * clean + 0.2 * rng.standard_normal(clean.shape), -1, 1)
     batch = {"degraded": degraded.astype(np.float32), "clean": clean}
-    if stage == "mapping_mask":
+    if records == "mapping_mask":
         batch["mask"] = mask()
         batch["degraded"] = np.where(batch["mask"] > 0, 1.0, batch["degraded"]).astype(np.float32)
     return batch
@@ -99,20 +98,20 @@ def pretrained_vaes() -> dict:
             "vae_b": random_network("vae_b_quality", seed=2)}
 
 
-def start(stage, batch, seed: int = 0):
-    abstract = jax.eval_shape(stage.init_state, jax.random.PRNGKey(0), batch)
+def start(task, batch, seed: int = 0):
+    abstract = jax.eval_shape(task.init_state, jax.random.PRNGKey(0), batch)
     return jax.tree.map(jnp.asarray, random_state(abstract, seed))
 
 
 class Run:
-    """A stage with its compiled step, the initial state and the state after each step."""
+    """A task with its compiled step, the initial state and the state after each step."""
 
     def __init__(self, config, pretrained=None):
         self.config = config
-        self.stage = build_stage(config, pretrained)
+        self.task = build_task(config, pretrained)
         self.batch = make_batch(config)
-        self.initial = start(self.stage, self.batch)
-        self.step = jax.jit(self.stage.train_step, compiler_options=FAST_COMPILE)
+        self.initial = start(self.task, self.batch)
+        self.step = jax.jit(self.task.train_step, compiler_options=FAST_COMPILE)
         self.states, self.metrics = [self.initial], []
 
     def advance(self, n: int):
@@ -139,7 +138,7 @@ RUNS: dict[str, Run] = {}
 
 @pytest.fixture(scope="module")
 def vae_dirs(tmp_path_factory):
-    """Model directories with tiny random VAEs, as the mapping stage loads them."""
+    """Model directories with tiny random VAEs, as the mapping task loads them."""
     root = tmp_path_factory.mktemp("vaes")
     write_random_model(root / "a", roles=["vae_a"], seed=1)
     write_random_model(root / "b", roles=["vae_b_quality"], seed=2)
@@ -149,11 +148,11 @@ def vae_dirs(tmp_path_factory):
 def get_run(name: str, vae_dirs=None) -> Run:
     """One Run per case for the module (3 steps done), so compiled steps are shared."""
     if name not in RUNS:
-        stage, variant = CASES[name]
+        task, variant = CASES[name]
         lr = 1e-3 if name in ("vae_b", "mapping_quality") else 2e-4
-        config = small_config(stage, variant, lr)
+        config = small_config(task, variant, lr)
         pretrained = None
-        if stage == "mapping":
+        if task == "mapping":
             if name == "mapping_quality" and vae_dirs is not None:
                 config.vae_a_checkpoint, config.vae_b_checkpoint = map(str, vae_dirs)
             else:
@@ -163,13 +162,13 @@ def get_run(name: str, vae_dirs=None) -> Run:
 
 
 # ---------------------------------------------------------------------------------------------
-# Every stage: three jitted steps, finite metrics, samples, export round trip
+# Every task: three jitted steps, finite metrics, samples, export round trip
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_three_steps_and_export_round_trip(name, vae_dirs, tmp_path):
     run = get_run(name, vae_dirs)
-    stage, last = run.stage, run.metrics[-1]
-    assert stage.reconstruction_metric in last
+    task, last = run.task, run.metrics[-1]
+    assert task.reconstruction_metric in last
     for metrics in run.metrics:
         bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
         assert not bad, bad
@@ -184,13 +183,13 @@ def test_three_steps_and_export_round_trip(name, vae_dirs, tmp_path):
                         jax.tree.leaves(run.states[-1]["frozen"])):
             np.testing.assert_array_equal(a, b)
 
-    samples = jax.jit(stage.samples, compiler_options=FAST_COMPILE)(run.states[-1], run.batch)
+    samples = jax.jit(task.samples, compiler_options=FAST_COMPILE)(run.states[-1], run.batch)
     size = int(run.config.input.crop_size)
     for key, image in samples.items():
         assert image.shape == (B, size, size, 3), key
         assert np.all(np.isfinite(image))
 
-    exported = stage.export(run.states[-1])
+    exported = task.export(run.states[-1])
     directory = model_files.save_model(tmp_path / "model", exported)
     model = model_files.load_model(directory)
     assert model.roles == sorted(exported)
@@ -220,7 +219,7 @@ def inference_inputs(name, batch, run):
 
 def check_face_export(run, exported):
     """The folded inference generator equals the live spectral-norm generator in eval mode."""
-    from oldphoto_jax.training.stages_face import generator_module
+    from oldphoto_jax.training.tasks_face import generator_module
 
     (module, folded), = exported.values()
     assert module.spectral_norm is False and "spectral" not in folded
@@ -240,13 +239,13 @@ def test_reconstruction_falls_on_a_fixed_batch(name, vae_dirs):
     run = get_run(name, vae_dirs)
     n = 33 - len(run.metrics)
     run.advance(max(n, 0))
-    history = [m[run.stage.reconstruction_metric] for m in run.metrics[:33]]
+    history = [m[run.task.reconstruction_metric] for m in run.metrics[:33]]
     first, last = history[0], np.mean(history[-5:])
     assert last < 0.85 * first, history
 
 
 # ---------------------------------------------------------------------------------------------
-# Stage-specific behaviour
+# Task-specific behaviour
 
 def test_vae_a_without_both_groups_has_no_latent_terms(vae_dirs):
     run = get_run("vae_a", vae_dirs)
@@ -298,7 +297,7 @@ def test_im2col_kernel_gradients_give_the_same_step(vae_dirs):
 
     base = get_run("vae_b", vae_dirs)
     with layers.using_conv_weight_gradient("im2col"):
-        step = jax.jit(base.stage.train_step, compiler_options=FAST_COMPILE)
+        step = jax.jit(base.task.train_step, compiler_options=FAST_COMPILE)
         _, m1 = step(base.initial, base.batch, jax.random.PRNGKey(0))
     _, m0 = base.step(base.initial, base.batch, jax.random.PRNGKey(0))
     for name in m0:
@@ -355,21 +354,21 @@ def test_mapping_checks_the_vae_latent_width():
     config = small_config("mapping")
     config.model.nc = 16
     with pytest.raises(ValueError, match="latent channels"):
-        build_stage(config, pretrained_vaes())
+        build_task(config, pretrained_vaes())
     config = small_config("mapping")
     config.vae_a_checkpoint = ""
     with pytest.raises(ValueError, match="vae_a_checkpoint"):
-        build_stage(config)
+        build_task(config)
 
 
 def test_init_state_follows_the_official_init():
-    """The real initialisation (once, on a minimal VAE_B stage): reference 10.1's rule."""
+    """The real initialisation (once, on a minimal VAE_B task): reference 10.1's rule."""
     config = small_config("vae_b")
     config.disc.num_D = 1
-    stage = build_stage(config)
+    task = build_task(config)
     batch = make_batch(config)
-    state = stage.init_state(jax.random.PRNGKey(0), batch)
-    abstract = jax.eval_shape(stage.init_state, jax.random.PRNGKey(0), batch)
+    state = task.init_state(jax.random.PRNGKey(0), batch)
+    abstract = jax.eval_shape(task.init_state, jax.random.PRNGKey(0), batch)
     assert jax.tree.structure(state) == jax.tree.structure(abstract)
     assert int(state["step"]) == 0
     assert all(float(jnp.abs(x).max()) == 0 for x in jax.tree.leaves(state["opt_state"])
@@ -451,7 +450,7 @@ SHARDED_SCRIPT = r"""
 import importlib.util, json, sys
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
-spec = importlib.util.spec_from_file_location("stage_tests", sys.argv[1])
+spec = importlib.util.spec_from_file_location("task_tests", sys.argv[1])
 t = importlib.util.module_from_spec(spec); spec.loader.exec_module(t)
 t.B = 4
 assert jax.device_count() == 4
@@ -459,29 +458,29 @@ from jax.sharding import AxisType
 mesh = jax.make_mesh((4,), ("data",), axis_types=(AxisType.Auto,))  # as the trainer
 report = {}
 for name in sys.argv[2:]:
-    stage_name, variant = t.CASES[name]
-    config = t.small_config(stage_name, variant)
+    task_name, variant = t.CASES[name]
+    config = t.small_config(task_name, variant)
     config.input.batch_size = 4
     # Biases in front of a norm have an analytic gradient of 0; Adam's first step turns their
     # float noise (~1e-9, different summation orders) into +-lr. A larger eps keeps such noise
     # noise-sized; real gradients (1e-3 .. 1) are still followed.
     config.optim.eps = 1e-3
-    stage = t.build_stage(config)
+    task = t.build_task(config)
     batch = t.make_batch(config)
     if "real_old" in batch:
         batch["real_old"] = np.array([1, 1, 0, 1], np.float32)   # groups split across devices
-    state = t.start(stage, batch)
+    state = t.start(task, batch)
     key = jax.random.PRNGKey(7)
     one = jax.devices()[0]
-    single = jax.jit(stage.train_step, compiler_options=t.FAST_COMPILE)
+    single = jax.jit(task.train_step, compiler_options=t.FAST_COMPILE)
     s1, m1 = single(jax.device_put(state, one), jax.device_put(batch, one), key)
     rep, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    sharded = jax.jit(stage.train_step, in_shardings=(rep, split, rep),
+    sharded = jax.jit(task.train_step, in_shardings=(rep, split, rep),
                       out_shardings=(rep, rep), compiler_options=t.FAST_COMPILE)
     s4, m4 = sharded(jax.device_put(state, rep), jax.device_put(batch, split), key)
     diffs = [float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
              for a, b in zip(jax.tree.leaves((s1, m1)), jax.tree.leaves((s4, m4)))]
-    report[name] = {"max_diff": max(diffs), "loss": float(m1[stage.reconstruction_metric])}
+    report[name] = {"max_diff": max(diffs), "loss": float(m1[task.reconstruction_metric])}
 print("REPORT" + json.dumps(report))
 """
 

@@ -1,6 +1,6 @@
-"""``build_stage(config) -> Stage``: the training stages of oldphoto-jax (reference section 10).
+"""``build_task(config) -> Task``: the training tasks of oldphoto-jax (reference section 10).
 
-Stages (``config.stage``): trained networks (names in the state) -> data stage -> export roles.
+Tasks (``config.task``): trained networks (names in the state) -> input records -> export roles.
 
 * ``vae_a``: vae, D, feat_D -> ``domain_a`` -> ``vae_a``;
 * ``vae_b``: vae, D -> ``domain_b`` -> ``vae_b_quality`` and/or ``vae_b_scratch``;
@@ -9,17 +9,17 @@ Stages (``config.stage``): trained networks (names in the state) -> data stage -
 * ``scratch``: unet -> ``detection`` -> ``scratch_detector``;
 * ``face``: generator, D -> ``faces`` -> ``face_256`` | ``face_512``.
 
-The modules ``stages_vae``, ``stages_mapping``, ``stages_scratch`` and ``stages_face`` describe
-each stage's forward pass, objectives and deviations; ``stages_common`` the state layout and the
+The modules ``tasks_vae``, ``tasks_mapping``, ``tasks_scratch`` and ``tasks_face`` describe
+each task's forward pass, objectives and deviations; ``tasks_common`` the state layout and the
 step (one forward at the current parameters, then every network's Adam step from the gradient
 of its own objective, reference 10.1).
 
-Using a stage (the trainer's side, see :mod:`oldphoto_jax.training.stage`):
+Using a task (the trainer's side, see :mod:`oldphoto_jax.training.task`):
 
 * ``init_state(rng, batch)`` draws the parameters in one internally jitted computation (with an
   "rbg" key derived from ``rng``; fast to compile on CPU) and adds frozen arrays (the mapping
-  stage's VAEs, VGG19) from the host. Call it directly rather than under ``jax.jit`` (that would
-  embed the frozen arrays as constants); ``jax.eval_shape(stage.init_state, rng, batch)`` gives
+  task's VAEs, VGG19) from the host. Call it directly rather than under ``jax.jit`` (that would
+  embed the frozen arrays as constants); ``jax.eval_shape(task.init_state, rng, batch)`` gives
   the abstract state for restoring a checkpoint. Only the shapes of ``batch`` are used.
 * ``train_step``, ``samples`` are pure: jit them with the state replicated and the batch split
   over the "data" axis of a mesh with ``AxisType.Auto`` (GSPMD propagation, as the trainer's
@@ -29,20 +29,20 @@ Using a stage (the trainer's side, see :mod:`oldphoto_jax.training.stage`):
 * ``export(state)`` returns host (numpy) variables; the exported modules use
   ``precision="highest"`` whatever ``config.precision`` was used for training.
 
-Config: an ``ml_collections.ConfigDict`` from ``configs/<stage>.py``, which hold every number of
-a run (the stage builders read typed values and add none of their own):
+Config: an ``ml_collections.ConfigDict`` from ``configs/<task>.py``, which hold every number of
+a run (the task builders read typed values and add none of their own):
 
-* ``stage``: "vae_a" | "vae_b" | "mapping" | "scratch" | "face"; ``variant`` (mapping):
+* ``task``: "vae_a" | "vae_b" | "mapping" | "scratch" | "face"; ``variant`` (mapping):
   "quality" | "scratch" | "hr" (data, export role).
 * ``model``: ``name`` (a key of :data:`oldphoto_jax.models.registry.MODELS`) and the network's
-  architecture fields; the stage builds it with ``build_model(config.model, ...)``, so a new
+  architecture fields; the task builds it with ``build_model(config.model, ...)``, so a new
   network is a new registry entry and a config, with no change here as long as it keeps the
-  interface of its stage (a VAE: ``encode``, ``decode``, ``latent_channels``, ``n_down_convs``).
+  interface of its task (a VAE: ``encode``, ``decode``, ``latent_channels``, ``n_down_convs``).
 * ``precision`` (all) and ``attention_chunk`` (mapping scratch / hr): execution settings of the
   trained networks, never saved with them.
 * ``disc``: the image discriminator (``num_D``, ``n_layers``, ``ndf``, ``spectral_norm``) and
   for VAE_A the latent one (``latent_ndf``, ``latent_n_layers``, ``latent_chunks``).
-* ``loss``: the weights of the stage's terms (each stage module lists the ones it reads).
+* ``loss``: the weights of the task's terms (each task module lists the ones it reads).
 * ``optim``: ``lr``, ``ttur``, ``b1``, ``b2``, ``eps``, ``niter``, ``niter_decay``,
   ``steps_per_epoch`` (:mod:`oldphoto_jax.training.optim`).
 * ``input``: the data pipeline's fields (``oldphoto_jax.data.InputConfig``); ``data``: the photo
@@ -54,29 +54,32 @@ a run (the stage builders read typed values and add none of their own):
 """
 from __future__ import annotations
 
-from oldphoto_jax.training.stage import Stage
+from oldphoto_jax.training.task import Task
 
-STAGE_NAMES = ("vae_a", "vae_b", "mapping", "scratch", "face")
+TASK_NAMES = ("vae_a", "vae_b", "mapping", "scratch", "face")
 
 
-def build_stage(config, pretrained: dict | None = None) -> Stage:
-    """The :class:`Stage` of ``config.stage``.
+def build_task(config, pretrained: dict | None = None) -> Task:
+    """The :class:`Task` of ``config.task``.
 
     ``pretrained`` (mapping only) replaces loading the frozen VAEs from
     ``config.vae_a_checkpoint`` / ``config.vae_b_checkpoint``: ``{"vae_a": (module, variables),
     "vae_b": (module, variables)}``.
     """
-    stage = config.stage
-    if stage in ("vae_a", "vae_b"):
-        from oldphoto_jax.training.stages_vae import build_vae_stage
-        return build_vae_stage(config)
-    if stage == "mapping":
-        from oldphoto_jax.training.stages_mapping import build_mapping_stage
-        return build_mapping_stage(config, pretrained)
-    if stage == "scratch":
-        from oldphoto_jax.training.stages_scratch import build_scratch_stage
-        return build_scratch_stage(config)
-    if stage == "face":
-        from oldphoto_jax.training.stages_face import build_face_stage
-        return build_face_stage(config)
-    raise ValueError(f"unknown training stage {stage!r}; choose from {STAGE_NAMES}")
+    from oldphoto_jax.training.inputs import with_current_names
+
+    config = with_current_names(config)
+    task = config.task
+    if task in ("vae_a", "vae_b"):
+        from oldphoto_jax.training.tasks_vae import build_vae_task
+        return build_vae_task(config)
+    if task == "mapping":
+        from oldphoto_jax.training.tasks_mapping import build_mapping_task
+        return build_mapping_task(config, pretrained)
+    if task == "scratch":
+        from oldphoto_jax.training.tasks_scratch import build_scratch_task
+        return build_scratch_task(config)
+    if task == "face":
+        from oldphoto_jax.training.tasks_face import build_face_task
+        return build_face_task(config)
+    raise ValueError(f"unknown training task {task!r}; choose from {TASK_NAMES}")

@@ -1,4 +1,4 @@
-"""Machinery shared by the training stages: state layout, initialisation, the generic step.
+"""Machinery shared by the training tasks: state layout, initialisation, the generic step.
 
 State (a dict pytree of arrays; keys with nothing in them are left out)::
 
@@ -16,7 +16,7 @@ Adam step. This equals the official sequence "G step, then D step(s)", whose D u
 predictions made before the G step. A discriminator pass on a fake therefore serves both the
 generator objective (through the fake) and the D objective (through D's parameters) when the
 discriminator has no spectral norm; with spectral norm the official pass order is kept where
-the stage asks for it (:func:`discriminate`).
+the task asks for it (:func:`discriminate`).
 
 Nothing here depends on the number of devices: no host callbacks, no Python control flow on
 values; batch reductions are global means.
@@ -29,7 +29,6 @@ from typing import Any, Callable, Mapping
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from oldphoto_jax.training import losses
@@ -146,7 +145,7 @@ Forward = Callable[[dict, dict, dict, dict, Array], tuple[dict, tuple[dict, dict
 
 
 def make_train_step(trainables: Mapping[str, Trainable], forward: Forward):
-    """The pure step ``(state, batch, rng) -> (state, metrics)`` of a stage.
+    """The pure step ``(state, batch, rng) -> (state, metrics)`` of a task.
 
     ``forward`` returns one objective per trainable network; each network is updated with the
     gradient of its own objective with respect to its own params, all from the same forward
@@ -266,12 +265,8 @@ def mask_image(mask: Array) -> Array:
     return as_rgb(mask * 2.0 - 1.0)
 
 
-def tree_size(tree) -> int:
-    return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(tree)))
-
-
 # ----------------------------------------------------------------------------------------------
-# Builders shared by the stages (config layout: see oldphoto_jax.training.stages)
+# Builders shared by the tasks (config layout: see oldphoto_jax.training.tasks)
 
 
 def image_discriminator(config, in_channels: int, spectral_norm: bool,
@@ -292,31 +287,3 @@ def frozen_vgg(config) -> dict | None:
     if not path:
         return None
     return {"params": losses.load_vgg19_npz(path)}
-
-
-def random_state(abstract_state, seed: int = 0):
-    """A state with host-drawn random values and the structure of ``abstract_state``
-    (``jax.eval_shape(stage.init_state, rng, batch)``), for tests and benchmarks.
-
-    It skips compiling the initialisers (seconds to tens of seconds on a CPU). Params and
-    frozen arrays: kernels (>= 2 dims) N(0, 1/fan_in), vectors N(0, 0.05); spectral vectors
-    unit-norm random; batch statistics mean 0 / variance 1; step and optimiser states zero
-    (a fresh Adam state is all zeros). Values are meaningless, not the official init.
-    """
-    rng = np.random.default_rng(seed)
-
-    def draw(path, leaf):
-        keys = [getattr(p, "key", getattr(p, "name", None)) for p in path]
-        shape, dtype = tuple(leaf.shape), leaf.dtype
-        if keys[0] in ("step", "opt_state") or not np.issubdtype(dtype, np.floating):
-            return np.zeros(shape, dtype)
-        if "batch_stats" in keys:
-            return (np.ones if keys[-1] == "var" else np.zeros)(shape, dtype)
-        if "spectral" in keys:
-            v = rng.standard_normal(shape)
-            return (v / np.linalg.norm(v)).astype(dtype)
-        if len(shape) >= 2:
-            return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[:-1]))).astype(dtype)
-        return (0.05 * rng.standard_normal(shape)).astype(dtype)
-
-    return jax.tree_util.tree_map_with_path(draw, abstract_state)

@@ -1,4 +1,4 @@
-"""The scratch-detection stage (no released recipe; reference 10.6, network section 2.2).
+"""The scratch-detection task (no released recipe; reference 10.6, network section 2.2).
 
 Network ``"unet"``: :class:`oldphoto_jax.models.unet.ScratchUNet` (official: 1-channel luma
 input, depth 4, wf 6), trained with batch statistics (synchronised over the global batch, as
@@ -20,8 +20,8 @@ import jax.numpy as jnp
 from oldphoto_jax.models.registry import build_model
 from oldphoto_jax.training import losses
 from oldphoto_jax.training.optim import GENERATOR, optimizer_for, schedule_for
-from oldphoto_jax.training.stage import Stage
-from oldphoto_jax.training.stages_common import (InitSpec, Trainable, as_rgb, build_state,
+from oldphoto_jax.training.task import Task
+from oldphoto_jax.training.tasks_common import (InitSpec, Trainable, as_rgb, build_state,
                                                  example_shapes, init_networks,
                                                  make_train_step, mask_image, prepare_batch,
                                                  variables_of)
@@ -33,7 +33,7 @@ def unet_module(config, precision=None):
                        precision=config.precision if precision is None else precision)
 
 
-def build_scratch_stage(config) -> Stage:
+def build_scratch_task(config) -> Task:
     unet = unet_module(config)
     trainables = {"unet": Trainable(optimizer_for(config.optim, GENERATOR),
                                     schedule_for(config.optim, GENERATOR))}
@@ -73,6 +73,6 @@ def build_scratch_stage(config) -> Stage:
         variables = jax.device_get(variables_of(state, "unet"))
         return {"scratch_detector": (unet_module(config, precision="highest"), variables)}
 
-    return Stage(name="scratch", init_state=init_state,
-                 train_step=make_train_step(trainables, forward), samples=samples,
-                 export=export, reconstruction_metric="loss/bce", input_stage="detection")
+    return Task(name="scratch", init_state=init_state,
+                train_step=make_train_step(trainables, forward), samples=samples,
+                export=export, reconstruction_metric="loss/bce", records="detection")

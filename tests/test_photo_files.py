@@ -1,4 +1,4 @@
-"""Tests of oldphoto_jax.pipeline.photo_io: every kind of input ends as RGB or a named error."""
+"""Tests of oldphoto_jax.photo_files: every kind of input ends as RGB or a named error."""
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oldphoto_jax.pipeline import photo_io
-from oldphoto_jax.pipeline.photo_io import PhotoError
+from oldphoto_jax import photo_files
+from oldphoto_jax.photo_files import PhotoError
 
 
 def random_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -60,7 +60,7 @@ def pillow_rgb(path: Path) -> np.ndarray:
 
 def expect_error(path: Path, reason_start: str, **options) -> PhotoError:
     with pytest.raises(PhotoError) as caught:
-        photo_io.read_photo(path, **options)
+        photo_files.read_photo(path, **options)
     assert str(caught.value).startswith(f"{path.name}: {reason_start}"), str(caught.value)
     assert caught.value.path == path
     return caught.value
@@ -131,7 +131,7 @@ def test_too_small(tmp_path):
     path = save(Image.fromarray(random_rgb(40, 20)), tmp_path / "tiny.png")
     error = expect_error(path, "too small")
     assert error.reason == "too small (20×40; at least 32 px per side)"
-    assert photo_io.read_photo(path, min_side=20).rgb.shape == (40, 20, 3)
+    assert photo_files.read_photo(path, min_side=20).rgb.shape == (40, 20, 3)
 
 
 def test_symlink_to_photo_is_followed(tmp_path):
@@ -139,7 +139,7 @@ def test_symlink_to_photo_is_followed(tmp_path):
     target = save(Image.fromarray(rgb), tmp_path / "real.png")
     link = tmp_path / "alias.png"
     link.symlink_to(target)
-    np.testing.assert_array_equal(photo_io.read_photo(link).rgb, rgb)
+    np.testing.assert_array_equal(photo_files.read_photo(link).rgb, rgb)
 
 
 # --- pixel formats --------------------------------------------------------------------------
@@ -157,7 +157,7 @@ def test_sixteen_bit_grey_keeps_high_byte(tmp_path, name):
     image = Image.fromarray(array)
     assert image.mode == ("I;16B" if "be" in name else "I;16")
     path = save(image, tmp_path / name)
-    photo = photo_io.read_photo(path)
+    photo = photo_files.read_photo(path)
     expected = (samples >> 8).astype(np.uint8)
     assert photo.rgb.dtype == np.uint8 and photo.rgb.shape == (40, 48, 3)
     for channel in range(3):
@@ -170,14 +170,14 @@ def test_sixteen_bit_grey_keeps_high_byte(tmp_path, name):
 def test_sixteen_bit_rgb_png_is_noted_and_matches_grey_rule(tmp_path):
     samples = np.stack([ramp16(), ramp16()[::-1], np.full((40, 48), 0x80FF, np.uint16)], -1)
     path = write_png16(tmp_path / "rgb16.png", samples)
-    photo = photo_io.read_photo(path)
+    photo = photo_files.read_photo(path)
     np.testing.assert_array_equal(photo.rgb, (samples >> 8).astype(np.uint8))
     assert "16-bit converted to 8-bit (high byte)" in photo.notes
 
 
 def test_sixteen_bit_grey_with_alpha_png(tmp_path):
     samples = np.stack([ramp16(), np.zeros((40, 48), np.uint16)], -1)  # fully transparent
-    photo = photo_io.read_photo(write_png16(tmp_path / "la16.png", samples))
+    photo = photo_files.read_photo(write_png16(tmp_path / "la16.png", samples))
     expected = (ramp16() >> 8).astype(np.uint8)
     np.testing.assert_array_equal(photo.rgb, np.repeat(expected[:, :, None], 3, axis=2))
     assert "16-bit converted to 8-bit (high byte)" in photo.notes
@@ -187,7 +187,7 @@ def test_sixteen_bit_grey_with_alpha_png(tmp_path):
 def test_32_bit_integer_is_clipped_to_16_bits(tmp_path):
     values = np.linspace(-1000, 70000, 40 * 40).astype(np.int32).reshape(40, 40)
     path = save(Image.fromarray(values), tmp_path / "int32.tif")
-    photo = photo_io.read_photo(path)
+    photo = photo_files.read_photo(path)
     expected = (np.clip(values, 0, 65535) >> 8).astype(np.uint8)
     np.testing.assert_array_equal(photo.rgb[:, :, 1], expected)
     assert photo.rgb[0, 0, 0] == 0 and photo.rgb[-1, -1, 0] == 255
@@ -198,7 +198,7 @@ def test_float_range_is_guessed_from_maximum(tmp_path, top, scale):
     values = np.linspace(0.0, top, 40 * 40, dtype=np.float32).reshape(40, 40)
     values[0, 0] = np.nan
     path = save(Image.fromarray(values), tmp_path / "float.tif")
-    photo = photo_io.read_photo(path)
+    photo = photo_files.read_photo(path)
     expected = np.rint(np.nan_to_num(values.astype(np.float64) * scale)).astype(np.uint8)
     np.testing.assert_array_equal(photo.rgb[:, :, 2], expected)
     assert photo.rgb[0, 0, 0] == 0
@@ -209,7 +209,7 @@ def test_float_range_is_guessed_from_maximum(tmp_path, top, scale):
 def test_grey_bilevel_and_palette_match_pillow_convert(tmp_path, mode):
     source = Image.fromarray(random_rgb(36, 44)).convert(mode)
     path = save(source, tmp_path / f"{mode}.png")
-    photo = photo_io.read_photo(path)
+    photo = photo_files.read_photo(path)
     np.testing.assert_array_equal(photo.rgb, pillow_rgb(path))
     assert any(f"({mode}) converted to RGB" in note for note in photo.notes)
     assert "alpha dropped (not composited)" not in photo.notes
@@ -222,7 +222,7 @@ def test_palette_with_transparency_drops_it_like_convert(tmp_path):
     path = save(source, tmp_path / "palette_alpha.png")
     with Image.open(path) as reread:
         assert reread.mode == "P" and "transparency" in reread.info
-    photo = photo_io.read_photo(path)
+    photo = photo_files.read_photo(path)
     np.testing.assert_array_equal(photo.rgb, pillow_rgb(path))
     assert "alpha dropped (not composited)" in photo.notes
 
@@ -231,7 +231,7 @@ def test_rgba_alpha_dropped_exactly_as_convert(tmp_path):
     rgba = np.concatenate([random_rgb(40, 40), np.zeros((40, 40, 1), np.uint8)], axis=2)
     rgba[:20, :, 3] = 255
     path = save(Image.fromarray(rgba), tmp_path / "rgba.png")
-    photo = photo_io.read_photo(path)
+    photo = photo_files.read_photo(path)
     np.testing.assert_array_equal(photo.rgb, pillow_rgb(path))
     np.testing.assert_array_equal(photo.rgb, rgba[:, :, :3])  # transparent colours kept as is
     assert photo.notes == ["alpha dropped (not composited)"]
@@ -241,7 +241,7 @@ def test_grey_with_alpha_dropped_exactly_as_convert(tmp_path):
     la = Image.merge("LA", [Image.fromarray(random_rgb(40, 40)[:, :, 0]),
                             Image.new("L", (40, 40), 7)])
     path = save(la, tmp_path / "la.png")
-    photo = photo_io.read_photo(path)
+    photo = photo_files.read_photo(path)
     np.testing.assert_array_equal(photo.rgb, pillow_rgb(path))
     assert "alpha dropped (not composited)" in photo.notes
 
@@ -255,7 +255,7 @@ def test_other_modes_convert_like_pillow(mode):
         image = Image.frombytes(mode, image.size, image.tobytes())  # any triples are valid
     else:
         image = image.convert(mode)
-    rgb, notes = photo_io.to_rgb_uint8(image)
+    rgb, notes = photo_files.to_rgb_uint8(image)
     np.testing.assert_array_equal(rgb, np.asarray(image.convert("RGB")))
     assert rgb.flags.writeable and rgb.flags.c_contiguous
     assert any(f"({mode}) converted to RGB" in note for note in notes)
@@ -268,7 +268,7 @@ def test_cmyk_jpeg(tmp_path):
     path = save(Image.fromarray(cmyk, "CMYK"), tmp_path / "print.jpg", quality=95)
     with Image.open(path) as reread:
         assert reread.mode == "CMYK"
-    photo = photo_io.read_photo(path)
+    photo = photo_files.read_photo(path)
     expected = [(255, 255, 255), (0, 255, 255), (255, 0, 255), (255, 255, 0), (0, 0, 0)]
     centres = [photo.rgb[16, 32 * k + 16].astype(int) for k in range(len(inks))]
     for centre, colour in zip(centres, expected):
@@ -289,7 +289,7 @@ def test_exif_rotated_jpeg_is_upright(tmp_path):
     stored[:16, :16] = 255  # a white corner, top left as stored
     path = save(Image.fromarray(stored), tmp_path / "phone.jpg",
                 exif=exif_with_orientation(6), quality=95)
-    photo = photo_io.read_photo(path)
+    photo = photo_files.read_photo(path)
     as_stored = pillow_rgb(path)  # what the official code sees (orientation ignored)
     np.testing.assert_array_equal(photo.rgb, np.rot90(as_stored, k=-1))
     assert photo.original_size == (48, 80)
@@ -314,7 +314,7 @@ def test_every_exif_orientation(tmp_path, orientation):
     stored = random_rgb(36, 50, seed=orientation)
     path = save(Image.fromarray(stored), tmp_path / "oriented.png",
                 exif=exif_with_orientation(orientation))
-    photo = photo_io.read_photo(path)
+    photo = photo_files.read_photo(path)
     np.testing.assert_array_equal(photo.rgb, UPRIGHT_FROM_STORED[orientation](stored))
     applied = [f"EXIF orientation {orientation} applied"] if orientation > 1 else []
     assert photo.notes == applied
@@ -332,18 +332,18 @@ def test_every_exif_orientation(tmp_path, orientation):
     ((1000, 1), 10, (10, 1)),     # never below 1
 ])
 def test_fit_within(size, max_side, expected):
-    assert photo_io.fit_within(size, max_side) == expected
+    assert photo_files.fit_within(size, max_side) == expected
 
 
 def test_max_side_downscales_with_lanczos_and_says_so(tmp_path):
     rgb = random_rgb(80, 120)
     path = save(Image.fromarray(rgb), tmp_path / "wide.png")
-    photo = photo_io.read_photo(path, max_side=60)
+    photo = photo_files.read_photo(path, max_side=60)
     expected = Image.fromarray(rgb).resize((60, 40), Image.Resampling.LANCZOS)
     np.testing.assert_array_equal(photo.rgb, np.asarray(expected))
     assert photo.original_size == (120, 80)
     assert photo.notes == ["downscaled from 120×80 to 60×40 (max side 60, Lanczos)"]
-    full = photo_io.read_photo(path)
+    full = photo_files.read_photo(path)
     np.testing.assert_array_equal(full.rgb, rgb)
     assert full.notes == []
 
@@ -357,22 +357,22 @@ def test_max_side_that_would_make_a_side_too_small(tmp_path):
 def test_invalid_size_options(tmp_path):
     path = save(Image.fromarray(random_rgb(40, 40)), tmp_path / "a.png")
     with pytest.raises(ValueError):
-        photo_io.read_photo(path, max_side=10)
+        photo_files.read_photo(path, max_side=10)
     with pytest.raises(ValueError):
-        photo_io.read_photo(path, min_side=0)
+        photo_files.read_photo(path, min_side=0)
 
 
 def test_pixel_limit_replaces_pillows_own(tmp_path, monkeypatch):
-    assert photo_io.MAX_PIXELS >= 20000 * 15000  # a large legitimate scan loads by default
+    assert photo_files.MAX_PIXELS >= 20000 * 15000  # a large legitimate scan loads by default
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow would refuse 64 x 64
     rgb = random_rgb(64, 64)
     path = save(Image.fromarray(rgb), tmp_path / "scan.png")
     with pytest.raises(Image.DecompressionBombError):
         Image.open(path)
-    np.testing.assert_array_equal(photo_io.read_photo(path).rgb, rgb)
+    np.testing.assert_array_equal(photo_files.read_photo(path).rgb, rgb)
     expect_error(path, "too large to decode safely (64×64 = 4,096 pixels; the limit is 4,000",
                  max_pixels=4000)
-    np.testing.assert_array_equal(photo_io.read_photo(path, max_pixels=None).rgb, rgb)
+    np.testing.assert_array_equal(photo_files.read_photo(path, max_pixels=None).rgb, rgb)
     assert Image.MAX_IMAGE_PIXELS == 1000  # restored after success and failure alike
 
 
@@ -380,7 +380,7 @@ def test_animated_gif_uses_first_frame(tmp_path):
     frames = [Image.fromarray(random_rgb(40, 40, seed=k)).convert("P") for k in range(3)]
     path = tmp_path / "anim.gif"
     frames[0].save(path, save_all=True, append_images=frames[1:])
-    photo = photo_io.read_photo(path)
+    photo = photo_files.read_photo(path)
     np.testing.assert_array_equal(photo.rgb, np.asarray(frames[0].convert("RGB")))
     assert "first of 3 frames used" in photo.notes
 
@@ -401,7 +401,7 @@ def test_reading_never_changes_input_files(tmp_path):
     before = {path: (digest(path), path.stat().st_mtime_ns) for path in inputs}
     for path in inputs:
         try:
-            photo_io.read_photo(path, max_side=40)
+            photo_files.read_photo(path, max_side=40)
         except PhotoError:
             pass
     assert {path: (digest(path), path.stat().st_mtime_ns) for path in inputs} == before
@@ -412,11 +412,11 @@ def test_reading_never_changes_input_files(tmp_path):
 
 def test_list_photos(tmp_path):
     for name in ["b.jpg", "a.png", "notes.txt", "Z.TIF", ".hidden.jpg", "Thumbs.db",
-                 f".c.png.1a2b3c{photo_io.TEMP_SUFFIX}"]:
+                 f".c.png.1a2b3c{photo_files.TEMP_SUFFIX}"]:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "restored").mkdir()
     (tmp_path / "dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
-    photos, notes = photo_io.list_photos(tmp_path)
+    photos, notes = photo_files.list_photos(tmp_path)
     assert [p.name for p in photos] == ["Z.TIF", "a.png", "b.jpg", "dangling.jpg", "notes.txt"]
     assert all(p.parent == tmp_path for p in photos)
     assert notes == [
@@ -429,21 +429,21 @@ def test_list_photos(tmp_path):
 
 def test_list_photos_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError):
-        photo_io.list_photos(tmp_path / "absent")
+        photo_files.list_photos(tmp_path / "absent")
 
 
 # --- writing --------------------------------------------------------------------------------
 
 def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(photo_io.TEMP_SUFFIX))
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(photo_files.TEMP_SUFFIX))
 
 
 def test_write_png_atomic_round_trip_creates_folders_and_overwrites(tmp_path):
     path = tmp_path / "stage_1" / "restored_image" / "photo.png"
     first, second = random_rgb(30, 40, seed=1), random_rgb(20, 10, seed=2)
-    photo_io.write_png_atomic(path, first)
+    photo_files.write_png_atomic(path, first)
     np.testing.assert_array_equal(pillow_rgb(path), first)
-    photo_io.write_png_atomic(path, second)
+    photo_files.write_png_atomic(path, second)
     with Image.open(path) as written:
         assert written.format == "PNG"
         np.testing.assert_array_equal(np.asarray(written), second)
@@ -452,7 +452,7 @@ def test_write_png_atomic_round_trip_creates_folders_and_overwrites(tmp_path):
 
 def test_write_png_atomic_writes_png_whatever_the_extension(tmp_path):
     path = tmp_path / "photo.jpg"
-    photo_io.write_png_atomic(path, random_rgb(8, 8))
+    photo_files.write_png_atomic(path, random_rgb(8, 8))
     with Image.open(path) as written:
         assert written.format == "PNG"
 
@@ -460,7 +460,7 @@ def test_write_png_atomic_writes_png_whatever_the_extension(tmp_path):
 def test_new_file_permissions_follow_umask(tmp_path):
     old = os.umask(0o022)
     try:
-        photo_io.write_png_atomic(tmp_path / "out.png", random_rgb(8, 8))
+        photo_files.write_png_atomic(tmp_path / "out.png", random_rgb(8, 8))
     finally:
         os.umask(old)
     assert (tmp_path / "out.png").stat().st_mode & 0o777 == 0o644
@@ -469,7 +469,7 @@ def test_new_file_permissions_follow_umask(tmp_path):
 @pytest.mark.parametrize("failure", [OSError("No space left on device"), KeyboardInterrupt()])
 def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, failure):
     fresh, existing = tmp_path / "fresh.png", tmp_path / "existing.png"
-    photo_io.write_png_atomic(existing, random_rgb(16, 16))
+    photo_files.write_png_atomic(existing, random_rgb(16, 16))
     existing_bytes = existing.read_bytes()
 
     def failing_save(self, fp, *args, **kwargs):
@@ -479,7 +479,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, failure):
     monkeypatch.setattr(Image.Image, "save", failing_save)
     for path in (fresh, existing):
         with pytest.raises(type(failure)):
-            photo_io.write_png_atomic(path, random_rgb(16, 16, seed=3))
+            photo_files.write_png_atomic(path, random_rgb(16, 16, seed=3))
     assert not fresh.exists()
     assert existing.read_bytes() == existing_bytes
     assert leftovers(tmp_path) == []
@@ -491,7 +491,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, failure):
 ])
 def test_write_rejects_non_rgb_uint8(tmp_path, bad):
     with pytest.raises(ValueError):
-        photo_io.write_png_atomic(tmp_path / "out.png", bad)
+        photo_files.write_png_atomic(tmp_path / "out.png", bad)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -503,7 +503,7 @@ def test_write_rejects_non_rgb_uint8(tmp_path, bad):
 def test_write_image_atomic_by_extension(tmp_path, name, image_format, exact):
     rgb = np.repeat(np.repeat(random_rgb(8, 8), 4, axis=0), 4, axis=1)  # blocky: JPEG-friendly
     path = tmp_path / name
-    photo_io.write_image_atomic(path, rgb)
+    photo_files.write_image_atomic(path, rgb)
     with Image.open(path) as written:
         assert written.format == image_format
         decoded = np.asarray(written.convert("RGB")).astype(int)
@@ -516,5 +516,5 @@ def test_write_image_atomic_by_extension(tmp_path, name, image_format, exact):
 
 def test_write_image_atomic_unknown_extension(tmp_path):
     with pytest.raises(ValueError, match="unsupported output extension"):
-        photo_io.write_image_atomic(tmp_path / "out.xyz", random_rgb(8, 8))
+        photo_files.write_image_atomic(tmp_path / "out.xyz", random_rgb(8, 8))
     assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,4 @@
-"""The face-enhancement stage (not released; reference 10.6 with the NVlabs/SPADE defaults).
+"""The face-enhancement task (not released; reference 10.6 with the NVlabs/SPADE defaults).
 
 Networks:
 
@@ -34,8 +34,8 @@ from oldphoto_jax.models.discriminators import fold_spectral_norm
 from oldphoto_jax.models.registry import build_model
 from oldphoto_jax.training import losses
 from oldphoto_jax.training.optim import DISCRIMINATOR, GENERATOR, optimizer_for, schedule_for
-from oldphoto_jax.training.stage import Stage
-from oldphoto_jax.training.stages_common import (InitSpec, Trainable, build_state, discriminate,
+from oldphoto_jax.training.task import Task
+from oldphoto_jax.training.tasks_common import (InitSpec, Trainable, build_state, discriminate,
                                                  example_shapes, frozen_vgg,
                                                  image_discriminator, init_networks,
                                                  make_train_step, prepare_batch, variables_of,
@@ -66,7 +66,7 @@ def fold_generator(variables: dict, precision="highest") -> dict:
     return out
 
 
-def build_face_stage(config) -> Stage:
+def build_face_task(config) -> Task:
     generator = generator_module(config)
     disc = image_discriminator(config, 3, spectral_norm=config.disc.spectral_norm,
                                spade_style=True)
@@ -122,6 +122,6 @@ def build_face_stage(config) -> Stage:
         module = generator_module(config, spectral_norm=False, precision="highest")
         return {export_role(config): (module, jax.device_get(variables))}
 
-    return Stage(name="face", init_state=init_state,
-                 train_step=make_train_step(trainables, forward), samples=samples,
-                 export=export, reconstruction_metric="metric/l1", input_stage="faces")
+    return Task(name="face", init_state=init_state,
+                train_step=make_train_step(trainables, forward), samples=samples,
+                export=export, reconstruction_metric="metric/l1", records="faces")

@@ -1,6 +1,6 @@
-"""Every stage's tiny config (configs/<stage>.py:tiny) trains on CPU: a few hundred steps run
+"""Every task's tiny config (configs/<task>.py:tiny) trains on CPU: a few hundred steps run
 with finite metrics, a train step lowers each network's own objective, its final checkpoint
-restores to the trained state and its export is an infer.py model with the stage's roles."""
+restores to the trained state and its export is an infer.py model with the task's roles."""
 from __future__ import annotations
 
 import pathlib
@@ -12,8 +12,8 @@ import pytest
 from oldphoto_jax import model_files, sharding
 from oldphoto_jax import data as data_lib
 from oldphoto_jax.testing.config_files import load_config
-from oldphoto_jax.training import train_checkpoints, inputs, keys, loop, stages
-from oldphoto_jax.training.stages_vae import vae_module
+from oldphoto_jax.training import inputs, keys, loop, tasks, train_checkpoints
+from oldphoto_jax.training.tasks_vae import vae_module
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 STEPS = 400
@@ -39,7 +39,7 @@ def tiny_vae_exports(tmp_path_factory):
 
 def small_run(config, photo_dirs):
     """The tiny config over the tests' small photo folders, checkpoints and samples included."""
-    if config.stage == "face":
+    if config.task == "face":
         config.data.faces = photo_dirs["clean"]
     else:
         config.data.clean = photo_dirs["clean"]
@@ -54,7 +54,7 @@ def small_run(config, photo_dirs):
 
 
 # (config, argument). What each case checks holds on any CPU: the training curve of these tiny
-# GAN stages at batch 2 is a chaotic function of float rounding (VAE_A's mean over the last 100
+# GAN tasks at batch 2 is a chaotic function of float rounding (VAE_A's mean over the last 100
 # steps against the first 25 was 0.82 with seed 0 here, 0.97 with seed 3, above 0.9 on an AMD
 # EPYC), so instead of "the loss fell by x %" each network's own objective must fall in one step
 # (see _one_step_descent). Each case takes 20-70 s on an idle
@@ -78,7 +78,7 @@ def _copy(tree):
     return jax.tree.map(lambda x: x.copy(), tree)  # the train step donates its state
 
 
-def _one_step_descent(stage, config) -> dict[str, tuple[float, float]]:
+def _one_step_descent(task, config) -> dict[str, tuple[float, float]]:
     """``{network: (objective before, objective after)}``: each trainable network's own
     objective (``loss/<net>``) on a fixed batch and key at the initial state, and again with only
     that network's params replaced by those one train step (the step ``loop.train`` compiled)
@@ -87,10 +87,10 @@ def _one_step_descent(stage, config) -> dict[str, tuple[float, float]]:
     point the wrong way, do not reach a network, or the update is not applied."""
     seed, prng = config.seed, config.prng_impl
     mesh = sharding.make_mesh(config.mesh_shape, config.mesh_axes)
-    step_fn = loop.jit_train_step(stage, mesh, seed, prng, config.conv_weight_grad)
-    batches = data_lib.batch_dataset(inputs.input_config(config, stage.input_stage),
-                                     inputs.stage_photos(config.data, stage.input_stage))
-    initial = sharding.replicate(mesh, stage.init_state(keys.init_key(seed, prng), batches[0]))
+    step_fn = loop.jit_train_step(task, mesh, seed, prng, config.conv_weight_grad)
+    batches = data_lib.batch_dataset(inputs.input_config(config, task.records),
+                                     inputs.training_photos(config.data, task.records))
+    initial = sharding.replicate(mesh, task.init_state(keys.init_key(seed, prng), batches[0]))
     for index in range(8):  # a batch where every objective has a term (VAE_A's latent D needs
         batch = batches[index]  # both real and synthetic old photos in the batch)
         stepped, before = step_fn(_copy(initial), batch, 0)
@@ -112,24 +112,24 @@ def test_tiny_config_trains_restores_and_exports(name, arg, tmp_path, photo_dirs
     if name == "mapping":
         config.vae_a_checkpoint = str(tiny_vae_exports["vae_a"])
         config.vae_b_checkpoint = str(tiny_vae_exports["vae_b"])
-    stage = stages.build_stage(inputs.resolve_lengths(
-        config, inputs.stage_photos(config.data, config.input.stage)))
-    result = loop.train(config, tmp_path, stage=stage, log=lambda _: None)
+    task = tasks.build_task(inputs.resolve_lengths(
+        config, inputs.training_photos(config.data, config.input.records)))
+    result = loop.train(config, tmp_path, task=task, log=lambda _: None)
     assert result.step == STEPS
 
-    metric = stage.reconstruction_metric
+    metric = task.reconstruction_metric
     curve = [means[metric] for _, means in result.history]
     assert len(curve) == STEPS // LOG_EVERY and all(np.isfinite(curve))
-    objectives = _one_step_descent(stage, config)
+    objectives = _one_step_descent(task, config)
     assert set(objectives) == set(result.state["params"])
     for network, (before, after) in objectives.items():
         assert np.isfinite(before) and after < before, f"{network}: {before} -> {after}"
 
     ckpt = train_checkpoints.TrainCheckpoints(tmp_path / "checkpoints")
     assert ckpt.all_steps() == [STEPS // 2, STEPS]
-    batch = data_lib.batch_dataset(inputs.input_config(config, stage.input_stage),
-                                   inputs.stage_photos(config.data, stage.input_stage))[0]
-    abstract = loop.abstract_state(stage.init_state, keys.init_key(0, "rbg"), batch,
+    batch = data_lib.batch_dataset(inputs.input_config(config, task.records),
+                                   inputs.training_photos(config.data, task.records))[0]
+    abstract = loop.abstract_state(task.init_state, keys.init_key(0, "rbg"), batch,
                                    sharding.replicated(sharding.make_mesh()))
     restored = ckpt.restore_state(STEPS, abstract)
     ckpt.close()
@@ -137,4 +137,4 @@ def test_tiny_config_trains_restores_and_exports(name, arg, tmp_path, photo_dirs
                  jax.device_get(result.state))
 
     model = model_files.load_model(tmp_path / "export")
-    assert model.roles == sorted(stage.export(result.state))
+    assert model.roles == sorted(task.export(result.state))

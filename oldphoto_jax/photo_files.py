@@ -1,4 +1,9 @@
-"""Reading user photos for restoration and writing results: bad input is named, nothing is lost.
+"""Reading photo files and writing results: the one photo reader of the project.
+
+``read_photo`` (a file) and ``read_photo_bytes`` (a file's bytes, e.g. a record of a prepared
+dataset) are the only decoders of photos: inference, evaluation, research and the training input
+pipeline (``oldphoto_jax.data``) all use them, so a file decodes to the same pixels everywhere.
+This module imports nothing of the project, so every layer may use it.
 
 ``infer.py`` runs over a folder of user photos. Each input either becomes a restored file or a
 ``PhotoError`` whose text is ``"<file name>: <reason>"``; the batch goes on. Inputs are only ever
@@ -58,6 +63,7 @@ side 2000, Lanczos)"``).
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import secrets
@@ -180,20 +186,41 @@ def read_photo(path: str | os.PathLike, *, max_side: int | None = None,
     ``min_side``: refuse photos with a shorter side. ``max_pixels``: refuse larger headers
     before decoding (None: no limit). The file is opened read-only and never changed.
     """
+    _check_limits(max_side, min_side, max_pixels)
+    path = Path(path)
+    check_readable_file(path)
+    try:
+        handle = open(path, "rb")
+    except OSError as error:
+        raise PhotoError(path, f"cannot read file ({os_reason(error)})") from error
+    with handle:
+        return _read(path, handle, max_side, min_side, max_pixels)
+
+
+def read_photo_bytes(data: bytes, name: str, *, max_side: int | None = None,
+                     min_side: int = MIN_SIDE, max_pixels: int | None = MAX_PIXELS) -> Photo:
+    """:func:`read_photo` for the bytes of an image file; ``name`` names it in errors (and is
+    ``Photo.path``)."""
+    _check_limits(max_side, min_side, max_pixels)
+    if not data:
+        raise PhotoError(name, "empty file")
+    return _read(Path(name), io.BytesIO(data), max_side, min_side, max_pixels)
+
+
+def _check_limits(max_side: int | None, min_side: int, max_pixels: int | None) -> None:
     if min_side < 1:
         raise ValueError(f"min_side must be at least 1, got {min_side}")
     if max_side is not None and max_side < min_side:
         raise ValueError(f"max_side ({max_side}) must be at least min_side ({min_side})")
     if max_pixels is not None and max_pixels < 1:
         raise ValueError(f"max_pixels must be positive or None, got {max_pixels}")
-    path = Path(path)
-    check_readable_file(path)
+
+
+def _read(path: Path, handle: BinaryIO, max_side: int | None, min_side: int,
+          max_pixels: int | None) -> Photo:
+    """Decode the image in ``handle`` (``path`` names it in errors and notes)."""
     notes: list[str] = []
-    try:
-        handle = open(path, "rb")
-    except OSError as error:
-        raise PhotoError(path, f"cannot read file ({os_reason(error)})") from error
-    with handle, _open_image(path, handle) as image:
+    with _open_image(path, handle) as image:
         check_dimensions(path, image.size, min_side=min_side, max_pixels=max_pixels)
         frames = _frame_count(image)
         if frames > 1 and image.format != "MPO":

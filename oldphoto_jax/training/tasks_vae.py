@@ -1,4 +1,4 @@
-"""The VAE stages: VAE_A (old photos, latent discriminator) and VAE_B (clean photos).
+"""The VAE tasks: VAE_A (old photos, latent discriminator) and VAE_B (clean photos).
 
 Reference 10.2 (VAE_A) and 10.3 (VAE_B). Networks: the VAE of section 4 (``"vae"``, encoder and
 decoder trained together), the unconditional image discriminator (``"D"``, 3-channel input, no
@@ -31,16 +31,15 @@ import jax.numpy as jnp
 
 from oldphoto_jax.models.discriminators import latent_discriminator
 from oldphoto_jax.models.registry import build_model
+from oldphoto_jax.roles import VAE_B_ROLES
 from oldphoto_jax.training import losses
 from oldphoto_jax.training.optim import DISCRIMINATOR, GENERATOR, optimizer_for, schedule_for
-from oldphoto_jax.training.stage import Stage
-from oldphoto_jax.training.stages_common import (InitSpec, Trainable, apply_discriminator,
+from oldphoto_jax.training.task import Task
+from oldphoto_jax.training.tasks_common import (InitSpec, Trainable, apply_discriminator,
                                                  build_state, discriminate, example_shapes,
                                                  frozen_vgg, image_discriminator, init_networks,
                                                  lsgan_terms, make_train_step, prepare_batch,
                                                  vgg_term)
-
-VAE_B_ROLES = ("vae_b_quality", "vae_b_scratch")
 
 
 def vae_module(config, precision=None):
@@ -52,7 +51,7 @@ def vae_module(config, precision=None):
 
 def export_roles(config) -> tuple[str, ...]:
     """Checkpoint roles of the trained VAE: ``vae_a``, or ``config.export_roles`` for VAE_B."""
-    if config.stage == "vae_a":
+    if config.task == "vae_a":
         return ("vae_a",)
     roles = tuple(config.export_roles)
     bad = [r for r in roles if r not in VAE_B_ROLES]
@@ -62,9 +61,9 @@ def export_roles(config) -> tuple[str, ...]:
     return roles
 
 
-def build_vae_stage(config) -> Stage:
-    """``config.stage`` = "vae_a" (data stage ``domain_a``) or "vae_b" (``domain_b``)."""
-    domain_a = config.stage == "vae_a"
+def build_vae_task(config) -> Task:
+    """``config.task`` = "vae_a" (input records ``domain_a``) or "vae_b" (``domain_b``)."""
+    domain_a = config.task == "vae_a"
     # The latent discriminator (VAE_A only; ``loss.latent_gan`` 0 leaves it out: the ablation of
     # the paper's latent-space alignment).
     latent_gan = domain_a and config.loss.latent_gan > 0
@@ -144,7 +143,7 @@ def build_vae_stage(config) -> Stage:
         variables = {"params": jax.device_get(state["params"]["vae"])}
         return {role: (module, variables) for role in export_roles(config)}
 
-    return Stage(name=config.stage, init_state=init_state,
-                 train_step=make_train_step(trainables, forward), samples=samples,
-                 export=export, reconstruction_metric="metric/l1",
-                 input_stage="domain_a" if domain_a else "domain_b")
+    return Task(name=config.task, init_state=init_state,
+                train_step=make_train_step(trainables, forward), samples=samples,
+                export=export, reconstruction_metric="metric/l1",
+                records="domain_a" if domain_a else "domain_b")

@@ -1,4 +1,4 @@
-"""The mapping stage: latent translation VAE_A -> VAE_B, variants quality / scratch / hr.
+"""The mapping task: latent translation VAE_A -> VAE_B, variants quality / scratch / hr.
 
 Reference 10.4 (and 10.5 #1-#4 for the intended behaviour). Networks:
 
@@ -13,7 +13,7 @@ Reference 10.4 (and 10.5 #1-#4 for the intended behaviour). Networks:
 * frozen: VAE_A's encoder and VAE_B (encoder and decoder), loaded from model directories
   (``config.vae_a_checkpoint`` role ``vae_a``; ``config.vae_b_checkpoint`` role
   ``vae_b_quality`` for quality, ``vae_b_scratch`` for scratch/hr, else whichever VAE_B the
-  directory has) or passed to :func:`build_mapping_stage` directly (tests).
+  directory has) or passed to :func:`build_mapping_task` directly (tests).
 
 Forward: ``z_A = Enc_A(x)`` and ``z_B = Enc_B(y)`` (constants, no noise), ``z_hat = M(z_A
 [, mask])``, ``y_hat = Dec_B(z_hat)`` (no noise; gradients reach M through the frozen Dec_B).
@@ -28,18 +28,17 @@ import jax.numpy as jnp
 
 from oldphoto_jax import model_files
 from oldphoto_jax.models.registry import build_model
+from oldphoto_jax.roles import MAPPING_ROLES, MAPPING_VAE_B, VAE_B_ROLES
 from oldphoto_jax.training import losses
 from oldphoto_jax.training.optim import DISCRIMINATOR, GENERATOR, optimizer_for, schedule_for
-from oldphoto_jax.training.stage import Stage
-from oldphoto_jax.training.stages_common import (InitSpec, Trainable, build_state, discriminate,
+from oldphoto_jax.training.task import Task
+from oldphoto_jax.training.tasks_common import (InitSpec, Trainable, build_state, discriminate,
                                                  example_shapes, frozen_vgg,
                                                  image_discriminator, init_networks,
                                                  lsgan_terms, make_train_step, mask_image,
                                                  prepare_batch, vgg_term)
 
-VARIANTS = ("quality", "scratch", "hr")
-EXPORT_ROLES = {"quality": "mapping_quality", "scratch": "mapping_scratch", "hr": "mapping_hr"}
-VAE_B_ROLE = {"quality": "vae_b_quality", "scratch": "vae_b_scratch", "hr": "vae_b_scratch"}
+VARIANTS = tuple(MAPPING_ROLES)  # quality, scratch, hr
 
 
 def variant_of(config) -> str:
@@ -73,11 +72,12 @@ def load_pretrained_vaes(config) -> dict:
     model directories."""
     variant = variant_of(config)
     if not config.vae_a_checkpoint or not config.vae_b_checkpoint:
-        raise ValueError("the mapping stage needs config.vae_a_checkpoint and "
+        raise ValueError("the mapping task needs config.vae_a_checkpoint and "
                          "config.vae_b_checkpoint (model directories with trained VAEs)")
-    other = "vae_b_scratch" if VAE_B_ROLE[variant] == "vae_b_quality" else "vae_b_quality"
+    wanted = MAPPING_VAE_B[variant]
+    other = next(role for role in VAE_B_ROLES if role != wanted)
     return {"vae_a": _load_role(config.vae_a_checkpoint, ("vae_a",)),
-            "vae_b": _load_role(config.vae_b_checkpoint, (VAE_B_ROLE[variant], other))}
+            "vae_b": _load_role(config.vae_b_checkpoint, (wanted, other))}
 
 
 def _frozen_vae(name: str, module, variables, parts: tuple[str, ...], nc: int, precision):
@@ -95,8 +95,8 @@ def _frozen_vae(name: str, module, variables, parts: tuple[str, ...], nc: int, p
     return module.clone(precision=precision), {"params": {p: params[p] for p in parts}}
 
 
-def build_mapping_stage(config, pretrained: dict | None = None) -> Stage:
-    """The mapping stage; ``pretrained`` overrides the checkpoints (``{"vae_a": (module,
+def build_mapping_task(config, pretrained: dict | None = None) -> Task:
+    """The mapping task; ``pretrained`` overrides the checkpoints (``{"vae_a": (module,
     variables), "vae_b": (module, variables)}``)."""
     variant = variant_of(config)
     pretrained = pretrained if pretrained is not None else load_pretrained_vaes(config)
@@ -184,9 +184,9 @@ def build_mapping_stage(config, pretrained: dict | None = None) -> Stage:
     def export(state):
         module = mapping_module(config, precision="highest")
         variables = {"params": jax.device_get(state["params"]["mapping"])}
-        return {EXPORT_ROLES[variant]: (module, variables)}
+        return {MAPPING_ROLES[variant]: (module, variables)}
 
-    return Stage(name=f"mapping_{variant}", init_state=init_state,
-                 train_step=make_train_step(trainables, forward), samples=samples,
-                 export=export, reconstruction_metric="loss/latent_l1",
-                 input_stage="mapping_mask" if with_mask else "mapping")
+    return Task(name=f"mapping_{variant}", init_state=init_state,
+                train_step=make_train_step(trainables, forward), samples=samples,
+                export=export, reconstruction_metric="loss/latent_l1",
+                records="mapping_mask" if with_mask else "mapping")

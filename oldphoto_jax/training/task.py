@@ -1,15 +1,15 @@
-"""The contract between a training stage (what is trained, how one step goes) and the trainer.
+"""The contract between a training task (what is trained, how one step goes) and the trainer.
 
-A :class:`Stage` is built from a stage config (``configs/<stage>.py``) by
-``oldphoto_jax.training.stages.build_stage(config)``. The trainer (``train.py``,
+A :class:`Task` is built from a task config (``configs/<task>.py``) by
+``oldphoto_jax.training.tasks.build_task(config)``. The trainer (``train.py``,
 ``oldphoto_jax.training.loop``) only uses this interface: it never knows which networks or
-losses a stage has.
+losses a task has.
 
 * ``state`` is a pytree of arrays only (params, optimizer states, mutable collections such as
   batch statistics or spectral-norm vectors, the step counter); checkpoints save and restore it
   as a whole, and its sharding comes from ``state_sharding``.
 * ``train_step(state, batch, rng) -> (state, metrics)`` is pure and jittable: ``batch`` is the dict
-  of arrays the stage's input pipeline yields (``oldphoto_jax.data``), already sharded over the
+  of arrays the task's input pipeline yields (``oldphoto_jax.data``), already sharded over the
   mesh's data axis; ``rng`` is a PRNG key for this step (the trainer folds the step into a base
   key); ``metrics`` is a flat dict of scalar arrays (names like ``"loss/l1"``, ``"gan/g"``).
 * ``samples(state, batch) -> dict[str, array]`` returns B x H x W x 3 images in [-1, 1] to
@@ -30,11 +30,11 @@ PyTree = Any
 
 
 @dataclasses.dataclass(frozen=True)
-class Stage:
+class Task:
     name: str
     init_state: Callable[[jax.Array, dict], PyTree]          # (rng, example batch) -> state
     train_step: Callable[[PyTree, dict, jax.Array], tuple[PyTree, dict]]
     samples: Callable[[PyTree, dict], dict]
     export: Callable[[PyTree], dict]
     reconstruction_metric: str
-    input_stage: str                                          # oldphoto_jax.data stage name
+    records: str                                          # oldphoto_jax.data.RECORDS: what it reads
