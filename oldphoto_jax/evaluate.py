@@ -10,6 +10,9 @@ Each clean photo is downscaled to ``--max_side`` and centre-cropped to sides tha
 and SSIM (scikit-image, data range 255, colour): the degraded input itself, the classical baseline
 (OpenCV non-local-means denoising, then Telea inpainting of the true damage mask) and the model,
 run as ``infer.py --with_scratch --no_faces`` would (it detects scratches itself: no mask given).
+``--mode quality`` scores quality mode instead: the recipe without its local damage (scratches,
+dust, folds, cracks, holes, tears; the masks are empty), the baseline non-local means alone and
+the model run as plain ``infer.py --no_faces`` (quality mapping).
 A colour diagnosis follows the table: each method's mean PSNR once every image's global colour
 offset from its clean photo (one number per channel) is removed, and what that offset costs. It
 is not a score (it looks at the clean photo); it tells wrong overall colour from lost detail.
@@ -75,6 +78,12 @@ _LPIPS_WEIGHTS = flags.DEFINE_string(
 _FID_WEIGHTS = flags.DEFINE_string(
     "fid_weights", "", "FID Inception-v3 weights (.npz, see oldphoto_jax.evaluation.fid."
     "load_fid_inception_npz); empty = FID not computed.")
+_MODE = flags.DEFINE_enum(
+    "mode", "scratch", ["scratch", "quality"],
+    "scratch: the whole degradation recipe, the model as infer.py --with_scratch (it detects "
+    "the damage itself); quality: the recipe without local damage (scratches, dust, folds, "
+    "cracks, holes, tears), the model as plain infer.py (quality mapping), the classical "
+    "baseline non-local means alone.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Also print library logs.")
 
 
@@ -100,7 +109,7 @@ def main(argv):
     settings = dict(preset=_PRESET.value, max_side=_MAX_SIDE.value or None,
                     attention_chunk=_ATTENTION_CHUNK.value,
                     lpips_weights=_LPIPS_WEIGHTS.value or None,
-                    fid_weights=_FID_WEIGHTS.value or None)
+                    fid_weights=_FID_WEIGHTS.value or None, mode=_MODE.value)
     try:
         seeds = [int(s) for s in _SEEDS.value]
     except ValueError:

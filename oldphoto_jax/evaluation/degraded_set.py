@@ -10,6 +10,7 @@ from PIL import Image
 
 import data_synth
 from oldphoto_jax import photo_files
+from oldphoto_jax.data.config import without_local_damage
 
 # The scratch pipeline works on sides that are multiples of 16 (detection input): clean photos are
 # centre-cropped to such sides so the restoration has exactly the clean photo's size.
@@ -52,15 +53,21 @@ def photo_seed(seed: int, name: str) -> tuple[int, int]:
 
 
 def make_case(name: str, rgb: np.ndarray, seed: int, preset: str = "extended",
-              max_side: int | None = 512) -> Case:
+              max_side: int | None = 512, local_damage: bool = True) -> Case:
+    """The case of one photo. ``local_damage`` False drops the recipe's local-damage steps
+    (scratches, dust, folds, cracks, holes, tears): the unstructured degradations that quality
+    mode restores, with an empty mask."""
     clean = fit_clean(rgb, max_side)
-    sample = data_synth.degrade(clean, photo_seed(seed, name), data_synth.get_preset(preset))
+    recipe = data_synth.get_preset(preset)
+    if not local_damage:
+        recipe = without_local_damage(recipe)
+    sample = data_synth.degrade(clean, photo_seed(seed, name), recipe)
     return Case(name=name, clean=clean, degraded=sample.degraded, mask=sample.mask > 0)
 
 
 def load_cases(folder: str | pathlib.Path, names: list[str] | None, seed: int,
                preset: str = "extended", max_side: int | None = 512,
-               log=print) -> list[Case]:
+               log=print, local_damage: bool = True) -> list[Case]:
     """The cases of ``names`` in ``folder`` (None: every photo there), in the order given.
     A photo that cannot be read is an error naming it (an evaluation must not silently shrink)."""
     folder = pathlib.Path(folder)
@@ -75,7 +82,7 @@ def load_cases(folder: str | pathlib.Path, names: list[str] | None, seed: int,
     cases = []
     for path in paths:
         photo = photo_files.read_photo(path)  # PhotoError names the file
-        cases.append(make_case(path.name, photo.rgb, seed, preset, max_side))
+        cases.append(make_case(path.name, photo.rgb, seed, preset, max_side, local_damage))
     return cases
 
 

@@ -6,21 +6,29 @@ import pathlib
 import time
 
 
+MODES = ("scratch", "quality")
+
+
 def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
              preset: str = "extended", max_side: int | None = 512, attention_chunk: int = 1024,
              lpips_weights: str | None = None, fid_weights: str | None = None,
-             log=print) -> dict:
+             mode: str = "scratch", log=print) -> dict:
     """Runs the evaluation described in ``oldphoto_jax.evaluate``'s docstring; returns
     ``{"scores": scores[photo][method][metric], "mean": ..., "settings": ...}`` (and, when
     ``fid_weights`` is given, ``"fid": {method: FID against the clean photos}``) and writes it
     under ``output_dir``. Metrics: "psnr", "ssim", the diagnosis "psnr_offset_removed" (PSNR once
     the image's global colour offset from the clean photo is removed: not a score, it looks at
-    the clean photo) and, when ``lpips_weights`` (an ``.npz`` path) is given, "lpips"."""
+    the clean photo) and, when ``lpips_weights`` (an ``.npz`` path) is given, "lpips".
+    ``mode`` "scratch": the whole recipe, the model as ``infer.py --with_scratch``; "quality":
+    the recipe without its local damage (empty masks), the model as plain ``infer.py``."""
     from oldphoto_jax import model_files, photo_files
     from oldphoto_jax.evaluation import (classical, contact_sheet, degraded_set, fid,
                                          image_scores, lpips, report)
     from oldphoto_jax.pipeline.restorer import FINAL, Options, PipelineError, Restorer
 
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    with_scratch = mode == "scratch"
     output = pathlib.Path(output_dir)
     began = time.perf_counter()
     lpips_params = lpips.load_lpips_vgg_npz(lpips_weights) if lpips_weights else None
@@ -29,18 +37,20 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     fid_params = fid.load_fid_inception_npz(fid_weights) if fid_weights else None
     if fid_params is None:
         log("FID not computed (no --fid_weights given)")
-    cases = degraded_set.load_cases(clean_folder, names, seed, preset, max_side, log=log)
+    cases = degraded_set.load_cases(clean_folder, names, seed, preset, max_side, log=log,
+                                    local_damage=with_scratch)
     if fid_params is not None and len(cases) < 2:
         raise ValueError(f"FID needs at least 2 photos, got {len(cases)}")
-    log(f"{len(cases)} photo(s) from {clean_folder}, degraded with the {preset} preset, "
-        f"seed {seed}")
+    log(f"{len(cases)} photo(s) from {clean_folder}, degraded with the {preset} preset"
+        f"{'' if with_scratch else ' without local damage'}, seed {seed}; {mode} mode")
     for case in cases:
         photo_files.write_png_atomic(output / "clean" / f"{case.stem}.png", case.clean)
         photo_files.write_png_atomic(output / "degraded" / f"{case.stem}.png", case.degraded)
         mask_rgb = (case.mask[..., None] * 255).astype("uint8").repeat(3, axis=2)
         photo_files.write_png_atomic(output / "mask" / f"{case.stem}.png", mask_rgb)
 
-    log("classical baseline (non-local means + Telea inpainting of the true mask)")
+    log("classical baseline (non-local means" +
+        (" + Telea inpainting of the true mask)" if with_scratch else ")"))
     baseline = {}
     for case in cases:
         baseline[case.name] = classical.classical_restore(case.degraded, case.mask)
@@ -48,7 +58,7 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
 
     model = model_files.load_model(checkpoint_dir)
     log(f"model: {model.directory} ({model.source or 'no source recorded'})")
-    options = Options(with_scratch=True, faces=False, overwrite=True,
+    options = Options(with_scratch=with_scratch, faces=False, overwrite=True,
                       attention_chunk=attention_chunk)
     summary = Restorer(model, options, log=log).run(output / "degraded", output / "ours")
     if summary.failed:
@@ -81,7 +91,7 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
         "scores": scores,
         "mean": report.mean_scores(scores),
         "settings": {"clean_folder": str(clean_folder), "photos": [c.name for c in cases],
-                     "seed": seed, "preset": preset, "max_side": max_side,
+                     "seed": seed, "preset": preset, "max_side": max_side, "mode": mode,
                      "checkpoint_dir": str(model.directory), "model_source": model.source,
                      "lpips_weights": str(lpips_weights) if lpips_weights else None,
                      "fid_weights": str(fid_weights) if fid_weights else None,

@@ -16,10 +16,11 @@ def smooth_photo():
 
 @pytest.fixture
 def eval_inputs(tmp_path):
-    """``eval_inputs({name: rgb})`` -> (model directory, clean folder) under ``tmp_path``."""
-    def make(photos):
+    """``eval_inputs({name: rgb}[, roles])`` -> (model directory, clean folder) under
+    ``tmp_path``; the model holds the scratch-mode roles unless ``roles`` says otherwise."""
+    def make(photos, roles=SCRATCH_ROLES):
         model_dir = tmp_path / "model"
-        write_random_model(model_dir, roles=SCRATCH_ROLES)
+        write_random_model(model_dir, roles=roles)
         clean = tmp_path / "clean"
         clean.mkdir()
         for name, rgb in photos.items():

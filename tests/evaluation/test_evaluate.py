@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oldphoto_jax import bundled
+from oldphoto_jax import bundled, roles
 from oldphoto_jax.evaluation.evaluation_run import evaluate, evaluate_seeds
 from oldphoto_jax.evaluation import classical, degraded_set, image_scores, report
 from oldphoto_jax.testing.synthetic_photos import smooth_photo as make_smooth_photo
@@ -150,6 +150,31 @@ def test_evaluate_runs_end_to_end_and_writes_its_results(tmp_path, eval_inputs):
     assert "**mean**" in (output / "results.md").read_text()
     assert "colour diagnosis" in (output / "results.md").read_text()
     assert (output / "sheet.png").is_file()
+
+
+def test_quality_cases_have_no_local_damage_and_the_same_unstructured_draw():
+    rgb = _smooth_photo(96, 128, seed=3)
+    for seed in range(6):
+        quality = degraded_set.make_case("q.png", rgb, seed, local_damage=False)
+        assert not quality.mask.any()
+        assert not np.array_equal(quality.degraded, quality.clean)
+    damaged = [degraded_set.make_case("q.png", rgb, seed).mask.any() for seed in range(6)]
+    assert any(damaged)  # the full recipe does draw local damage on this photo
+
+
+def test_quality_mode_restores_with_the_quality_mapping(tmp_path, eval_inputs):
+    model_dir, clean = eval_inputs({"one.png": _smooth_photo(64, 80, seed=4)},
+                                   roles.MODE_ROLES["quality"])
+    output = tmp_path / "eval"
+    result = evaluate(clean, None, model_dir, output, seed=0, mode="quality",
+                      log=lambda line: None)
+    assert result["settings"]["mode"] == "quality"
+    assert not np.asarray(Image.open(output / "mask" / "one.png")).any()
+    ours = np.asarray(Image.open(output / "ours" / "final_output" / "one.png"))
+    assert ours.shape == np.asarray(Image.open(output / "clean" / "one.png")).shape
+    assert set(result["scores"]["one.png"]) == {"input", "classical", "ours"}
+    with pytest.raises(ValueError, match="unknown mode"):
+        evaluate(clean, None, model_dir, tmp_path / "bad", mode="hr", log=lambda line: None)
 
 
 def test_seeds_table_reports_each_seed_and_the_mean_with_its_spread():
