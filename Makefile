@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,faces]'
+	$(PY) -m pip install --quiet -e '.[test,faces,serve]'
 	touch $(STAMP)
 
 # The default test suite (what CI runs).
