@@ -19,7 +19,9 @@ async function loadInfo() {
     return;
   }
   const m = info.modes;
-  $("model-info").textContent = `Model: ${info.source || info.model}. Largest upload ` +
+  const source = info.source || info.model;
+  $("model-info").title = source;
+  $("model-info").textContent = `Model: ${source.length > 90 ? source.slice(0, 90) + "…" : source}. Largest upload ` +
     `${(info.max_upload_bytes / 1048576).toFixed(0)} MB` +
     (info.max_side ? `; photos are restored at most ${info.max_side} px on their longer side.` : ".");
   for (const input of document.querySelectorAll("input[name=mode]")) {
@@ -41,6 +43,7 @@ function updateFaces() {
   const hr = document.querySelector("input[name=mode]:checked").value === "scratch_hr";
   const ok = info.modes[hr ? "faces_hr" : "faces"];
   $("faces").disabled = !ok;
+  if (!ok) $("faces").checked = false;
   $("faces").parentElement.classList.toggle("disabled", !ok);
   $("faces").parentElement.title = ok ? "" : "this model has no face network";
 }
