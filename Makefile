@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-all parity restore evaluate clean
+.PHONY: setup test test-all parity restore serve evaluate clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ restore: setup
 		--with_scratch --checkpoint_dir $(CHECKPOINT_DIR)
 	$(PY) infer.py --input_folder samples/old --output_folder outputs/samples/old \
 		--with_scratch --checkpoint_dir $(CHECKPOINT_DIR)
+
+# The local web page (http://127.0.0.1:8000/) with the same model.
+serve: setup
+	$(PY) -m oldphoto_jax.serve --checkpoint_dir $(CHECKPOINT_DIR)
 
 # PSNR / SSIM on held-out clean photos degraded with a fixed seed, next to a classical baseline.
 evaluate: setup
