@@ -114,3 +114,39 @@ def test_encode_png_matches_the_folder_writer(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
     photo_io.write_png_atomic(tmp_path / "x.png", rgb)
     assert encode_png(rgb) == (tmp_path / "x.png").read_bytes()
+
+
+@pytest.mark.slow
+def test_faces_are_returned_and_match_the_folder_run(tmp_path, monkeypatch):
+    """Faces found and enhanced (dlib on a real portrait, a tiny random face network): the
+    API's stage results equal the folder run's files."""
+    skimage_data = pytest.importorskip("skimage.data")
+    pytest.importorskip("dlib")
+    from oldphoto_jax.testing.random_model import write_random_model
+
+    after_restoration = pipeline_run.Restorer._after_restoration
+
+    def keep_the_photo(self, job, out, output):
+        after_restoration(self, job, out, output)
+        job.restored = job.origin  # random weights leave no face for dlib to find
+
+    monkeypatch.setattr(pipeline_run.Restorer, "_after_restoration", keep_the_photo)
+
+    write_random_model(tmp_path / "model", roles=["vae_a", "mapping_quality", "vae_b_quality",
+                                                  "face_256"])
+    restorer = api.Restorer(tmp_path / "model")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(skimage_data.astronaut()[:256, 64:320]).save(folder / "astronaut.png")
+    summary = restorer.restore_folder(folder, tmp_path / "out")
+    assert summary.restored == ["astronaut.png"]
+    result = restorer.restore(folder / "astronaut.png")
+    faces = len(result.faces)
+    assert faces >= 1 and len(result.enhanced_faces) == faces == summary.faces
+    out = tmp_path / "out"
+    assert result.png() == (out / pipeline_run.FINAL / "astronaut.png").read_bytes()
+    for k in range(faces):
+        assert encode_png(result.faces[k].image) == (
+            out / pipeline_run.STAGE2 / f"astronaut_{k + 1}.png").read_bytes()
+        assert encode_png(result.enhanced_faces[k]) == (
+            out / pipeline_run.STAGE3 / f"astronaut_{k + 1}.png").read_bytes()
