@@ -123,9 +123,9 @@ def run() -> None:
     """
     from oldphoto_jax import bundled, cpu_tuning
 
+    cpu_tuning.apply()  # before the JAX backend starts
     sys.argv[1:] = bundled.resolve_config_args(sys.argv[1:])
     bundled.use_configs_package()
-    cpu_tuning.apply()  # before the JAX backend starts
     app.run(main)
 
 
