@@ -4,14 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-all parity restore evaluate clean
+.PHONY: setup test test-all parity restore serve evaluate clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,faces]'
+	$(PY) -m pip install --quiet -e '.[test,faces,serve]'
 	touch $(STAMP)
 
 # The default test suite (what CI runs).
@@ -30,6 +30,10 @@ restore: setup
 		--with_scratch --checkpoint_dir $(CHECKPOINT_DIR)
 	$(PY) infer.py --input_folder samples/old --output_folder outputs/samples/old \
 		--with_scratch --checkpoint_dir $(CHECKPOINT_DIR)
+
+# The local web page (http://127.0.0.1:8000/) with the same model.
+serve: setup
+	$(PY) -m oldphoto_jax.serve --checkpoint_dir $(CHECKPOINT_DIR)
 
 # PSNR / SSIM on held-out clean photos degraded with a fixed seed, next to a classical baseline.
 evaluate: setup

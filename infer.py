@@ -9,67 +9,7 @@ final_output/ or as an error line naming it; the run ends with a summary and exi
 photo failed. Inputs are never modified; outputs are written atomically; a re-run skips photos
 already in final_output/ unless --overwrite.
 """
-import sys
-
-from absl import app, flags, logging
-
-from oldphoto_jax import bundled
-
-DEFAULT_CHECKPOINT_DIR = bundled.DEFAULT_DIR
-
-_INPUT = flags.DEFINE_string("input_folder", None, "Folder of photos to restore.", required=True)
-_OUTPUT = flags.DEFINE_string("output_folder", None, "Folder for the results.", required=True)
-_WITH_SCRATCH = flags.DEFINE_bool(
-    "with_scratch", False, "Detect scratches and restore them (partial non-local mapping).")
-_HR = flags.DEFINE_bool(
-    "HR", False, "High-resolution mode: with --with_scratch the patch-attention mapping and a "
-    "7x7 mask dilation; faces at 512x512.")
-_CHECKPOINT_DIR = flags.DEFINE_string(
-    "checkpoint_dir", str(DEFAULT_CHECKPOINT_DIR),
-    "Model directory in the oldphoto-jax checkpoint format (the bundled model by default, or the "
-    "output of `python -m oldphoto_jax.convert` for the official weights).")
-_NO_FACES = flags.DEFINE_bool("no_faces", False, "Skip face detection and enhancement.")
-_MAX_SIDE = flags.DEFINE_integer(
-    "max_side", None, "Downscale photos whose longer side exceeds this many pixels (default: "
-    "restore at full size).", lower_bound=32)
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Redo photos that are already restored.")
-_BATCH_SIZE = flags.DEFINE_integer(
-    "batch_size", 4, "Photos (and faces) of equal size run together in batches of this size, "
-    "split over all devices.", lower_bound=1)
-_ATTENTION_CHUNK = flags.DEFINE_integer(
-    "attention_chunk", 1024, "Query rows per block of the partial non-local attention "
-    "(--with_scratch) and of the HR patch attention (--with_scratch --HR, rows of latent "
-    "patches): memory grows linearly with the photo's area, same result up to float rounding. "
-    "0 = the official dense N x N form (needs ~5 GiB at 512x512, quadratic in the area).",
-    lower_bound=0)
-_PRECISION = flags.DEFINE_enum(
-    "precision", "highest", ["highest", "high", "default"],
-    "Matmul/convolution precision on GPU/TPU ('highest' = float32, as the official results; "
-    "'default' is faster on accelerators). No effect on CPU.")
-
-_VERBOSE = flags.DEFINE_bool("verbose", False, "Also print library logs (checkpoint loading...).")
-
-
-def main(argv):
-    del argv
-    # A file name that the terminal's encoding cannot show is printed escaped, never fatal.
-    for stream in (sys.stdout, sys.stderr):
-        stream.reconfigure(errors="backslashreplace")
-    if not _VERBOSE.value:
-        logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
-    from oldphoto_jax.pipeline.command import restore_folder
-    from oldphoto_jax.pipeline.restorer import Options
-
-    options = Options(with_scratch=_WITH_SCRATCH.value, hr=_HR.value,
-                      faces=not _NO_FACES.value, max_side=_MAX_SIDE.value,
-                      overwrite=_OVERWRITE.value, batch_size=_BATCH_SIZE.value,
-                      attention_chunk=_ATTENTION_CHUNK.value, precision=_PRECISION.value)
-    return restore_folder(_INPUT.value, _OUTPUT.value, _CHECKPOINT_DIR.value, options,
-                          out=sys.stdout, err=sys.stderr)
-
+from oldphoto_jax.cli.restore import main, run  # noqa: F401  (the flags are defined there)
 
 if __name__ == "__main__":
-    from oldphoto_jax import cpu_tuning
-
-    cpu_tuning.apply()  # before the JAX backend starts
-    app.run(main)
+    run()

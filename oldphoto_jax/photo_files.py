@@ -193,18 +193,86 @@ def read_photo(path: str | os.PathLike, *, max_side: int | None = None,
         handle = open(path, "rb")
     except OSError as error:
         raise PhotoError(path, f"cannot read file ({os_reason(error)})") from error
-    with handle:
-        return _read(path, handle, max_side, min_side, max_pixels)
+    with handle, _open_image(path, handle) as image:
+        return photo_from_image(image, path, max_side=max_side, min_side=min_side,
+                                max_pixels=max_pixels)
 
 
-def read_photo_bytes(data: bytes, name: str, *, max_side: int | None = None,
-                     min_side: int = MIN_SIDE, max_pixels: int | None = MAX_PIXELS) -> Photo:
-    """:func:`read_photo` for the bytes of an image file; ``name`` names it in errors (and is
-    ``Photo.path``)."""
-    _check_limits(max_side, min_side, max_pixels)
+def read_photo_bytes(data: bytes, name: str = "photo", **limits) -> Photo:
+    """``read_photo`` of an image file's bytes (e.g. an upload); ``name`` names it in errors."""
+    path = Path(name)
+    _check_limits(limits.get("max_side"), limits.get("min_side", MIN_SIDE),
+                  limits.get("max_pixels", MAX_PIXELS))
     if not data:
-        raise PhotoError(name, "empty file")
-    return _read(Path(name), io.BytesIO(data), max_side, min_side, max_pixels)
+        raise PhotoError(path, "empty file")
+    with io.BytesIO(data) as handle, _open_image(path, handle) as image:
+        return photo_from_image(image, path, **limits)
+
+
+def photo_from_image(image: Image.Image, path: str | os.PathLike = "photo", *,
+                     max_side: int | None = None, min_side: int = MIN_SIDE,
+                     max_pixels: int | None = MAX_PIXELS) -> Photo:
+    """What ``read_photo`` makes of an opened Pillow image (loaded or not): size limits, first
+    frame, EXIF orientation, 8-bit RGB, downscaling, with the same notes and errors. ``path``
+    only names the photo in errors and notes. The image is not changed."""
+    path = Path(path)
+    notes: list[str] = []
+    check_dimensions(path, image.size, min_side=min_side, max_pixels=max_pixels)
+    frames = _frame_count(image)
+    if frames > 1 and image.format != "MPO":
+        notes.append(f"first of {frames} frames used")
+    from_sixteen_bits = _decodes_sixteen_bit_samples(image)
+    _decode_pixels(path, image)
+    upright = apply_exif_orientation(image, notes)
+    original_size = upright.size
+    try:
+        rgb, conversion_notes = to_rgb_uint8(upright, from_sixteen_bits=from_sixteen_bits)
+    except ValueError as error:
+        raise PhotoError(path, f"unsupported colour mode {upright.mode}") from error
+    notes.extend(conversion_notes)
+    if max_side is not None:
+        rgb = _downscale(path, rgb, max_side, min_side, notes)
+    return Photo(path=path, rgb=rgb, original_size=original_size, notes=notes)
+
+
+def photo_from_array(array: np.ndarray, name: str = "photo", *, max_side: int | None = None,
+                     min_side: int = MIN_SIDE, max_pixels: int | None = MAX_PIXELS) -> Photo:
+    """A numpy image as ``read_photo`` would read it: ``H x W`` grey, ``H x W x 1``, ``x 3``
+    (RGB) or ``x 4`` (RGBA, alpha dropped); uint8, uint16 (high byte), other integers (clipped
+    to 0..65535, high byte), bool, or float (range guessed as for 32-bit float files)."""
+    path = Path(name)
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise PhotoError(path, f"not an image array (shape {array.shape}; expected H x W, "
+                               "H x W x 3 or H x W x 4)")
+    check_dimensions(path, (array.shape[1], array.shape[0]), min_side=min_side,
+                     max_pixels=max_pixels)
+    notes: list[str] = []
+    if array.ndim == 3 and array.shape[2] == 4:
+        array = array[:, :, :3]
+        notes.append(_ALPHA_NOTE)
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype == np.uint8:
+        pass
+    elif np.issubdtype(array.dtype, np.integer):
+        array = _sixteen_bit_high_byte(array)
+        notes.append(_SIXTEEN_BIT_NOTE)
+    elif np.issubdtype(array.dtype, np.floating):
+        array, value_range = _float_to_uint8(array)
+        notes.append(f"float converted to 8-bit (values read as {value_range})")
+    else:
+        raise PhotoError(path, f"unsupported array type {array.dtype}")
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+        notes.append("greyscale converted to RGB")
+    rgb = np.ascontiguousarray(array, dtype=np.uint8).copy()
+    original_size = (rgb.shape[1], rgb.shape[0])
+    if max_side is not None:
+        rgb = _downscale(path, rgb, max_side, min_side, notes)
+    return Photo(path=path, rgb=rgb, original_size=original_size, notes=notes)
 
 
 def _check_limits(max_side: int | None, min_side: int, max_pixels: int | None) -> None:
@@ -214,29 +282,6 @@ def _check_limits(max_side: int | None, min_side: int, max_pixels: int | None) -
         raise ValueError(f"max_side ({max_side}) must be at least min_side ({min_side})")
     if max_pixels is not None and max_pixels < 1:
         raise ValueError(f"max_pixels must be positive or None, got {max_pixels}")
-
-
-def _read(path: Path, handle: BinaryIO, max_side: int | None, min_side: int,
-          max_pixels: int | None) -> Photo:
-    """Decode the image in ``handle`` (``path`` names it in errors and notes)."""
-    notes: list[str] = []
-    with _open_image(path, handle) as image:
-        check_dimensions(path, image.size, min_side=min_side, max_pixels=max_pixels)
-        frames = _frame_count(image)
-        if frames > 1 and image.format != "MPO":
-            notes.append(f"first of {frames} frames used")
-        from_sixteen_bits = _decodes_sixteen_bit_samples(image)
-        _decode_pixels(path, image)
-        upright = apply_exif_orientation(image, notes)
-        original_size = upright.size
-        try:
-            rgb, conversion_notes = to_rgb_uint8(upright, from_sixteen_bits=from_sixteen_bits)
-        except ValueError as error:
-            raise PhotoError(path, f"unsupported colour mode {upright.mode}") from error
-    notes.extend(conversion_notes)
-    if max_side is not None:
-        rgb = _downscale(path, rgb, max_side, min_side, notes)
-    return Photo(path=path, rgb=rgb, original_size=original_size, notes=notes)
 
 
 def check_readable_file(path: Path) -> None:

@@ -4,3 +4,23 @@
 from oldphoto_jax import cpu_tuning
 
 cpu_tuning.apply()
+
+
+import pytest  # noqa: E402
+
+# Photos of the API and server tests are downscaled to this longer side (few compiled shapes).
+TINY_MAX_SIDE = 64
+
+
+@pytest.fixture(scope="session")
+def tiny_restorer(tmp_path_factory):
+    """An ``oldphoto_jax.api.Restorer`` of a tiny random-weight model (quality and scratch
+    networks, no faces), photos downscaled to ``TINY_MAX_SIDE``: shared by the API and server
+    tests so that each photo size compiles once."""
+    from oldphoto_jax.api import Restorer
+    from oldphoto_jax.testing.random_model import write_random_model
+
+    directory = tmp_path_factory.mktemp("api_model") / "tiny"
+    write_random_model(directory, roles=["vae_a", "mapping_quality", "vae_b_quality",
+                                         "mapping_scratch", "vae_b_scratch", "scratch_detector"])
+    return Restorer(directory, max_side=TINY_MAX_SIDE, faces=False, with_scratch=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -70,17 +71,28 @@ def test_mallopt_accepts_the_allocator_settings():
     assert done.stdout.split() == ["True", cpu_tuning.tuned_glibc_tunables("")]
 
 
-@pytest.mark.parametrize("script", ["infer.py", "train.py", "oldphoto_jax/bench.py",
+# infer.py and train.py run oldphoto_jax.cli's run(), which the console scripts call too.
+@pytest.mark.parametrize("script", ["oldphoto_jax/cli/restore.py", "oldphoto_jax/cli/train.py",
+                                    "oldphoto_jax/bench.py",
                                     "oldphoto_jax/evaluate.py", "oldphoto_jax/parity/__main__.py",
                                     "benchmarks/bench_training.py",
                                     "benchmarks/bench_conv_transpose.py",
                                     "benchmarks/bench_nonlocal_memory.py"])
 def test_entry_points_apply_it_first_thing(script):
     source = (ROOT / script).read_text()
-    main_block = source.split('if __name__ == "__main__":', 1)[1]
+    marker = "def run() -> None:" if "def run() -> None:" in source else \
+        'if __name__ == "__main__":'
+    main_block = re.sub(r'^\s*""".*?"""', "", source.split(marker, 1)[1], flags=re.S)
     first_call = next(line.strip() for line in main_block.splitlines()
                       if line.strip() and not line.strip().startswith(("from ", "import ", "#")))
     assert first_call.startswith("cpu_tuning.apply()"), (script, first_call)
+
+
+@pytest.mark.parametrize("script, module", [("infer.py", "restore"), ("train.py", "train")])
+def test_top_level_scripts_run_the_cli_entry_points(script, module):
+    source = (ROOT / script).read_text()
+    assert f"from oldphoto_jax.cli.{module} import" in source
+    assert source.split('if __name__ == "__main__":', 1)[1].strip() == "run()"
 
 
 # Compiles a 3x3 VALID convolution on a reflection-padded 64-channel input (a ResnetBlock's) and

@@ -11,7 +11,7 @@ import time
 from typing import TextIO
 
 from oldphoto_jax import bundled, model_files
-from oldphoto_jax.pipeline.restorer import Options, PipelineError, Restorer
+from oldphoto_jax.pipeline.restorer import Options, PipelineError
 
 
 def restore_folder(input_folder: str, output_folder: str, checkpoint_dir: str,
@@ -37,9 +37,11 @@ def restore_folder(input_folder: str, output_folder: str, checkpoint_dir: str,
         say(f"weights: {model.directory} ({model.source or 'no source recorded'})")
         for note in model.notes:
             say(f"note: {note}")
+        from oldphoto_jax.api import Restorer
+
         restorer = Restorer(model, options, log=say)  # loads every network the run needs
         start = time.perf_counter()
-        summary = restorer.run(input_folder, output_folder)
+        summary = restorer.restore_folder(input_folder, output_folder)
     except (model_files.CheckpointError, PipelineError) as e:
         say(f"error: {e}", err)
         return 2

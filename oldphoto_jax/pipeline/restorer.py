@@ -99,6 +99,8 @@ class Job:
     restored: np.ndarray | None = None     # stage-1 PNG (uint8)
     faces: list = dataclasses.field(default_factory=list)
     enhanced: list = dataclasses.field(default_factory=list)
+    mask: np.ndarray | None = None         # the detected scratch mask PNG (uint8), scratch modes
+    final: np.ndarray | None = None        # the result (uint8)
     error: str | None = None
     renamed_because: str | None = None     # why the output stem is not the input's stem
 
@@ -231,7 +233,9 @@ class Restorer:
     """Restores photos with one model; compiled networks are reused across photos and folders."""
 
     def __init__(self, model: model_files.Model, options: Options = Options(), mesh=None,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, compiled: dict | None = None):
+        """``compiled``: a dict shared by several restorers of one model (other options), so
+        that each network is placed and compiled once (``oldphoto_jax.api.Restorer``)."""
         self.model = model
         self.options = options
         self.mesh = sharding.local_mesh() if mesh is None else mesh
@@ -253,18 +257,35 @@ class Restorer:
         if options.faces and not self.face_enabled:
             self.log(f"note: model has no {face_role} network: faces are not enhanced")
         self.networks: dict[str, CompiledNetwork] = {}
-        vae_a, mapping, vae_b = (self._network(r) for r in MODE_ROLES[options.mode])
-        self.networks["restore"] = CompiledNetwork(
-            "global restoration", stage1.restoration_function(vae_a[0], mapping[0], vae_b[0]),
-            (vae_a[1], mapping[1], vae_b[1]), self.mesh)
-        if options.with_scratch:
+        compiled = {} if compiled is None else compiled
+        settings = (options.precision, options.attention_chunk, id(self.mesh))
+
+        def shared(key, make):
+            if key + settings not in compiled:
+                compiled[key + settings] = make()
+            return compiled[key + settings]
+
+        def restoration():
+            vae_a, mapping, vae_b = (self._network(r) for r in MODE_ROLES[options.mode])
+            return CompiledNetwork(
+                "global restoration", stage1.restoration_function(vae_a[0], mapping[0], vae_b[0]),
+                (vae_a[1], mapping[1], vae_b[1]), self.mesh)
+
+        def detection():
             unet = self._network("scratch_detector")
-            self.networks["detect"] = CompiledNetwork(
-                "scratch detection", stage1.detection_function(unet[0]), unet[1], self.mesh)
-        if self.face_enabled:
+            return CompiledNetwork("scratch detection", stage1.detection_function(unet[0]),
+                                   unet[1], self.mesh)
+
+        def face_enhancement():
             face = self._network(face_role)
-            self.networks["face"] = CompiledNetwork(
-                "face enhancement", lambda p, x: face[0].apply(p, x), face[1], self.mesh)
+            return CompiledNetwork("face enhancement", lambda p, x: face[0].apply(p, x),
+                                   face[1], self.mesh)
+
+        self.networks["restore"] = shared(("restore", options.mode), restoration)
+        if options.with_scratch:
+            self.networks["detect"] = shared(("detect",), detection)
+        if self.face_enabled:
+            self.networks["face"] = shared(("face", face_role), face_enhancement)
 
     def _network(self, role: str):
         return inference_network(self.model, role, precision=self.options.precision,
@@ -323,24 +344,42 @@ class Restorer:
             summary.timings[net.name] = (net.compile_seconds, net.run_seconds, net.compiled_shapes)
         return summary
 
-    def _process_chunk(self, jobs: list[Job], output: pathlib.Path) -> None:
+    def process(self, jobs: list[Job], output: pathlib.Path | None = None,
+                progress: Callable[[str], None] | None = None) -> None:
+        """Run every stage over ``jobs`` (photos whose ``rgb`` is set are not read from their
+        path); each job ends with ``final`` set or ``error``. ``output``: the folder of the
+        official layout to write each stage's PNGs into (None: nothing is written).
+        ``progress`` is called with each stage's name as it starts."""
+        self._process_chunk(jobs, output, progress)
+
+    def _process_chunk(self, jobs: list[Job], output: pathlib.Path | None,
+                       progress: Callable[[str], None] | None = None) -> None:
+        progress = progress or (lambda stage: None)
+        progress("reading")
         for job in jobs:
-            self._guard(job, "reading", self._read, job)
+            if job.rgb is None and not job.error:
+                self._guard(job, "reading", self._read, job)
         if self.options.with_scratch:
+            progress("scratch detection")
             self._batched("detect", [j for j in jobs if not j.error], self._detection_input,
                           lambda job, prob: self._after_detection(job, prob, output))
         for job in jobs:
             if not job.error and not self.options.with_scratch:
                 self._guard(job, "preparing", self._quality_input, job)
+        progress("global restoration")
         self._batched("restore", [j for j in jobs if not j.error],
                       lambda job: (job.net_input[0], None if job.mask_input is None
                                    else job.mask_input[0]),
                       lambda job, out: self._after_restoration(job, out, output))
         if self.face_enabled:
+            progress("face detection")
             for job in jobs:
                 if not job.error:
                     self._guard(job, "face detection", self._detect_faces, job, output)
+            if any(job.faces for job in jobs if not job.error):
+                progress("face enhancement")
             self._enhance_faces([j for j in jobs if not j.error and j.faces], output)
+        progress("writing the result" if output is not None else "blending")
         for job in jobs:
             if not job.error:
                 self._guard(job, "writing the result", self._write_final, job, output)
@@ -369,10 +408,9 @@ class Restorer:
 
     def _after_detection(self, job: Job, probability: np.ndarray, output: pathlib.Path) -> None:
         mask = postprocess.scratch_mask_from_probability(probability[None], job.origin.shape[:2])
-        mask_png = postprocess.mask_png(mask)
-        photo_files.write_png_atomic(output / STAGE1 / "masks" / "input" / f"{job.stem}.png",
-                                  job.origin)
-        photo_files.write_png_atomic(output / STAGE1 / "masks" / "mask" / f"{job.stem}.png", mask_png)
+        mask_png = job.mask = postprocess.mask_png(mask)
+        _save(output, f"{STAGE1}/masks/input/{job.stem}.png", job.origin)
+        _save(output, f"{STAGE1}/masks/mask/{job.stem}.png", mask_png)
         dilation = preprocess.HR_MASK_DILATION if self.options.hr else 0
         job.net_input, job.mask_input, _ = preprocess.scratch_inputs(job.origin, mask_png,
                                                                      dilation)
@@ -399,17 +437,17 @@ class Restorer:
 
     def _after_restoration(self, job: Job, out: np.ndarray, output: pathlib.Path) -> None:
         job.restored = postprocess.minmax_png(out[None])
-        stage = output / STAGE1
-        photo_files.write_png_atomic(stage / "origin" / f"{job.stem}.png", job.origin)
-        photo_files.write_png_atomic(stage / "input_image" / f"{job.stem}.png",
-                                  postprocess.minmax_png(job.net_input))
-        photo_files.write_png_atomic(stage / "restored_image" / f"{job.stem}.png", job.restored)
+        if output is not None:
+            _save(output, f"{STAGE1}/origin/{job.stem}.png", job.origin)
+            _save(output, f"{STAGE1}/input_image/{job.stem}.png",
+                  postprocess.minmax_png(job.net_input))
+            _save(output, f"{STAGE1}/restored_image/{job.stem}.png", job.restored)
         job.net_input = job.mask_input = None  # free memory early
 
     def _detect_faces(self, job: Job, output: pathlib.Path) -> None:
         job.faces = faces.extract_faces(job.restored, self.options.face_size)
         for k, face in enumerate(job.faces, start=1):
-            photo_files.write_png_atomic(output / STAGE2 / f"{job.stem}_{k}.png", face.image)
+            _save(output, f"{STAGE2}/{job.stem}_{k}.png", face.image)
 
     def _enhance_faces(self, jobs: list[Job], output: pathlib.Path) -> None:
         items = [(job, k) for job in jobs for k in range(len(job.faces))]
@@ -424,7 +462,7 @@ class Restorer:
             job, k = item
             face = postprocess.clamped_png(out)
             job.enhanced[k] = face
-            photo_files.write_png_atomic(output / STAGE3 / f"{job.stem}_{k + 1}.png", face)
+            _save(output, f"{STAGE3}/{job.stem}_{k + 1}.png", face)
 
         self._batched("face", items, inputs, consume, job_of=lambda item: item[0])
 
@@ -433,7 +471,8 @@ class Restorer:
         if job.faces:
             final = blend.paste_faces(job.restored, job.enhanced,
                                       [f.transform for f in job.faces])
-        photo_files.write_png_atomic(output / FINAL / f"{job.stem}.png", final)
+        job.final = final
+        _save(output, f"{FINAL}/{job.stem}.png", final)
 
     # -- batching -------------------------------------------------------------------------------
     def _batched(self, network: str, items: list, make_inputs, consume,
@@ -494,3 +533,9 @@ class Restorer:
 
 def _raise(e: Exception):
     raise e
+
+
+def _save(output: pathlib.Path | None, relative: str, rgb: np.ndarray) -> None:
+    """Write ``rgb`` as ``output/relative`` atomically; nothing when there is no output folder."""
+    if output is not None:
+        photo_files.write_png_atomic(output / relative, rgb)
