@@ -71,3 +71,26 @@ def test_upload_tree_copies_the_named_files_last(tmp_path):
             epath.Path.write_bytes = original
     assert order[-1] == "gs://b/model/manifest.json" and len(order) == 4
     assert (root / "b" / "model" / "net" / "b").read_text() == "net/b"
+
+
+def test_photos_in_a_bucket_folder(tmp_path):
+    from PIL import Image
+
+    from oldphoto_jax.training.inputs import ConfigError, photo_source
+
+    with local_bucket(tmp_path / "root") as root:
+        folder = root / "b" / "photos"
+        folder.mkdir(parents=True)
+        for k in range(3):
+            Image.fromarray(np.full((20, 30, 3), 40 * k, np.uint8)).save(folder / f"p{k}.png")
+        (folder / "notes.txt").write_text("not a photo")
+        source = photo_source("gs://b/photos", exclude=("p1.png",))
+        assert len(source) == 2 and [source.name(i) for i in range(2)] == ["p0.png", "p2.png"]
+        assert source[1].shape == (20, 30, 3) and int(source[1][0, 0, 0]) == 80
+        try:
+            photo_source("gs://b/nothing", field="data.clean")
+        except ConfigError as error:
+            assert "data.clean" in str(error) and "gs://b/nothing" in str(error)
+        else:
+            raise AssertionError("a missing bucket folder must be a ConfigError")
+    assert not (tmp_path / "gs:").exists()
