@@ -136,7 +136,8 @@ def test_two_processes_train_resume_and_match_one_process(two_process_training):
 
 def test_infer_runs_as_two_processes_on_the_trained_export(two_process_training, tmp_path):
     """The trained detector, with tiny random networks for the rest, restores a folder split
-    over two ``infer.py`` processes: each restores its share, together every photo once."""
+    over two ``infer.py`` processes: each restores its share, together every photo once. The
+    job is described by the documented variables (``JAX_COORDINATOR_ADDRESS``...), not flags."""
     trained = checkpoints.load_model(two_process_training["work"] / "export")
     networks = {role: random_network(role, seed=i)
                 for i, role in enumerate(("vae_a", "vae_b_scratch", "mapping_scratch"))}
@@ -152,8 +153,10 @@ def test_infer_runs_as_two_processes_on_the_trained_export(two_process_training,
     job = mp.launch(
         [[sys.executable, str(REPO / "infer.py"), "--input_folder", str(photos),
           "--output_folder", str(out), "--checkpoint_dir", str(model), "--with_scratch",
-          "--no_faces", *mp.distributed_flags(port, 2, i)] for i in range(2)],
-        mp.cpu_environment(1, str(two_process_training["root"] / "compilation_cache")),
+          "--no_faces", "--distributed_timeout_s=60"] for i in range(2)],
+        [mp.distributed_environment(
+            mp.cpu_environment(1, str(two_process_training["root"] / "compilation_cache")),
+            port, 2, i) for i in range(2)],
         tmp_path / "logs", "infer")
     try:
         job.wait(TIMEOUT)

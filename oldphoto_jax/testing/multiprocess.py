@@ -106,10 +106,12 @@ class JobFailed(RuntimeError):
         self.job = job
 
 
-def launch(commands: Sequence[Sequence[str]], env: Mapping[str, str], log_dir: os.PathLike,
-           name: str, cwd: os.PathLike = REPO) -> Job:
+def launch(commands: Sequence[Sequence[str]], env: Mapping[str, str] | Sequence[Mapping],
+           log_dir: os.PathLike, name: str, cwd: os.PathLike = REPO) -> Job:
     """Start one process per command, each in its own session (so its whole group can be
-    killed), logging to ``log_dir/<name>_<i>.log``."""
+    killed), logging to ``log_dir/<name>_<i>.log``; ``env``: one environment for all, or one
+    per command."""
+    envs = [env] * len(commands) if isinstance(env, Mapping) else list(env)
     log_dir = pathlib.Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     processes, logs = [], []
@@ -118,7 +120,7 @@ def launch(commands: Sequence[Sequence[str]], env: Mapping[str, str], log_dir: o
         for i, command in enumerate(commands):
             log = log_dir / f"{name}_{i}.log"
             with open(log, "wb") as out:
-                processes.append(subprocess.Popen(list(command), env=dict(env), cwd=cwd,
+                processes.append(subprocess.Popen(list(command), env=dict(envs[i]), cwd=cwd,
                                                   stdout=out, stderr=subprocess.STDOUT,
                                                   start_new_session=True))
             logs.append(log)
@@ -131,6 +133,13 @@ def launch(commands: Sequence[Sequence[str]], env: Mapping[str, str], log_dir: o
 def distributed_flags(port: int, count: int, index: int, timeout_s: int = 60) -> list[str]:
     return [f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={count}",
             f"--process_id={index}", f"--distributed_timeout_s={timeout_s}"]
+
+
+def distributed_environment(env: Mapping[str, str], port: int, count: int,
+                            index: int) -> dict[str, str]:
+    """``env`` with the documented variables of a multi-process job (instead of the flags)."""
+    return {**env, "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+            "JAX_NUM_PROCESSES": str(count), "JAX_PROCESS_ID": str(index)}
 
 
 def wait_for_files(files: Sequence[os.PathLike], job: Job, timeout: float) -> None:
