@@ -194,3 +194,51 @@ def test_initialize_arguments():
         args("no", "h:1", environ={})
     assert distributed.process_share(list("abcde"), 0, 2) == ["a", "c", "e"]
     assert distributed.process_share(list("abcde"), 1, 2) == ["b", "d"]
+
+
+@pytest.mark.slow
+def test_fsdp_over_two_processes_matches_replicated_training(tmp_path):
+    """``param_sharding=fsdp`` with the state split over two processes (checkpoint, samples and
+    export gather it): the same parameters as a replicated state on one process with two
+    devices, up to float summation order (Adam's epsilon raised as in
+    ``tests/training/test_trainer_fsdp.py``)."""
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    for k in range(4):
+        Image.fromarray(smooth_photo(64, 80, seed=k, phase=k)).save(clean / f"p{k}.png")
+    cache = str(tmp_path / "compilation_cache")
+    common = ["--config.optim.eps=0.001"]
+    port = mp.free_port()
+    fsdp = mp.launch(
+        [worker(tmp_path / "fsdp", train_flags(tmp_path / "fsdp_work", clean) + common
+                + ["--config.param_sharding=fsdp", "--config.fsdp_min_size=8"]
+                + mp.distributed_flags(port, 2, i)) for i in range(2)],
+        mp.cpu_environment(1, cache), tmp_path / "logs", "fsdp")
+    replicated = mp.launch(
+        [worker(tmp_path / "replicated", train_flags(tmp_path / "replicated_work", clean)
+                + common + ["--distributed=no"])],
+        mp.cpu_environment(2, cache), tmp_path / "logs", "replicated")
+    try:
+        fsdp.wait(TIMEOUT)
+        replicated.wait(TIMEOUT)
+    finally:
+        fsdp.kill()
+        replicated.kill()
+    ours = [load_params(tmp_path / "fsdp" / f"params_{i}.npz") for i in range(2)]
+    reference = load_params(tmp_path / "replicated" / "params_0.npz")
+    for key in reference:
+        np.testing.assert_array_equal(ours[0][key], ours[1][key], err_msg=key)
+        np.testing.assert_allclose(ours[0][key], reference[key], rtol=1e-5, atol=1e-6,
+                                   err_msg=key)
+    exported = checkpoints.load_model(tmp_path / "fsdp_work" / "export")
+    _, variables = exported.network("scratch_detector")
+    for path, value in _flat(variables["params"]).items():  # the gathered, whole arrays
+        (key,) = [key for key in ours[0] if key.endswith(path)]
+        np.testing.assert_array_equal(value, ours[0][key], err_msg=key)
+
+
+def _flat(tree) -> dict:
+    import jax
+
+    return {jax.tree_util.keystr(p): np.asarray(v)
+            for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
