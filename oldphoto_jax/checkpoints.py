@@ -141,8 +141,6 @@ def _one_process_checkpointer():
 def _write_network(directory: pathlib.Path, module: nn.Module, variables: Mapping,
                    source: str, record_checksums: bool = False) -> None:
     """Write params/ then config.json (with the params' checksums if ``record_checksums``)."""
-    import orbax.checkpoint as ocp
-
     directory.mkdir(parents=True)
     checkpointer = _one_process_checkpointer()
     checkpointer.save(directory / "params", _to_numpy(variables))
@@ -213,8 +211,6 @@ def load_network(directory: str | os.PathLike,
     ``checksums`` (paths relative to ``directory``, from the model's manifest) are verified
     first; without them, those recorded in ``config.json`` (a network saved alone) are.
     """
-    import orbax.checkpoint as ocp
-
     directory = pathlib.Path(directory).absolute()
     if checksums is not None:
         verify_checksums(directory, checksums)

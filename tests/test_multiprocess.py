@@ -16,7 +16,6 @@ compilation cache shared by the runs keeps process 0 from compiling a program tw
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import sys
 import time

@@ -166,7 +166,7 @@ def _worker(argv: list[str]) -> None:
     parser.add_argument("--dump", required=True)
     parser.add_argument("--pause_after_step", type=int, default=0)
     parser.add_argument("--script", default=str(REPO / "train.py"))
-    ours, _, rest = argv.partition("--") if isinstance(argv, str) else _split(argv)
+    ours, rest = _split(argv)
     args = parser.parse_args(ours)
     dump = pathlib.Path(args.dump)
     dump.mkdir(parents=True, exist_ok=True)
@@ -223,11 +223,12 @@ def _worker(argv: list[str]) -> None:
     app.run(train_script.main, argv=[args.script] + rest)
 
 
-def _split(argv: list[str]) -> tuple[list[str], str, list[str]]:
+def _split(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the worker's arguments, train.py's after ``--``)."""
     if "--" in argv:
         i = argv.index("--")
-        return argv[:i], "--", argv[i + 1:]
-    return argv, "", []
+        return argv[:i], argv[i + 1:]
+    return argv, []
 
 
 if __name__ == "__main__":
