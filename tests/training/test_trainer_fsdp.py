@@ -1,6 +1,7 @@
 """``param_sharding="fsdp"``: the state's large arrays split over the data axis give the same
-training steps as a replicated state, up to float summation order (two simulated CPU devices, in a subprocess: the device
-count is fixed when JAX starts)."""
+training steps as a replicated state, up to float summation order (two simulated CPU devices, in
+a subprocess: the device count is fixed when JAX starts). The trainer's loop with FSDP over two
+processes (checkpoints, samples, export) is ``tests/test_multiprocess.py``'s slow test."""
 from __future__ import annotations
 
 import subprocess
@@ -15,38 +16,51 @@ SCRIPT = r"""
 import sys
 import jax, numpy as np
 from PIL import Image
+from oldphoto_jax import data as data_lib, sharding
 from oldphoto_jax.testing.config_files import load_config
 from oldphoto_jax.testing.synthetic_photos import smooth_photo
-from oldphoto_jax.training import loop
+from oldphoto_jax.training import inputs, keys, loop, stages
 
 root = sys.argv[1]
 import os
 os.makedirs(f"{root}/clean", exist_ok=True)
 for k in range(4):
     Image.fromarray(smooth_photo(64, 80, seed=k, phase=k)).save(f"{root}/clean/p{k}.png")
+config = load_config("scratch", "tiny")
+config.unlock()
+config.data.clean = f"{root}/clean"
+config.model.depth, config.model.conv_num = 1, 1
+# Adam's first steps move every parameter by ~lr * sign(gradient): a bias followed by batch
+# norm has a gradient of pure rounding noise, whose sign the summation order decides. A
+# larger epsilon leaves such noise without effect and real gradients as they are.
+config.optim.eps = 1e-3
+photos = inputs.stage_photos(config.data, "detection")
+config = inputs.resolve_lengths(config, photos)
+stage = stages.build_stage(config)
+batches = data_lib.batch_dataset(inputs.input_config(config, stage.input_stage), photos)
+mesh = sharding.make_mesh()
+key = keys.init_key(config.seed, config.prng_impl)
+host_state = jax.device_get(stage.init_state(key, batches[0]))
+shapes = jax.eval_shape(stage.init_state, key, batches[0])
 results = {}
 for mode in ("replicated", "fsdp"):
-    config = load_config("scratch", "tiny")
-    config.unlock()
-    config.update(num_steps=2, checkpoint_every=2, log_every=2, sample_every=0,
-                  param_sharding=mode, fsdp_min_size=8)
-    # Adam's first steps move every parameter by ~lr * sign(gradient): a bias followed by batch
-    # norm has a gradient of pure rounding noise, whose sign the summation order decides. A
-    # larger epsilon leaves such noise without effect and real gradients as they are.
-    config.optim.eps = 1e-3
-    config.data.clean = f"{root}/clean"
-    config.model.depth, config.model.conv_num = 1, 1
-    results[mode] = loop.train(config, f"{root}/{mode}", log=lambda line: None).state
-    specs = [leaf.sharding.spec for leaf in jax.tree.leaves(results[mode]["params"])]
+    placement = sharding.state_shardings(mesh, shapes, mode, min_size=8)
+    state = sharding.place(host_state, placement)
+    step_fn = loop.jit_train_step(stage, mesh, config.seed, config.prng_impl, "xla",
+                                  loop.StatePlacement(placement))
+    for step in range(2):
+        state, metrics = step_fn(state, sharding.global_batch(mesh, batches[step]), step)
+    specs = [leaf.sharding.spec for leaf in jax.tree.leaves(state["params"])]
     split = sum(any(axis == "data" for axis in spec) for spec in specs)
     print(mode, "split leaves", split, "of", len(specs))
     assert (split > 0) == (mode == "fsdp"), specs
-replicated = jax.device_get(results["replicated"]["params"])
-fsdp = jax.device_get(results["fsdp"]["params"])
+    results[mode] = jax.device_get(state["params"]), jax.device_get(metrics)
+(replicated, metrics_r), (fsdp, metrics_f) = results["replicated"], results["fsdp"]
 for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(replicated)[0],
                         jax.tree.leaves(fsdp)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=jax.tree_util.keystr(path))
-assert float(np.max([np.abs(a).max() for a in jax.tree.leaves(fsdp)])) > 0
+for name in metrics_r:
+    np.testing.assert_allclose(metrics_r[name], metrics_f[name], rtol=1e-5, err_msg=name)
 print("ok")
 """
 
