@@ -195,8 +195,10 @@ def export_networks(stage: Stage, state, directory: str | os.PathLike, step: int
     Every process must call it: the state is gathered to the host on each (a collective when
     parameters are sharded over processes), process 0 alone writes the directory (a bucket
     directory is written locally, then copied with ``manifest.json`` last) and the others wait
-    until it is complete."""
-    host_state = sharding.gather_state(state)
+    until it is complete. The optimiser state and frozen networks, which no export reads, are
+    not gathered."""
+    host_state = {key: value if key in ("opt_state", "frozen") else sharding.gather_state(value)
+                  for key, value in state.items()}
     if jax.process_index() == 0:
         networks = {role: (module, jax.device_get(variables))
                     for role, (module, variables) in stage.export(host_state).items()}
