@@ -116,10 +116,13 @@ def initialize(mode: str = "auto", coordinator_address: str | None = None,
 def define_flags(flag_values=None):
     """Define ``--distributed``, ``--coordinator_address``, ``--num_processes``,
     ``--process_id`` and ``--distributed_timeout_s`` on ``flag_values`` (absl's global flags by
-    default); call once, at the entry point's module level."""
+    default), at the entry point's module level; a second call (two entry points loaded in one
+    process) leaves them as they are."""
     from absl import flags
 
     flag_values = flags.FLAGS if flag_values is None else flag_values
+    if "coordinator_address" in flag_values:
+        return
     flags.DEFINE_enum(
         "distributed", "auto", list(MODES),
         "Call jax.distributed.initialize(): 'auto' when --coordinator_address is given or the "
