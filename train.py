@@ -28,13 +28,15 @@ A NaN or infinite metric stops the run with an error naming the step and the met
 1); the checkpoints keep the last good state. A configuration that cannot run (a missing photo
 folder, a batch that does not split over the devices...) is an error line with exit code 2.
 
-Several hosts: start the same command on every host. ``--distributed=auto`` (default) calls
-``jax.distributed.initialize()`` when the environment describes a multi-process job:
-``JAX_COORDINATOR_ADDRESS`` (with ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``) set, a SLURM or
-Open MPI job with more than one task, or a multi-host Cloud TPU (``TPU_WORKER_HOSTNAMES`` with
-several hosts); ``--distributed=yes`` forces it (JAX then detects the cluster itself),
-``--distributed=no`` never calls it. Each host loads its share of every global batch; the
-workdir must be on a file system all hosts share.
+Several processes (hosts): start the same command on every host, with
+``--coordinator_address HOST:PORT --num_processes N --process_id I`` (HOST:PORT of process 0),
+or without them where JAX detects the job itself (a multi-host Cloud TPU, SLURM, Open MPI) or
+where ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` are set
+(``oldphoto_jax.distributed``; ``--distributed=yes`` forces JAX's detection, ``--distributed=no``
+never starts a multi-process job). Each process loads its share of every global batch; every
+process takes part in checkpoints and exports, process 0 alone writes logs, samples and the
+export. The workdir must be one all processes see: a shared file system or a bucket
+(``gs://bucket/run``, through ``etils.epath``; needs ``gcsfs`` or TensorFlow for the bucket).
 """
 from oldphoto_jax.cli.train import is_multiprocess_job, main, run  # noqa: F401
 

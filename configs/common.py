@@ -48,6 +48,10 @@ def trainer(size: str) -> dict:
         num_steps=300 if size == "tiny" else 0,   # 0 = the release's length (optim epochs)
         mesh_shape=(-1,),                         # every device on the data axis
         mesh_axes=("data",),
+        # "fsdp": arrays of the state with at least fsdp_min_size elements split over the data
+        # axis (parameters that do not fit one device); "replicated": all on every device.
+        param_sharding="replicated",
+        fsdp_min_size=2**16,
         log_every={"": 100, "tiny": 25, "small": 50}[size],
         checkpoint_every={"": 2000, "tiny": 100, "small": 1000}[size],
         keep_checkpoints=1 if size == "small" else 3,  # small runs' checkpoints are committed

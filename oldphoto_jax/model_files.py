@@ -116,13 +116,22 @@ def _to_numpy(tree):
     return np.asarray(tree)
 
 
+def _one_process_checkpointer():
+    """An orbax checkpointer that this process uses on its own: model directories are written
+    by one process (the trainer's process 0) and read by each process for itself, so orbax must
+    not wait at barriers for the job's other processes (``oldphoto_jax.distributed``)."""
+    import orbax.checkpoint as ocp
+
+    from oldphoto_jax.distributed import single_process_options
+
+    return ocp.StandardCheckpointer(multiprocessing_options=single_process_options())
+
+
 def _write_network(directory: pathlib.Path, module: nn.Module, variables: Mapping,
                    source: str, record_checksums: bool = False) -> None:
     """Write params/ then config.json (with the params' checksums if ``record_checksums``)."""
-    import orbax.checkpoint as ocp
-
     directory.mkdir(parents=True)
-    checkpointer = ocp.StandardCheckpointer()
+    checkpointer = _one_process_checkpointer()
     checkpointer.save(directory / "params", _to_numpy(variables))
     checkpointer.wait_until_finished()
     config = {
@@ -191,8 +200,6 @@ def load_network(directory: str | os.PathLike,
     ``checksums`` (paths relative to ``directory``, from the model's manifest) are verified
     first; without them, those recorded in ``config.json`` (a network saved alone) are.
     """
-    import orbax.checkpoint as ocp
-
     directory = pathlib.Path(directory).absolute()
     if checksums is not None:
         verify_checksums(directory, checksums)
@@ -204,7 +211,7 @@ def load_network(directory: str | os.PathLike,
     if not params_dir.is_dir():
         raise CheckpointError(f"{params_dir} is missing")
     try:
-        variables = ocp.StandardCheckpointer().restore(params_dir)
+        variables = _one_process_checkpointer().restore(params_dir)
     except Exception as e:  # orbax/tensorstore errors vary; the file names the problem
         raise CheckpointError(f"{params_dir} cannot be restored ({error_line(e)})") from None
     return module, _to_numpy(variables)

@@ -8,7 +8,11 @@ operation takes the mesh first:
   (default every device of every process: training); :func:`local_mesh` is the mesh over this
   process's devices (inference, where each process restores its own photos);
 * :func:`replicated`, :func:`batch_sharded` — the two shardings;
-* :func:`replicate` — host arrays equal on every process -> arrays replicated on the mesh;
+* :func:`state_shardings` — the placement of a training state: replicated, or ``"fsdp"``: each
+  large array split over the data axis along one of its dimensions (parameters and optimiser
+  moments that do not fit a device), the rest replicated;
+* :func:`replicate` / :func:`place` — host arrays equal on every process -> arrays replicated
+  (or placed as a tree of shardings says) on the mesh;
 * :func:`global_batch` — each process's part of a batch -> global arrays split over the data
   axis (training: every host loads only its share);
 * :func:`shard_batch` — a whole batch on this process -> padded to a multiple of the mesh's
@@ -70,6 +74,52 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
+PARAM_SHARDINGS = ("replicated", "fsdp")
+
+
+def fsdp_spec(shape: Sequence[int], parts: int, min_size: int) -> PartitionSpec:
+    """The FSDP rule for one array: split over the data axis (``parts`` devices) along its
+    largest dimension that ``parts`` divides, when it has at least ``min_size`` elements;
+    otherwise (small, or no dimension divides) replicated."""
+    if parts <= 1 or math.prod(shape) < max(min_size, 1):
+        return PartitionSpec()
+    candidates = [(size, -axis) for axis, size in enumerate(shape) if size % parts == 0]
+    if not candidates:
+        return PartitionSpec()
+    _, negative_axis = max(candidates)
+    axes = [None] * len(shape)
+    axes[-negative_axis] = DATA_AXIS
+    return PartitionSpec(*axes)
+
+
+def state_shardings(mesh: Mesh, abstract_state, mode: str = "replicated",
+                    min_size: int = 2**16):
+    """A tree of ``NamedSharding`` for a state of the structure and shapes of
+    ``abstract_state`` (``jax.eval_shape`` output): every leaf replicated, or with ``"fsdp"``
+    every leaf as :func:`fsdp_spec` says (the same rule for parameters, optimiser moments and
+    frozen networks; a step counter or a bias stays replicated)."""
+    if mode not in PARAM_SHARDINGS:
+        raise MeshError(f"param_sharding must be one of {PARAM_SHARDINGS}, got {mode!r}")
+    if mode == "replicated":
+        return jax.tree.map(lambda _: replicated(mesh), abstract_state)
+    parts = mesh.shape[DATA_AXIS]
+    return jax.tree.map(
+        lambda leaf: NamedSharding(mesh, fsdp_spec(tuple(leaf.shape), parts, min_size)),
+        abstract_state)
+
+
+def place(tree, shardings):
+    """Host (or single-device) arrays, equal on every process -> arrays placed as the tree of
+    ``shardings`` says (each process supplies its devices' parts)."""
+    def one(x, where):
+        if not _spans_processes(where.mesh):
+            return jax.device_put(x, where)
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, where, lambda index: x[index])
+
+    return jax.tree.map(one, tree, shardings)
+
+
 def _spans_processes(mesh: Mesh) -> bool:
     return any(d.process_index != jax.process_index() for d in mesh.devices.flat)
 
@@ -118,6 +168,24 @@ def shard_batch(mesh: Mesh, *arrays: np.ndarray | None):
         padded, n = pad_batch(np.asarray(array), size)
         placed.append(jax.device_put(padded, batch_sharded(mesh)))
     return placed, n
+
+
+def gather_state(tree):
+    """A training state (replicated or sharded over the mesh) -> host values on every process:
+    a replicated leaf is read from this process's copy, a leaf sharded over several processes
+    is gathered (a collective: every process must call it)."""
+    def one(x):
+        if not isinstance(x, jax.Array):
+            return x
+        if x.is_fully_addressable:
+            return jax.device_get(x)
+        if x.sharding.is_fully_replicated:
+            return np.asarray(x.addressable_data(0))
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+    return jax.tree.map(one, tree)
 
 
 def gather(tree):

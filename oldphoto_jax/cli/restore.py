@@ -9,12 +9,17 @@ stage_2_detection_output/, stage_3_face_output/, final_output/). Every photo end
 final_output/ or as an error line naming it; the run ends with a summary and exits non-zero if any
 photo failed. Inputs are never modified; outputs are written atomically; a re-run skips photos
 already in final_output/ unless --overwrite.
+
+Several processes (hosts, or processes on one machine): start the same command in each with
+``--coordinator_address HOST:PORT --num_processes N --process_id I`` (or on a TPU pod slice,
+SLURM, Open MPI, without them; ``oldphoto_jax.distributed``); each restores every N-th photo of
+the sorted folder on its own devices and prints its own summary.
 """
 import sys
 
 from absl import app, flags, logging
 
-from oldphoto_jax import bundled
+from oldphoto_jax import bundled, distributed
 
 DEFAULT_CHECKPOINT_DIR = bundled.DEFAULT_DIR
 
@@ -49,6 +54,7 @@ _PRECISION = flags.DEFINE_enum(
     "'default' is faster on accelerators). No effect on CPU.")
 
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Also print library logs (checkpoint loading...).")
+distributed.define_flags()
 
 
 def main(argv):
@@ -58,6 +64,11 @@ def main(argv):
         stream.reconfigure(errors="backslashreplace")
     if not _VERBOSE.value:
         logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
+    try:
+        distributed.initialize_from_flags()  # before the JAX backend starts
+    except distributed.DistributedError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 2
     from oldphoto_jax.pipeline.command import restore_folder
     from oldphoto_jax.pipeline.restorer import Options
 

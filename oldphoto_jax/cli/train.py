@@ -29,22 +29,24 @@ A NaN or infinite metric stops the run with an error naming the step and the met
 1); the checkpoints keep the last good state. A configuration that cannot run (a missing photo
 folder, a batch that does not split over the devices...) is an error line with exit code 2.
 
-Several hosts: start the same command on every host. ``--distributed=auto`` (default) calls
-``jax.distributed.initialize()`` when the environment describes a multi-process job:
-``JAX_COORDINATOR_ADDRESS`` (with ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``) set, a SLURM or
-Open MPI job with more than one task, or a multi-host Cloud TPU (``TPU_WORKER_HOSTNAMES`` with
-several hosts); ``--distributed=yes`` forces it (JAX then detects the cluster itself),
-``--distributed=no`` never calls it. Each host loads its share of every global batch; the
-workdir must be on a file system all hosts share.
+Several processes (hosts): start the same command on every host, with
+``--coordinator_address HOST:PORT --num_processes N --process_id I`` (HOST:PORT of process 0),
+or without them where JAX detects the job itself (a multi-host Cloud TPU, SLURM, Open MPI) or
+where ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` are set
+(``oldphoto_jax.distributed``; ``--distributed=yes`` forces JAX's detection, ``--distributed=no``
+never starts a multi-process job). Each process loads its share of every global batch; every
+process takes part in checkpoints and exports, process 0 alone writes logs, samples and the
+export. The workdir must be one all processes see: a shared file system or a bucket
+(``gs://bucket/run``, through ``etils.epath``; needs ``gcsfs`` or TensorFlow for the bucket).
 """
 from __future__ import annotations
 
-import os
 import sys
-from typing import Mapping
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from oldphoto_jax import distributed, paths
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Task config file, e.g. configs/vae_a.py or configs/mapping.py:tiny_scratch.",
@@ -52,10 +54,7 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory for checkpoints, exports and TensorBoard logs; a run in an "
     "existing workdir resumes from its newest checkpoint.")
-_DISTRIBUTED = flags.DEFINE_enum(
-    "distributed", "auto", ["auto", "yes", "no"],
-    "Call jax.distributed.initialize(): 'auto' when the environment describes a multi-process "
-    "job (see the module docstring).")
+distributed.define_flags()
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Also print library logs (orbax, grain).")
 _PRINT_CONFIG = flags.DEFINE_bool(
     "print_config", False, "Print the resolved config (file, argument and --config.* "
@@ -63,21 +62,7 @@ _PRINT_CONFIG = flags.DEFINE_bool(
 flags.mark_flags_as_required(["config"])
 
 
-def _count(environ: Mapping[str, str], name: str) -> int:
-    try:
-        return int(environ.get(name, "1"))
-    except ValueError:
-        return 1
-
-
-def is_multiprocess_job(environ: Mapping[str, str]) -> bool:
-    """Whether the environment variables describe a job of several JAX processes."""
-    if environ.get("JAX_COORDINATOR_ADDRESS"):
-        return True
-    if _count(environ, "SLURM_NTASKS") > 1 or _count(environ, "OMPI_COMM_WORLD_SIZE") > 1:
-        return True
-    hosts = environ.get("TPU_WORKER_HOSTNAMES", "")
-    return len([h for h in hosts.split(",") if h.strip()]) > 1
+is_multiprocess_job = distributed.is_multiprocess_job
 
 
 def main(argv):
@@ -88,11 +73,13 @@ def main(argv):
         return 0
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required (except with --print_config)")
+    try:
+        distributed.initialize_from_flags()  # before the JAX backend starts
+    except distributed.DistributedError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 2
     import jax
 
-    if _DISTRIBUTED.value == "yes" or (
-            _DISTRIBUTED.value == "auto" and is_multiprocess_job(os.environ)):
-        jax.distributed.initialize()
     if not _VERBOSE.value:
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     from oldphoto_jax.training import inputs, loop
@@ -101,7 +88,7 @@ def main(argv):
     if jax.process_index() == 0:
         print(f"task {config.task}: {jax.process_count()} process(es), "
               f"{jax.device_count()} {jax.devices()[0].platform} device(s); workdir "
-              f"{os.path.abspath(_WORKDIR.value)}", flush=True)
+              f"{paths.resolve(_WORKDIR.value)}", flush=True)
     try:
         loop.train(config, _WORKDIR.value)
     except loop.TrainingDiverged as error:

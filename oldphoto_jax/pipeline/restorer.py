@@ -28,7 +28,7 @@ from typing import Callable, Iterable
 import numpy as np
 from PIL import Image
 
-from oldphoto_jax import model_files, photo_files, sharding
+from oldphoto_jax import distributed, model_files, photo_files, sharding
 from oldphoto_jax.models import mapping as mapping_models
 from oldphoto_jax.pipeline import blend, faces, postprocess, preprocess, stage1
 from oldphoto_jax.pipeline.engine import CompiledNetwork
@@ -297,7 +297,8 @@ class Restorer:
         output = pathlib.Path(output_folder)
         summary = Summary()
         check_output_folder(output)
-        removed = remove_stale_temporaries(output)
+        removed = distributed.first_process_then_others(
+            lambda: remove_stale_temporaries(output), "stale temporaries removed", default=0)
         if removed:
             self.log(f"note: removed {removed} stale temporary file(s) of an interrupted run "
                      f"from {output}")
@@ -305,6 +306,7 @@ class Restorer:
         for note in listing_notes:
             self.log(f"note: {note}")
         stems, renamed = output_stems(paths)
+        paths = distributed.process_share(paths)  # several processes: each restores its share
         todo = []
         for path in paths:
             if _is_file(output / FINAL / f"{stems[path]}.png") and not self.options.overwrite:

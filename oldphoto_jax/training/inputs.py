@@ -14,6 +14,7 @@ import ml_collections
 import numpy as np
 
 from oldphoto_jax import data as data_lib
+from oldphoto_jax import paths
 
 
 class ConfigError(ValueError):
@@ -49,18 +50,26 @@ def with_current_names(config: ml_collections.ConfigDict) -> ml_collections.Conf
 
 def photo_source(spec: str, cache_mb: int = 512, field: str = "data",
                  exclude: tuple[str, ...] = ()) -> data_lib.PhotoSource:
-    """A folder path, or ``tfds:<builder dir>:<split>`` for a prepared tensorflow-datasets set.
-    ``field`` names the config field in error messages; ``exclude``: file names of a folder to
-    leave out."""
+    """A folder path, or ``tfds:<builder dir>:<split>`` for a prepared tensorflow-datasets set;
+    either may be in a bucket (``gs://...``, ``oldphoto_jax.data.bucket_photos``). ``field``
+    names the config field in error messages; ``exclude``: file names of a folder to leave
+    out."""
     if spec.startswith("tfds:"):
         from oldphoto_jax.data.tfds_folder import TfdsPhotos
 
         builder_dir, _, split = spec[len("tfds:"):].rpartition(":")
-        if not os.path.isdir(builder_dir):
+        if not paths.resolve(builder_dir).is_dir():
             raise ConfigError(f"config.{field}: no prepared dataset at {builder_dir}")
         if exclude:
             raise ConfigError(f"config.{field}: excluding photos works for folders, not tfds")
         return TfdsPhotos(builder_dir, split)
+    if paths.is_uri(spec):
+        from oldphoto_jax.data.bucket_photos import BucketPhotos
+
+        try:
+            return BucketPhotos(spec, cache_mb=cache_mb, exclude=tuple(exclude))
+        except ValueError as error:
+            raise ConfigError(f"config.{field}: {error}") from None
     if not os.path.isdir(spec):
         raise ConfigError(f"config.{field}: {spec} is not a folder (set --config.{field}=...)")
     try:

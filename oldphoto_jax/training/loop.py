@@ -40,8 +40,12 @@ trainer reads them as they are, with no defaults of its own:
   evaluation, as the bundled model does); ``data.align_faces`` runs the face aligner over
   ``data.faces`` first (``face_bank_size`` px);
 * ``mesh_shape``, ``mesh_axes`` (``(-1,)``, ``("data",)``: every device on the data axis; -1 is
-  filled with the devices left over); batches are split over the ``data`` axis, the state is
-  replicated on every device;
+  filled with the devices left over); batches are split over the ``data`` axis;
+* ``param_sharding``: ``"replicated"`` (the state on every device) or ``"fsdp"``: every array
+  of the state (parameters, optimiser moments, frozen networks) with at least
+  ``fsdp_min_size`` elements split over the data axis along its largest dimension the axis
+  divides (``oldphoto_jax.sharding.state_shardings``), for networks that do not fit one
+  device; XLA gathers each where it is used. Same step up to float summation order;
 * ``log_every``, ``checkpoint_every``, ``keep_checkpoints``, ``async_checkpoints``,
   ``sample_every`` (0 = never), ``num_samples`` (rows of the grid), ``export_every`` (0 = at
   the end only);
@@ -62,16 +66,17 @@ import functools
 import json
 import math
 import os
-import pathlib
+import shutil
 import time
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
-from oldphoto_jax import layers, model_files, sharding
+from oldphoto_jax import distributed, layers, model_files, paths, sharding
 from oldphoto_jax import data as data_lib
 from oldphoto_jax.training import reporting, train_checkpoints
 from oldphoto_jax.training.inputs import (ConfigError, input_config, poison, resolve_lengths,
@@ -115,13 +120,32 @@ class TrainResult:
     time_limited: bool = False  # stopped by ``time_limit_s`` before ``num_steps``
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class StatePlacement:
+    """A tree of shardings of the training state, hashable (to key the jit caches)."""
+
+    tree: Any
+
+    def _key(self):
+        leaves, treedef = jax.tree.flatten(self.tree)
+        return treedef, tuple(leaves)
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __eq__(self, other):
+        return isinstance(other, StatePlacement) and self._key() == other._key()
+
+
 @functools.lru_cache(maxsize=8)
 def jit_train_step(task: Task, mesh: Mesh, seed: int, impl: str = DEFAULT_PRNG,
-                   conv_weight_grad: str = "xla") -> Callable:
-    """``(state, batch, step) -> (state, metrics)``: jitted, state replicated (and donated),
-    batch split over the data axis, the step's key derived inside; convolution kernel gradients
-    computed as ``conv_weight_grad`` says (:data:`oldphoto_jax.layers.WEIGHT_GRADIENTS`). Cached,
-    so training the same task object again in one process (a resume) reuses the compiled step."""
+                   conv_weight_grad: str = "xla",
+                   placement: StatePlacement | None = None) -> Callable:
+    """``(state, batch, step) -> (state, metrics)``: jitted, state replicated (or placed as
+    ``placement`` says) and donated, batch split over the data axis, the step's key derived
+    inside; convolution kernel gradients computed as ``conv_weight_grad`` says
+    (:data:`oldphoto_jax.layers.WEIGHT_GRADIENTS`). Cached, so training the same task object
+    again in one process (a resume) reuses the compiled step."""
     if conv_weight_grad not in layers.WEIGHT_GRADIENTS:
         raise ConfigError(f"conv_weight_grad must be one of {layers.WEIGHT_GRADIENTS}, "
                           f"got {conv_weight_grad!r}")
@@ -131,37 +155,69 @@ def jit_train_step(task: Task, mesh: Mesh, seed: int, impl: str = DEFAULT_PRNG,
             return task.train_step(state, batch, step_key(seed, step, impl))
 
     replicated, split = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-    return jax.jit(step_fn, in_shardings=(replicated, split, replicated),
-                   out_shardings=(replicated, replicated), donate_argnums=0)
+    state = replicated if placement is None else placement.tree
+    return jax.jit(step_fn, in_shardings=(state, split, replicated),
+                   out_shardings=(state, replicated), donate_argnums=0)
 
 
 @functools.lru_cache(maxsize=8)
-def jit_samples(task: Task, mesh: Mesh) -> Callable:
-    return jax.jit(task.samples,
-                   in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh)))
+def jit_samples(task: Task, mesh: Mesh, placement: StatePlacement | None = None) -> Callable:
+    state = sharding.replicated(mesh) if placement is None else placement.tree
+    return jax.jit(task.samples, in_shardings=(state, sharding.batch_sharded(mesh)))
+
+
+def _time_is_up(deadline: float) -> bool:
+    """Whether ``deadline`` has passed, as process 0's clock says (every process stops at the
+    same step; a broadcast per step only when there is a time limit and several processes)."""
+    if math.isinf(deadline):
+        return False
+    up = time.monotonic() >= deadline
+    if jax.process_count() > 1:
+        up = bool(distributed.agree(np.asarray(up, np.int32)))
+    return up
 
 
 # --- the loop -----------------------------------------------------------------------------------
 
-def abstract_state(init: Callable, key: jax.Array, batch: dict, placement: NamedSharding):
-    """Shapes, dtypes and placement of ``init(key, batch)`` without computing it."""
+def abstract_state(init: Callable, key: jax.Array, batch: dict, placement):
+    """Shapes, dtypes and placement of ``init(key, batch)`` without computing it
+    (``placement``: one sharding for every leaf, or a tree of them)."""
     shapes = jax.eval_shape(init, key, batch)
-    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=placement),
-                        shapes)
+    if isinstance(placement, NamedSharding):
+        placement = jax.tree.map(lambda _: placement, shapes)
+    return jax.tree.map(lambda s, where: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=where),
+                        shapes, placement)
 
 
 def export_networks(task: Task, state, directory: str | os.PathLike, step: int) -> None:
-    """``task.export(state)`` -> an ``infer.py`` model directory (process 0 writes it)."""
-    if jax.process_index() != 0:
-        return
-    local = jax.tree.map(reporting.local_copy, state)
-    networks = {role: (module, jax.device_get(variables))
-                for role, (module, variables) in task.export(local).items()}
-    model_files.save_model(directory, networks, overwrite=True,
-                           source=f"oldphoto-jax train.py, task {task.name}, step {step}")
+    """``task.export(state)`` -> an ``infer.py`` model directory.
+
+    Every process must call it: the state is gathered to the host on each (a collective when
+    parameters are sharded over processes), process 0 alone writes the directory (a bucket
+    directory is written locally, then copied with ``manifest.json`` last) and the others wait
+    until it is complete. The optimiser state and frozen networks, which no export reads, are
+    not gathered."""
+    host_state = {key: value if key in ("opt_state", "frozen") else sharding.gather_state(value)
+                  for key, value in state.items()}
+    if jax.process_index() == 0:
+        networks = {role: (module, jax.device_get(variables))
+                    for role, (module, variables) in task.export(host_state).items()}
+        source = f"oldphoto-jax train.py, task {task.name}, step {step}"
+        directory = paths.resolve(directory)
+        if paths.is_local(directory):
+            model_files.save_model(directory, networks, overwrite=True, source=source)
+        else:
+            staging = paths.local_staging("export")
+            try:
+                model_files.save_model(os.path.join(staging, "export"), networks, source=source)
+                paths.upload_tree(os.path.join(staging, "export"), directory,
+                                  last=("manifest.json",))
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    distributed.barrier(f"export of step {step}")
 
 
-def _saved_num_workers(workdir: pathlib.Path, step: int) -> int | None:
+def _saved_num_workers(workdir, step: int) -> int | None:
     """``input.num_workers`` of the run that saved checkpoint ``step``: the newest
     ``config_from_step_<s>.json`` with s < ``step`` (None if there is none to read)."""
     starts = []
@@ -178,7 +234,7 @@ def _saved_num_workers(workdir: pathlib.Path, step: int) -> int | None:
         return None
 
 
-def _write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path, step: int) -> None:
+def _write_config(config: ml_collections.ConfigDict, workdir, step: int) -> None:
     if jax.process_index() == 0:
         (workdir / f"config_from_step_{step}.json").write_text(
             config.to_json_best_effort(indent=1, sort_keys=True) + "\n")
@@ -196,7 +252,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     if log is None:
         log = (lambda line: print(line, flush=True)) if jax.process_index() == 0 else (
             lambda line: None)
-    workdir = pathlib.Path(workdir).absolute()
+    workdir = paths.resolve(workdir)  # a gs:// workdir stays a bucket path
     workdir.mkdir(parents=True, exist_ok=True)
 
     records = task.records if task is not None else config.input.records
@@ -231,12 +287,19 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     iterator = data_lib.batch_iterator(in_config, photos, shard)
     fixed_batch = data_lib.batch_dataset(in_config, photos, shard)[0]
 
+    try:
+        placement = StatePlacement(sharding.state_shardings(
+            mesh, jax.eval_shape(task.init_state, init_key(seed, prng), fixed_batch),
+            config.param_sharding, config.fsdp_min_size))
+    except sharding.MeshError as error:
+        raise ConfigError(str(error)) from None
+
     ckpt = train_checkpoints.TrainCheckpoints(workdir / "checkpoints", keep=config.keep_checkpoints,
                                           async_save=config.async_checkpoints)
 
     def restore(step):
         abstract = abstract_state(task.init_state, init_key(seed, prng), fixed_batch,
-                                  sharding.replicated(mesh))
+                                  placement.tree)
         saved_workers = _saved_num_workers(workdir, step)
         if saved_workers is None or saved_workers == in_config.num_workers:
             return ckpt.restore(step, abstract, iterator)
@@ -257,11 +320,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         state, iterator = restored
         log(f"resumed from the checkpoint of step {start_step} in {ckpt.directory}")
     else:
-        state = sharding.replicate(mesh, task.init_state(init_key(seed, prng), fixed_batch))
+        state = sharding.place(task.init_state(init_key(seed, prng), fixed_batch),
+                               placement.tree)
     _write_config(config, workdir, start_step)
 
-    train_step = jit_train_step(task, mesh, seed, prng, config.conv_weight_grad)
-    sample_fn = jit_samples(task, mesh)
+    train_step = jit_train_step(task, mesh, seed, prng, config.conv_weight_grad, placement)
+    sample_fn = jit_samples(task, mesh, placement)
     writer = reporting.MetricWriter(str(workdir / "tb"), purge_step=start_step or None)
     buffer = reporting.MetricBuffer()
     progress = reporting.Progress(num_steps, batch_size)
@@ -311,12 +375,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
             if step % checkpoint_every == 0 or step == num_steps:
                 check_finite(step)
                 ckpt.save(step, state, iterator)
+                writer.flush()
             if sample_every and (step % sample_every == 0 or step == num_steps):
                 write_samples(step)
             if export_every and step % export_every == 0 and step != num_steps:
                 check_finite(step)
                 export_networks(task, state, workdir / "export", step)
-            if step != num_steps and time.monotonic() >= deadline:
+            if step != num_steps and _time_is_up(deadline):
                 time_limited = True
                 log(f"step {step}: time limit of {time_limit:g} s reached; stopping here "
                     f"(run again to go on to step {num_steps})")

@@ -133,14 +133,24 @@ class MetricWriter:
 
     ``purge_step``: when resuming at step s, events of an earlier run at steps >= s are hidden
     by TensorBoard, so a resumed run's curves do not overlap the killed run's tail.
+
+    A ``logdir`` in a bucket (``gs://...``) is written to a local staging folder and copied to
+    the bucket at every ``flush`` and at ``close`` (``oldphoto_jax.paths``).
     """
 
     def __init__(self, logdir: str, purge_step: int | None = None):
+        from oldphoto_jax import paths
+
         self.active = jax.process_index() == 0
         self._writer = None
+        self._upload_to = None
         if self.active:
             from tensorboardX import SummaryWriter
 
+            if paths.is_uri(logdir):
+                self._upload_to = logdir
+                logdir = paths.local_staging("tb")
+            self._logdir = logdir
             self._writer = SummaryWriter(logdir, purge_step=purge_step or None, flush_secs=30)
 
     def scalars(self, step: int, values: Mapping[str, float]) -> None:
@@ -162,11 +172,19 @@ class MetricWriter:
     def flush(self) -> None:
         if self._writer is not None:
             self._writer.flush()
+            self._upload()
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+            self._upload()
+
+    def _upload(self) -> None:
+        if self._upload_to is not None:
+            from oldphoto_jax import paths
+
+            paths.upload_tree(self._logdir, self._upload_to)
 
 
 def format_duration(seconds: float) -> str:

@@ -23,10 +23,17 @@ resumes from the older one. When every checkpoint fails, the cause is not damage
 common to all (a changed network shape, say): nothing is moved and the newest one's error is
 raised.
 
+Several processes (``oldphoto_jax.distributed``): every process calls ``save``, ``restore``,
+``restore_newest_intact``, ``wait`` and ``close`` at the same steps (orbax synchronises them;
+each process saves its own data-iterator position), and they agree on which checkpoint
+restored: a checkpoint that fails on any process counts as failed on all, and process 0 alone
+moves it aside while the others wait. The directory may be a bucket (``gs://...``; paths go
+through :mod:`oldphoto_jax.paths`).
+
 Restoring needs the structure, shapes, dtypes and shardings of the state
 (:func:`abstract_state`); restoring without it would turn optax's tuples into lists.
 
-These are training checkpoints. The networks that ``infer.py`` runs are exported separately with
+These are training model_files. The networks that ``infer.py`` runs are exported separately with
 ``oldphoto_jax.model_files.save_model`` (see ``oldphoto_jax.training.loop``).
 """
 from __future__ import annotations
@@ -37,9 +44,10 @@ from typing import Any, Callable, TypeVar
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
-from oldphoto_jax import model_files
+from oldphoto_jax import distributed, model_files, paths
 
 STATE = "state"
 DATA = "data"
@@ -64,7 +72,8 @@ class TrainCheckpoints:
     def __init__(self, directory: str | os.PathLike, keep: int = 3, async_save: bool = True):
         if keep < 1:
             raise ValueError("the number of checkpoints kept must be >= 1")
-        self.directory = os.path.abspath(os.fspath(directory))
+        self.path = paths.resolve(directory)
+        self.directory = str(self.path)
         self.options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
             enable_async_checkpointing=async_save,
@@ -73,7 +82,7 @@ class TrainCheckpoints:
         self.manager = self._open_manager()
 
     def _open_manager(self) -> ocp.CheckpointManager:
-        return ocp.CheckpointManager(self.directory, options=self.options,
+        return ocp.CheckpointManager(self.path, options=self.options,
                                      item_names=(STATE, DATA))
 
     def latest_step(self) -> int | None:
@@ -123,30 +132,39 @@ class TrainCheckpoints:
         failures: list[tuple[int, Exception]] = []
         for step in sorted(self.all_steps(), reverse=True):
             try:
-                restored = restore(step)
-            except Exception as error:  # orbax, tensorstore, grain and JSON errors all differ
+                restored, error = restore(step), None
+            except Exception as caught:  # orbax, tensorstore, grain and JSON errors all differ
+                restored, error = None, caught
+            # Every process must go on from the same checkpoint.
+            failed_somewhere = _any_process(error is not None)
+            if failed_somewhere:
+                if error is None:
+                    error = RuntimeError("it failed to restore on another process")
                 failures.append((step, error))
                 self._reopen()  # a failed restore can leave the manager unusable
                 continue
             for failed_step, error in failures:
                 aside = self._move_aside(failed_step)
                 log(f"the checkpoint of step {failed_step} in {self.directory} is damaged "
-                    f"({model_files.error_line(error, max_chars=200)}): moved aside to {os.path.basename(aside)}; "
+                    f"({model_files.error_line(error, max_chars=200)}): moved aside to {aside.name}; "
                     f"resuming from step {step}")
+            distributed.barrier(f"checkpoints moved aside before resuming from {step}")
             self._reopen()
             return step, restored
         if failures:
             raise failures[0][1]
         return None, None
 
-    def _move_aside(self, step: int) -> str:
-        """Rename checkpoint ``step`` to the first free ``<step>.damaged-<n>``; returns it."""
-        source = os.path.join(self.directory, str(step))
+    def _move_aside(self, step: int):
+        """Rename checkpoint ``step`` to the first free ``<step>.damaged-<n>`` (process 0 does;
+        the others only name it); returns it."""
+        source = self.path / str(step)
         number = 1
-        while os.path.exists(f"{source}{DAMAGED_SUFFIX}{number}"):
+        while (self.path / f"{step}{DAMAGED_SUFFIX}{number}").exists():
             number += 1
-        target = f"{source}{DAMAGED_SUFFIX}{number}"
-        os.rename(source, target)
+        target = self.path / f"{step}{DAMAGED_SUFFIX}{number}"
+        if jax.process_index() == 0:
+            source.rename(target)
         return target
 
     def _reopen(self) -> None:
@@ -163,23 +181,36 @@ class TrainCheckpoints:
         self.manager.close()
 
 
+def _any_process(flag: bool) -> bool:
+    """Whether ``flag`` is true on any process (a collective with several processes)."""
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    flags = multihost_utils.process_allgather(np.asarray(flag, np.int32))
+    return bool(np.any(flags))
+
+
 def load_state_arrays(directory: str | os.PathLike, step: int | None = None) -> dict[str, Any]:
     """The state of a training checkpoint as ``{path: numpy array}`` without knowing its
     structure (for tools and tests: comparing runs, inspecting a checkpoint).
 
-    ``directory`` is ``<workdir>/checkpoints`` on a local file system (where a complete
-    checkpoint is a directory named by its step); ``step`` defaults to the newest.
+    ``directory`` is ``<workdir>/checkpoints`` (where a complete checkpoint is a directory named
+    by its step); ``step`` defaults to the newest. Any process may call it on its own.
     """
     import numpy as np
 
-    directory = os.path.abspath(os.fspath(directory))
+    directory = paths.resolve(directory)
     if step is None:
-        steps = [int(name) for name in os.listdir(directory) if name.isdigit()]
+        steps = [int(p.name) for p in directory.iterdir() if p.name.isdigit()]
         if not steps:
             raise FileNotFoundError(f"no complete checkpoint in {directory}")
         step = max(steps)
-    path = os.path.join(directory, str(step), STATE)
-    checkpointer = ocp.PyTreeCheckpointer()
+    path = directory / str(step) / STATE
+    options = distributed.single_process_options()
+    checkpointer = ocp.Checkpointer(
+        ocp.PyTreeCheckpointHandler(multiprocessing_options=options),
+        multiprocessing_options=options)
     metadata = checkpointer.metadata(path).item_metadata.tree
     as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)
     tree = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))

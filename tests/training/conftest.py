@@ -87,6 +87,8 @@ def base_config(photo_dirs, **overrides) -> ml_collections.ConfigDict:
         "data": {"clean": photo_dirs["clean"], "clean_exclude": (), "old": (photo_dirs["old"],)},
         "mesh_shape": (-1,),
         "mesh_axes": ("data",),
+        "param_sharding": "replicated",
+        "fsdp_min_size": 2**16,
         "log_every": 4,
         "checkpoint_every": 4,
         "keep_checkpoints": 3,

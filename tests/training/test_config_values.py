@@ -31,7 +31,8 @@ BEFORE = pathlib.Path(__file__).parent / "data" / "config_dumps_before.json"
 # model.name: the network by name from the registry; loss.latent_gan (VAE_A): the weight of the
 # latent adversarial term, 1 as before (0 = the ablation without the latent discriminator).
 ADDED = {"vae_a": {"model.name", "loss.latent_gan"}}
-ADDED_TO_EVERY_STAGE = {"model.name"}
+# param_sharding / fsdp_min_size: parameters sharded over the data axis (issue 17), off by default.
+ADDED_TO_EVERY_STAGE = {"model.name", "param_sharding", "fsdp_min_size"}
 MOVED = {"model.query_chunk": "attention_chunk"}
 RENAMED = {"stage": "task", "input.stage": "input.records"}
 
@@ -120,7 +121,7 @@ def test_config_resolves_to_the_values_of_before(case):
         key_now = MOVED.get(key, RENAMED.get(key, key))
         expected[key_now] = resolved(old, key) if value is None and resolved(old, key) is not None \
             else value
-    for key in ADDED.get(name, ADDED_TO_EVERY_STAGE):
+    for key in ADDED.get(name, set()) | ADDED_TO_EVERY_STAGE:
         expected[key] = new.get(key)
     if name == "vae_a":
         assert new["loss.latent_gan"] == 1.0
