@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from data_synth import imagefiles
 from oldphoto_jax import paths
-from oldphoto_jax.data.photos import CachedPhotos, decode_rgb
+from oldphoto_jax.data.photos import CachedPhotos, decode_training_photo
 
 
 class BucketPhotos(CachedPhotos):
@@ -38,7 +38,8 @@ class BucketPhotos(CachedPhotos):
         return self.paths[index].rsplit("/", 1)[-1]
 
     def _decode(self, index: int):
-        return decode_rgb(paths.resolve(self.paths[index]).read_bytes())
+        path = self.paths[index]
+        return decode_training_photo(paths.resolve(path).read_bytes(), path)
 
     def __repr__(self) -> str:
         return f"BucketPhotos({self.folder!r}, {len(self)} photos)"

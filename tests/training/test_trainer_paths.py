@@ -10,7 +10,7 @@ import numpy as np
 
 from oldphoto_jax import model_files, paths
 from oldphoto_jax.testing.bucket import local_bucket
-from oldphoto_jax.training import loop, metrics
+from oldphoto_jax.training import loop, reporting
 
 
 def test_resolve_keeps_buckets_and_makes_local_paths_absolute(tmp_path, monkeypatch):
@@ -34,7 +34,7 @@ def test_trainer_writes_a_gs_workdir_to_the_bucket(tmp_path, monkeypatch, test_t
         config.input.num_workers = 1
         loop._write_config(config, workdir, 0)
         assert loop._saved_num_workers(workdir, 4) == 1  # read back from the bucket
-        writer = metrics.MetricWriter(str(workdir / "tb"))
+        writer = reporting.MetricWriter(str(workdir / "tb"))
         writer.scalars(1, {"loss/l1": 0.5})
         writer.close()
         loop.export_networks(test_task, state, workdir / "export", 3)
