@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from oldphoto_jax import bundled, model_files, photo_files
-from oldphoto_jax.pipeline import restorer as pipeline
+from oldphoto_jax.pipeline import stage_runner as pipeline
 
 Options = pipeline.Options
 PhotoError = photo_files.PhotoError
@@ -117,7 +117,7 @@ class Restorer:
         self.mesh = mesh
         self.log = log or (lambda line: None)
         self._compiled: dict = {}
-        self._pipelines: dict[Options, pipeline.Restorer] = {}
+        self._pipelines: dict[Options, pipeline.StageRunner] = {}
         self._lock = threading.Lock()
         self.pipeline(self.options)  # load (and check) the default mode's networks now
 
@@ -135,11 +135,11 @@ class Restorer:
             "faces_hr": has("face_512"),
         }
 
-    def pipeline(self, options: Options) -> pipeline.Restorer:
+    def pipeline(self, options: Options) -> pipeline.StageRunner:
         """The pipeline of ``options`` (built once; networks shared between pipelines)."""
         key = dataclasses.replace(options, overwrite=False)
         if key not in self._pipelines:
-            self._pipelines[key] = pipeline.Restorer(self.model, key, mesh=self.mesh,
+            self._pipelines[key] = pipeline.StageRunner(self.model, key, mesh=self.mesh,
                                                      log=self._log, compiled=self._compiled)
             if self.mesh is None:
                 self.mesh = self._pipelines[key].mesh
@@ -206,7 +206,7 @@ class Restorer:
     def restore_folder(self, input_folder: str | os.PathLike, output_folder: str | os.PathLike,
                        *, overwrite: bool | None = None, **options: Any) -> pipeline.Summary:
         """Restore every photo of ``input_folder`` into ``output_folder`` in the official layout
-        (what ``infer.py`` does; see ``oldphoto_jax.pipeline.restorer``). Returns the summary."""
+        (what ``infer.py`` does; see ``oldphoto_jax.pipeline.stage_runner``). Returns the summary."""
         opts = self._options(options)
         if overwrite is not None:
             opts = dataclasses.replace(opts, overwrite=overwrite)

@@ -7,7 +7,7 @@
 
 Each (stage, size) case runs in a fresh process, so its peak memory is its own: the jitted
 function the pipeline uses (``oldphoto_jax.pipeline.stage1``, the face generator), with the
-networks set up as ``infer.py`` sets them (``pipeline.restorer.inference_network``: precision,
+networks set up as ``infer.py`` sets them (``pipeline.stage_runner.inference_network``: precision,
 attention chunk), is compiled ahead of time (``compile s``), run once (``first run s``) and then
 ``--repeats`` times (``run s``: the median). ``peak RSS`` is the process's peak resident memory
 (interpreter, JAX, weights and XLA's buffers), ``rss0`` the same before the first compilation;
@@ -45,7 +45,7 @@ import numpy as np
 from absl import app, flags
 
 from oldphoto_jax import cpu_tuning
-from oldphoto_jax.pipeline import restorer as pipeline_run
+from oldphoto_jax.pipeline import stage_runner
 from oldphoto_jax.roles import MODE_ROLES
 
 STAGES = ("detect", "restore_quality", "restore_scratch", "restore_hr", "face_256", "face_512")
@@ -129,10 +129,10 @@ def _case_function(model, stage: str, size: int, attention_chunk: int):
     from oldphoto_jax.pipeline import preprocess, stage1
 
     photo, mask = synthetic_photo(size)
-    precision = pipeline_run.Options().precision  # infer.py's default
+    precision = stage_runner.Options().precision  # infer.py's default
 
     def network(role):
-        return pipeline_run.inference_network(model, role, precision=precision,
+        return stage_runner.inference_network(model, role, precision=precision,
                                               attention_chunk=attention_chunk)
 
     if stage == "detect":

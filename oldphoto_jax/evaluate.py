@@ -93,7 +93,7 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     from oldphoto_jax.model_files import CheckpointError
     from oldphoto_jax.photo_files import PhotoError
-    from oldphoto_jax.pipeline.restorer import PipelineError
+    from oldphoto_jax.pipeline.stage_runner import PipelineError
 
     if not (pathlib.Path(_CHECKPOINT_DIR.value) / "manifest.json").exists():
         print(f"error: no model at {_CHECKPOINT_DIR.value} (manifest.json missing)",

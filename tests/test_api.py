@@ -13,7 +13,7 @@ from PIL import Image
 from oldphoto_jax import api
 from oldphoto_jax.api import RestorationError, encode_png
 from oldphoto_jax import photo_files
-from oldphoto_jax.pipeline import restorer as pipeline_run
+from oldphoto_jax.pipeline import stage_runner
 from oldphoto_jax.pipeline.command import restore_folder
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -44,14 +44,14 @@ def _infer(restorer, folder, out, options, monkeypatch):
 def test_api_equals_folder_run_byte_for_byte(tiny_restorer, tmp_path, monkeypatch,
                                              with_scratch):
     folder = SAMPLES / ("old_w_scratch" if with_scratch else "old")
-    options = pipeline_run.Options(with_scratch=with_scratch, faces=False,
+    options = stage_runner.Options(with_scratch=with_scratch, faces=False,
                                    max_side=tiny_restorer.options.max_side)
     out = _infer(tiny_restorer, folder, tmp_path / "out", options, monkeypatch)
     paths = sorted(folder.glob("*.png"))
     results = tiny_restorer.restore_many(paths, with_scratch=with_scratch)
-    stage1 = out / pipeline_run.STAGE1
+    stage1 = out / stage_runner.STAGE1
     for path, result in zip(paths, results):
-        assert result.png() == (out / pipeline_run.FINAL / path.name).read_bytes()
+        assert result.png() == (out / stage_runner.FINAL / path.name).read_bytes()
         assert result.png("restored") == (stage1 / "restored_image" / path.name).read_bytes()
         assert result.png("origin") == (stage1 / "origin" / path.name).read_bytes()
         if with_scratch:
@@ -98,7 +98,7 @@ def test_networks_are_shared_between_options(tiny_restorer):
     assert tiny_restorer.modes() == {"quality": True, "scratch": True, "scratch_hr": False,
                                      "faces": False, "faces_hr": False}
     assert tiny_restorer.pipeline(tiny_restorer.options).networks["restore"] is \
-        tiny_restorer.pipeline(pipeline_run.Options(with_scratch=True, max_side=32,
+        tiny_restorer.pipeline(stage_runner.Options(with_scratch=True, max_side=32,
                                                     faces=False)).networks["restore"]
 
 
@@ -124,13 +124,13 @@ def test_faces_are_returned_and_match_the_folder_run(tmp_path, monkeypatch):
     pytest.importorskip("dlib")
     from oldphoto_jax.testing.random_model import write_random_model
 
-    after_restoration = pipeline_run.Restorer._after_restoration
+    after_restoration = stage_runner.StageRunner._after_restoration
 
     def keep_the_photo(self, job, out, output):
         after_restoration(self, job, out, output)
         job.restored = job.origin  # random weights leave no face for dlib to find
 
-    monkeypatch.setattr(pipeline_run.Restorer, "_after_restoration", keep_the_photo)
+    monkeypatch.setattr(stage_runner.StageRunner, "_after_restoration", keep_the_photo)
 
     write_random_model(tmp_path / "model", roles=["vae_a", "mapping_quality", "vae_b_quality",
                                                   "face_256"])
@@ -144,9 +144,9 @@ def test_faces_are_returned_and_match_the_folder_run(tmp_path, monkeypatch):
     faces = len(result.faces)
     assert faces >= 1 and len(result.enhanced_faces) == faces == summary.faces
     out = tmp_path / "out"
-    assert result.png() == (out / pipeline_run.FINAL / "astronaut.png").read_bytes()
+    assert result.png() == (out / stage_runner.FINAL / "astronaut.png").read_bytes()
     for k in range(faces):
         assert encode_png(result.faces[k].image) == (
-            out / pipeline_run.STAGE2 / f"astronaut_{k + 1}.png").read_bytes()
+            out / stage_runner.STAGE2 / f"astronaut_{k + 1}.png").read_bytes()
         assert encode_png(result.enhanced_faces[k]) == (
-            out / pipeline_run.STAGE3 / f"astronaut_{k + 1}.png").read_bytes()
+            out / stage_runner.STAGE3 / f"astronaut_{k + 1}.png").read_bytes()

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from oldphoto_jax import bundled, model_files, photo_files
-from oldphoto_jax.pipeline.restorer import FINAL
+from oldphoto_jax.pipeline.stage_runner import FINAL
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SCRATCH_ROLES = {"vae_a", "vae_b_scratch", "mapping_scratch", "scratch_detector"}

@@ -70,7 +70,7 @@ def main(argv):
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 2
     from oldphoto_jax.pipeline.command import restore_folder
-    from oldphoto_jax.pipeline.restorer import Options
+    from oldphoto_jax.pipeline.stage_runner import Options
 
     options = Options(with_scratch=_WITH_SCRATCH.value, hr=_HR.value,
                       faces=not _NO_FACES.value, max_side=_MAX_SIDE.value,

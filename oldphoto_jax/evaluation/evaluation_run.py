@@ -24,7 +24,7 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     from oldphoto_jax import model_files, photo_files
     from oldphoto_jax.evaluation import (classical, contact_sheet, degraded_set, fid,
                                          image_scores, lpips, report)
-    from oldphoto_jax.pipeline.restorer import FINAL, Options, PipelineError, Restorer
+    from oldphoto_jax.pipeline.stage_runner import FINAL, Options, PipelineError, StageRunner
 
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
@@ -60,7 +60,7 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     log(f"model: {model.directory} ({model.source or 'no source recorded'})")
     options = Options(with_scratch=with_scratch, faces=False, overwrite=True,
                       attention_chunk=attention_chunk)
-    summary = Restorer(model, options, log=log).run(output / "degraded", output / "ours")
+    summary = StageRunner(model, options, log=log).run(output / "degraded", output / "ours")
     if summary.failed:
         raise PipelineError("restoration failed for " + ", ".join(
             f"{name} ({reason})" for name, reason in summary.failed))

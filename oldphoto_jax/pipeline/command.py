@@ -11,7 +11,7 @@ import time
 from typing import TextIO
 
 from oldphoto_jax import bundled, model_files
-from oldphoto_jax.pipeline.restorer import Options, PipelineError
+from oldphoto_jax.pipeline.stage_runner import Options, PipelineError
 
 
 def restore_folder(input_folder: str, output_folder: str, checkpoint_dir: str,

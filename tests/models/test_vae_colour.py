@@ -5,7 +5,7 @@ import pytest
 
 from oldphoto_jax import model_files
 from oldphoto_jax.models.registry import build_model
-from oldphoto_jax.pipeline import restorer as pipeline_run
+from oldphoto_jax.pipeline import stage_runner
 from oldphoto_jax.testing.random_model import random_variables
 
 WIDTHS = dict(ngf=8, max_channels=8, n_down_convs=2, n_res_blocks=1, kernel_size=4)
@@ -93,8 +93,8 @@ def test_the_pipeline_restores_with_colour_vaes(colour_vae, tmp_path):
     photos.mkdir()
     rgb = ((_images(1, (1, 48, 40, 3))[0] + 1) * 127.5).clip(0, 255).astype(np.uint8)
     Image.fromarray(rgb).save(photos / "p.png")
-    restorer = pipeline_run.Restorer(model_files.load_model(tmp_path / "m"),
-                                     pipeline_run.Options(faces=False), log=lambda _: None)
+    restorer = stage_runner.StageRunner(model_files.load_model(tmp_path / "m"),
+                                     stage_runner.Options(faces=False), log=lambda _: None)
     summary = restorer.run(photos, tmp_path / "out")
     assert summary.failed == [] and summary.restored == ["p.png"]
-    assert (tmp_path / "out" / pipeline_run.FINAL / "p.png").is_file()
+    assert (tmp_path / "out" / stage_runner.FINAL / "p.png").is_file()

@@ -16,13 +16,13 @@ import pytest
 from PIL import Image
 
 from oldphoto_jax import model_files, photo_files
-from oldphoto_jax.pipeline import restorer as pipeline_run
+from oldphoto_jax.pipeline import stage_runner
 from oldphoto_jax.pipeline.command import restore_folder
 from oldphoto_jax.testing.random_model import random_network, write_random_model
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 QUALITY_ROLES = ["vae_a", "mapping_quality", "vae_b_quality"]
-NO_FACES = pipeline_run.Options(faces=False)
+NO_FACES = stage_runner.Options(faces=False)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_nan_weights_fail_each_photo_naming_the_stage(model_dir, one_photo, tmp_
     assert status == 1
     assert "0 restored" in out and "1 failed" in out
     assert "p.png" in err and "global restoration" in err and "non-finite" in err
-    assert not (tmp_path / "out" / pipeline_run.FINAL / "p.png").exists()
+    assert not (tmp_path / "out" / stage_runner.FINAL / "p.png").exists()
 
 
 # -- output names -------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ def test_nan_weights_fail_each_photo_naming_the_stage(model_dir, one_photo, tmp_
 def test_output_names_never_collide():
     names = ["dup.jpg", "dup.png", "dup_jpg.png", "dup_png", "Dup.PNG", "x", "x.png", "x_.png",
              "a.b.png", "a.b.jpg", "a_b.png"]
-    stems, renamed = pipeline_run.output_stems([pathlib.Path(n) for n in names])
+    stems, renamed = stage_runner.output_stems([pathlib.Path(n) for n in names])
     assert len({s.casefold() for s in stems.values()}) == len(names)
     # an input keeps its own stem when it is free; derived names give way to it
     assert stems[pathlib.Path("dup_jpg.png")] == "dup_jpg"
@@ -159,7 +159,7 @@ def test_colliding_names_all_restored(model_dir, tmp_path):
         _save_photo(folder / name, seed)
     status, out, _ = _restore(folder, tmp_path / "out", model_dir)
     assert status == 0 and "3 restored" in out
-    assert len(list((tmp_path / "out" / pipeline_run.FINAL).iterdir())) == 3
+    assert len(list((tmp_path / "out" / stage_runner.FINAL).iterdir())) == 3
 
 
 # 250 bytes: too long for "<stem>_<k>.png"; 80 CJK characters (240 bytes) fit, but their
@@ -175,7 +175,7 @@ def test_too_long_names_are_shortened_and_reported(model_dir, tmp_path, stem, re
         status, out, err = _restore(folder, tmp_path / "out", model_dir)
         assert status == 0, err
     assert "2 already done" in out
-    final = sorted((tmp_path / "out" / pipeline_run.FINAL).iterdir())
+    final = sorted((tmp_path / "out" / stage_runner.FINAL).iterdir())
     assert len(final) == 2
     assert all(len(os.fsencode(p.name)) <= 255 for p in final)
     assert out.count("renamed:") == 0  # the second run renamed nothing new: it skipped
@@ -185,7 +185,7 @@ def test_too_long_names_are_shortened_and_reported(model_dir, tmp_path, stem, re
 
 def test_stale_temporary_files_are_removed(model_dir, one_photo, tmp_path):
     out_dir = tmp_path / "out"
-    stage = out_dir / pipeline_run.STAGE1 / "origin"
+    stage = out_dir / stage_runner.STAGE1 / "origin"
     stage.mkdir(parents=True)
     stale = stage / f".p0.png.0123456789ab{photo_files.TEMP_SUFFIX}"   # older naming, no pid
     dead = stage / f".p1.png.{_dead_pid()}-0123456789ab{photo_files.TEMP_SUFFIX}"
@@ -246,4 +246,4 @@ def test_undecodable_names_with_a_strict_utf8_stdout(model_dir, tmp_path):
     stdout = result.stdout.decode("utf-8")
     assert result.returncode == 0, result.stderr.decode("utf-8", "replace")
     assert "3 restored" in stdout and "caf\\udce9.png" in stdout
-    assert len(os.listdir(tmp_path / "out" / pipeline_run.FINAL)) == 3
+    assert len(os.listdir(tmp_path / "out" / stage_runner.FINAL)) == 3

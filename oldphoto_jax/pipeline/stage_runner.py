@@ -229,12 +229,14 @@ def _numbered(stem: str, taken: set[str]) -> str:
     return f"{base}_{number}"
 
 
-class Restorer:
-    """Restores photos with one model; compiled networks are reused across photos and folders."""
+class StageRunner:
+    """Runs the pipeline's stages over photos with one model and one set of options (the engine
+    under ``oldphoto_jax.api.Restorer``, the public door); compiled networks are reused across
+    photos and folders."""
 
     def __init__(self, model: model_files.Model, options: Options = Options(), mesh=None,
                  log: Callable[[str], None] = print, compiled: dict | None = None):
-        """``compiled``: a dict shared by several restorers of one model (other options), so
+        """``compiled``: a dict shared by several runners of one model (other options), so
         that each network is placed and compiled once (``oldphoto_jax.api.Restorer``)."""
         self.model = model
         self.options = options

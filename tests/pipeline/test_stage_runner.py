@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from oldphoto_jax import model_files
-from oldphoto_jax.pipeline import restorer as pipeline_run
+from oldphoto_jax.pipeline import stage_runner
 from oldphoto_jax.pipeline.engine import CompiledNetwork
 from oldphoto_jax.testing.random_model import write_random_model
 
@@ -58,26 +58,26 @@ def _hashes(folder):
 def test_every_photo_is_restored_or_named_as_failed(model, photos, tmp_path):
     before = _hashes(photos)
     lines = []
-    restorer = pipeline_run.Restorer(model, pipeline_run.Options(), log=lines.append)
+    restorer = stage_runner.StageRunner(model, stage_runner.Options(), log=lines.append)
     summary = restorer.run(photos, tmp_path / "out")
     failed = dict(summary.failed)
     assert sorted(failed) == ["corrupt.jpg", "empty.png", "tiny.png"]
     assert "too small" in failed["tiny.png"] and "empty" in failed["empty.png"]
     assert sorted(summary.restored) == ["alpha.png", "plain.png", "rotated.jpg", "same.jpg",
                                         "same.png"]
-    final = tmp_path / "out" / pipeline_run.FINAL
+    final = tmp_path / "out" / stage_runner.FINAL
     assert sorted(p.name for p in final.iterdir()) == ["alpha.png", "plain.png", "rotated.png",
                                                        "same_jpg.png", "same_png.png"]
     # EXIF orientation applied: 64x40 stored, 40x64 upright (quality mode rounds to x4).
     assert Image.open(final / "rotated.png").size == (40, 64)
     for sub in ("origin", "input_image", "restored_image"):
-        assert (tmp_path / "out" / pipeline_run.STAGE1 / sub / "plain.png").exists()
+        assert (tmp_path / "out" / stage_runner.STAGE1 / sub / "plain.png").exists()
     assert _hashes(photos) == before                      # inputs never modified
     assert not any(p.name.startswith(".") for p in final.iterdir())  # no temporary files left
     assert any("corrupt.jpg" in line and "FAILED" in line for line in lines)
 
     # A second run skips what is done and retries only the failures.
-    summary = pipeline_run.Restorer(model, pipeline_run.Options(), log=lines.append).run(
+    summary = stage_runner.StageRunner(model, stage_runner.Options(), log=lines.append).run(
         photos, tmp_path / "out")
     assert sorted(summary.skipped) == ["alpha.png", "plain.png", "rotated.jpg", "same.jpg",
                                        "same.png"]
@@ -89,19 +89,19 @@ def test_scratch_modes_write_masks(model, tmp_path, hr):
     folder = tmp_path / "in"
     folder.mkdir()
     _photo(7, size=(70, 50)).save(folder / "p.png")
-    options = pipeline_run.Options(with_scratch=True, hr=hr, faces=False)
-    summary = pipeline_run.Restorer(model, options, log=lambda s: None).run(folder,
+    options = stage_runner.Options(with_scratch=True, hr=hr, faces=False)
+    summary = stage_runner.StageRunner(model, options, log=lambda s: None).run(folder,
                                                                             tmp_path / "out")
     assert summary.ok and summary.restored == ["p.png"]
-    stage = tmp_path / "out" / pipeline_run.STAGE1
+    stage = tmp_path / "out" / stage_runner.STAGE1
     # full_size detection resizes to multiples of 16 (64x48), and restoration keeps that size.
     assert Image.open(stage / "masks" / "input" / "p.png").size == (64, 48)
     assert Image.open(stage / "masks" / "mask" / "p.png").size == (64, 48)
-    assert Image.open(tmp_path / "out" / pipeline_run.FINAL / "p.png").size == (64, 48)
+    assert Image.open(tmp_path / "out" / stage_runner.FINAL / "p.png").size == (64, 48)
 
 
 def test_hr_mode_reports_scales_without_key_patches(model):
-    restorer = pipeline_run.Restorer(model, pipeline_run.Options(with_scratch=True, hr=True,
+    restorer = stage_runner.StageRunner(model, stage_runner.Options(with_scratch=True, hr=True,
                                                                  faces=False))
     everything = np.ones((1, 64, 64, 1), np.float32)
     assert len(restorer._unpatchable_scales(everything)) == 3
@@ -112,7 +112,7 @@ def test_hr_mode_reports_scales_without_key_patches(model):
 
 @pytest.mark.parametrize("role", ["mapping_scratch", "mapping_hr"])
 def test_attention_chunk_reaches_both_scratch_mappings(model, role):
-    restorer = pipeline_run.Restorer(model, pipeline_run.Options(
+    restorer = stage_runner.StageRunner(model, stage_runner.Options(
         with_scratch=True, hr=role == "mapping_hr", faces=False, attention_chunk=7))
     assert restorer._network(role)[0].query_chunk == 7
 
@@ -121,19 +121,19 @@ def test_missing_network_is_a_clear_error(tmp_path):
     directory = tmp_path / "partial"
     write_random_model(directory, roles=["vae_a", "mapping_quality", "vae_b_quality"])
     partial = model_files.load_model(directory)
-    with pytest.raises(pipeline_run.PipelineError, match="scratch_detector.*runs with: no scratch"):
-        pipeline_run.Restorer(partial, pipeline_run.Options(with_scratch=True))
+    with pytest.raises(stage_runner.PipelineError, match="scratch_detector.*runs with: no scratch"):
+        stage_runner.StageRunner(partial, stage_runner.Options(with_scratch=True))
     lines = []
-    pipeline_run.Restorer(partial, pipeline_run.Options(), log=lines.append)
+    stage_runner.StageRunner(partial, stage_runner.Options(), log=lines.append)
     assert any("no face_256" in line for line in lines)
 
     # A scratch-only model (as the bundled one) names the flag that runs it.
     scratch_only = tmp_path / "scratch_only"
     write_random_model(scratch_only, roles=["vae_a", "mapping_scratch", "vae_b_scratch",
                                             "scratch_detector"])
-    with pytest.raises(pipeline_run.PipelineError,
+    with pytest.raises(stage_runner.PipelineError,
                        match=r"lacks mapping_quality, vae_b_quality .*runs with: --with_scratch$"):
-        pipeline_run.Restorer(model_files.load_model(scratch_only), pipeline_run.Options())
+        stage_runner.StageRunner(model_files.load_model(scratch_only), stage_runner.Options())
 
 
 def test_batched_equals_batch_of_one(model, tmp_path):
@@ -143,10 +143,10 @@ def test_batched_equals_batch_of_one(model, tmp_path):
         _photo(10 + i, size=(64, 48)).save(folder / f"p{i}.png")
     outputs = {}
     for batch in (1, 3):
-        options = pipeline_run.Options(with_scratch=True, hr=True, faces=False, batch_size=batch)
+        options = stage_runner.Options(with_scratch=True, hr=True, faces=False, batch_size=batch)
         out = tmp_path / f"out{batch}"
-        pipeline_run.Restorer(model, options, log=lambda s: None).run(folder, out)
-        outputs[batch] = [np.asarray(Image.open(out / pipeline_run.FINAL / f"p{i}.png"))
+        stage_runner.StageRunner(model, options, log=lambda s: None).run(folder, out)
+        outputs[batch] = [np.asarray(Image.open(out / stage_runner.FINAL / f"p{i}.png"))
                           for i in range(3)]
     for one, batched in zip(outputs[1], outputs[3]):
         assert np.max(np.abs(one.astype(int) - batched.astype(int))) <= 1
@@ -156,15 +156,15 @@ def test_face_stage_enhances_and_pastes_detected_faces(model, tmp_path):
     skimage_data = pytest.importorskip("skimage.data")
     pytest.importorskip("dlib")
     portrait = skimage_data.astronaut()[:256, 64:320]
-    restorer = pipeline_run.Restorer(model, pipeline_run.Options(), log=lambda s: None)
-    job = pipeline_run.Job(tmp_path / "astronaut.png", "astronaut", restored=portrait)
+    restorer = stage_runner.StageRunner(model, stage_runner.Options(), log=lambda s: None)
+    job = stage_runner.Job(tmp_path / "astronaut.png", "astronaut", restored=portrait)
     restorer._detect_faces(job, tmp_path)
     assert len(job.faces) == 1
     restorer._enhance_faces([job], tmp_path)
     restorer._write_final(job, tmp_path)
-    final = np.asarray(Image.open(tmp_path / pipeline_run.FINAL / "astronaut.png"))
-    assert (tmp_path / pipeline_run.STAGE2 / "astronaut_1.png").exists()
-    assert (tmp_path / pipeline_run.STAGE3 / "astronaut_1.png").exists()
+    final = np.asarray(Image.open(tmp_path / stage_runner.FINAL / "astronaut.png"))
+    assert (tmp_path / stage_runner.STAGE2 / "astronaut_1.png").exists()
+    assert (tmp_path / stage_runner.STAGE3 / "astronaut_1.png").exists()
     changed = np.any(final != portrait, axis=-1)
     assert changed.mean() > 0.05            # the face region was replaced
     assert not changed[:, :20].any()        # far from the face nothing changed
@@ -240,7 +240,7 @@ def test_infer_command_line(model, tmp_path):
     assert result.returncode == 1, result.stderr
     assert "1 restored" in result.stdout and "1 failed" in result.stdout
     assert "bad.png" in result.stderr
-    assert (tmp_path / "out" / pipeline_run.FINAL / "ok.png").exists()
+    assert (tmp_path / "out" / stage_runner.FINAL / "ok.png").exists()
     missing = subprocess.run([sys.executable, str(REPO / "infer.py"), "--input_folder", folder,
                               "--output_folder", tmp_path / "o2", "--checkpoint_dir",
                               tmp_path / "nowhere"], capture_output=True, text=True)
