@@ -80,7 +80,7 @@ def test_console_scripts_behave_as_the_top_level_scripts(venv):
     assert "1 restored" in out and (work / "out" / "final_output" / "b.png").exists()
     out = _run([bin_dir / "oldphoto-train", "--config", "configs/vae_b.py:tiny",
                 "--print_config"], work, env)
-    assert "stage: vae_b" in out
+    assert "task: vae_b" in out
     # absl's --helpfull exits with status 1
     assert "--global_checkpoints" in _run([bin_dir / "oldphoto-convert", "--helpfull"], work, env,
                                           check=False)
