@@ -26,7 +26,7 @@ import io
 import os
 import pathlib
 import threading
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -110,8 +110,8 @@ class Restorer:
             model = bundled.DEFAULT_DIR
         self.model = model if isinstance(model, model_files.Model) \
             else model_files.load_model(model)
-        if options is None and "with_scratch" not in overrides and not all(
-                map(self.model.has, pipeline.MODE_ROLES["quality"])):
+        if options is None and "with_scratch" not in overrides and \
+                "quality" not in pipeline.runnable_modes(self.model):
             overrides["with_scratch"] = True  # e.g. the bundled model: scratch networks only
         self.options = dataclasses.replace(options or Options(), **overrides)
         self.mesh = mesh
@@ -125,15 +125,9 @@ class Restorer:
     def modes(self) -> dict[str, bool]:
         """Which restorations this model runs: ``{"quality", "scratch", "scratch_hr",
         "faces", "faces_hr"}`` -> bool."""
-        has = self.model.has
-        return {
-            "quality": all(map(has, pipeline.MODE_ROLES["quality"])),
-            "scratch": all(map(has, pipeline.MODE_ROLES["scratch"])) and has("scratch_detector"),
-            "scratch_hr": all(map(has, pipeline.MODE_ROLES["scratch_hr"]))
-            and has("scratch_detector"),
-            "faces": has("face_256"),
-            "faces_hr": has("face_512"),
-        }
+        runnable = pipeline.runnable_modes(self.model)
+        return {**{mode: mode in runnable for mode in pipeline.MODE_ROLES},
+                "faces": self.model.has("face_256"), "faces_hr": self.model.has("face_512")}
 
     def pipeline(self, options: Options) -> pipeline.StageRunner:
         """The pipeline of ``options`` (built once; networks shared between pipelines)."""

@@ -65,6 +65,15 @@ class Options:
         return faces.HR_FACE_SIZE if self.hr else faces.FACE_SIZE
 
 
+def needed_roles(mode: str) -> tuple[str, ...]:
+    """Every network a restoration ``mode`` runs, faces aside: its global restoration
+    (:data:`MODE_ROLES`) and, in the scratch modes, the scratch detector."""
+    return MODE_ROLES[mode] + (() if mode == "quality" else ("scratch_detector",))
+
+
+def runnable_modes(model: model_files.Model) -> list[str]:
+    """The restoration modes whose networks ``model`` holds (faces aside), in MODE_ROLES order."""
+    return [mode for mode in MODE_ROLES if all(map(model.has, needed_roles(mode)))]
 
 
 # The infer.py flags of each mode (for error hints).
@@ -242,14 +251,9 @@ class StageRunner:
         self.options = options
         self.mesh = sharding.local_mesh() if mesh is None else mesh
         self.log = log
-        roles = list(MODE_ROLES[options.mode])
-        if options.with_scratch:
-            roles.append("scratch_detector")
-        missing = [r for r in roles if not model.has(r)]
+        missing = [r for r in needed_roles(options.mode) if not model.has(r)]
         if missing:
-            runnable = [_MODE_FLAGS[mode] for mode, needed in MODE_ROLES.items()
-                        if all(model.has(r) for r in needed)
-                        and (mode == "quality" or model.has("scratch_detector"))]
+            runnable = [_MODE_FLAGS[mode] for mode in runnable_modes(model)]
             hint = f"; this model runs with: {' or '.join(runnable)}" if runnable else ""
             raise PipelineError(
                 f"model {model.directory} lacks {', '.join(missing)} needed for "
@@ -329,7 +333,7 @@ class StageRunner:
         for start in range(0, len(todo), self.options.chunk_photos):
             chunk = todo[start:start + self.options.chunk_photos]
             chunk_start = time.perf_counter()
-            self._process_chunk(chunk, output)
+            self.process(chunk, output)
             self.log(f"  {len(chunk)} photo(s) in {time.perf_counter() - chunk_start:.1f} s")
             for job in chunk:
                 done += 1
@@ -354,10 +358,6 @@ class StageRunner:
         path); each job ends with ``final`` set or ``error``. ``output``: the folder of the
         official layout to write each stage's PNGs into (None: nothing is written).
         ``progress`` is called with each stage's name as it starts."""
-        self._process_chunk(jobs, output, progress)
-
-    def _process_chunk(self, jobs: list[Job], output: pathlib.Path | None,
-                       progress: Callable[[str], None] | None = None) -> None:
         progress = progress or (lambda stage: None)
         progress("reading")
         for job in jobs:
