@@ -46,7 +46,7 @@ import tempfile
 from absl import app, flags, logging
 
 from oldphoto_jax import bundled
-from oldphoto_jax.evaluation.evaluation_run import evaluate, evaluate_seeds
+from oldphoto_jax.evaluation.evaluation_run import MODES, evaluate, evaluate_seeds
 
 _CLEAN = flags.DEFINE_string(
     "clean_folder", str(bundled.REPO.parent / "shared" / "photos" / "clean"),
@@ -79,7 +79,7 @@ _FID_WEIGHTS = flags.DEFINE_string(
     "fid_weights", "", "FID Inception-v3 weights (.npz, see oldphoto_jax.evaluation.fid."
     "load_fid_inception_npz); empty = FID not computed.")
 _MODE = flags.DEFINE_enum(
-    "mode", "scratch", ["scratch", "quality"],
+    "mode", "scratch", list(MODES),
     "scratch: the whole degradation recipe, the model as infer.py --with_scratch (it detects "
     "the damage itself); quality: the recipe without local damage (scratches, dust, folds, "
     "cracks, holes, tears), the model as plain infer.py (quality mapping), the classical "

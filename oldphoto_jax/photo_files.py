@@ -198,15 +198,16 @@ def read_photo(path: str | os.PathLike, *, max_side: int | None = None,
                                 max_pixels=max_pixels)
 
 
-def read_photo_bytes(data: bytes, name: str = "photo", **limits) -> Photo:
+def read_photo_bytes(data: bytes, name: str = "photo", *, max_side: int | None = None,
+                     min_side: int = MIN_SIDE, max_pixels: int | None = MAX_PIXELS) -> Photo:
     """``read_photo`` of an image file's bytes (e.g. an upload); ``name`` names it in errors."""
+    _check_limits(max_side, min_side, max_pixels)
     path = Path(name)
-    _check_limits(limits.get("max_side"), limits.get("min_side", MIN_SIDE),
-                  limits.get("max_pixels", MAX_PIXELS))
     if not data:
         raise PhotoError(path, "empty file")
     with io.BytesIO(data) as handle, _open_image(path, handle) as image:
-        return photo_from_image(image, path, **limits)
+        return photo_from_image(image, path, max_side=max_side, min_side=min_side,
+                                max_pixels=max_pixels)
 
 
 def photo_from_image(image: Image.Image, path: str | os.PathLike = "photo", *,
