@@ -40,8 +40,12 @@ from typing import MutableMapping
 SWITCH = "OLDPHOTO_JAX_CPU_TUNING"
 MALLOC_SWITCH = "OLDPHOTO_JAX_MALLOC_TUNING"  # opt-in: see the module docstring
 
-# (flag name, value): convolutions to XLA's own CPU kernel instead of YNNPACK.
-FLAGS = (("--xla_cpu_experimental_ynn_fusion_type", "-individual_convolution"),)
+# (flag name, value): convolutions to XLA's own CPU kernel instead of YNNPACK; instructions
+# scheduled to keep memory low rather than to run independent ones side by side (the
+# concurrency-optimised scheduler kept many large buffers alive at once: face 512 generator peak
+# 2.1 -> 1.3 GiB, faults 330 k -> 135 k per run, same CPU time; benchmarks/README.md).
+FLAGS = (("--xla_cpu_experimental_ynn_fusion_type", "-individual_convolution"),
+         ("--xla_cpu_enable_concurrency_optimized_scheduler", "false"))
 
 
 # glibc malloc: one arena, no mmap for large blocks and freed memory kept up to 512 MiB, so the

@@ -195,7 +195,8 @@ def read_network_config(directory: str | os.PathLike) -> dict:
 
 def load_network(directory: str | os.PathLike,
                  checksums: Mapping[str, str] | None = None) -> tuple[nn.Module, dict]:
-    """Rebuild the network of a checkpoint directory and load its variables (numpy arrays).
+    """Rebuild the network of a checkpoint directory and load its variables (read-only arrays on
+    this process's first device: ``np.asarray`` gives a host copy).
 
     ``checksums`` (paths relative to ``directory``, from the model's manifest) are verified
     first; without them, those recorded in ``config.json`` (a network saved alone) are.
@@ -211,10 +212,33 @@ def load_network(directory: str | os.PathLike,
     if not params_dir.is_dir():
         raise CheckpointError(f"{params_dir} is missing")
     try:
-        variables = _one_process_checkpointer().restore(params_dir)
+        variables = _restore_on_device(_one_process_checkpointer(), params_dir)
     except Exception as e:  # orbax/tensorstore errors vary; the file names the problem
         raise CheckpointError(f"{params_dir} cannot be restored ({error_line(e)})") from None
-    return module, _to_numpy(variables)
+    return module, _as_dicts(variables)
+
+
+def _restore_on_device(checkpointer, params_dir: pathlib.Path):
+    """The saved variables read straight into arrays on this process's first device.
+
+    Restoring to host numpy arrays and placing them on the device afterwards held the weights
+    twice (measured for the official quality networks, 138 MiB of weights: 627 MiB resident
+    after placing, 725 MiB at the peak, against 438 / 452 MiB this way); on a CPU the device
+    array is the only copy, and placing it on a one-device mesh copies nothing.
+    """
+    import jax
+
+    tree = checkpointer.metadata(params_dir).item_metadata.tree
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          tree)
+    return checkpointer.restore(params_dir, target)
+
+
+def _as_dicts(tree):
+    if isinstance(tree, Mapping):
+        return {k: _as_dicts(v) for k, v in tree.items()}
+    return tree
 
 
 def _build_network(config_path: pathlib.Path, config: Mapping) -> nn.Module:

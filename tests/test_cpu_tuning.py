@@ -16,18 +16,21 @@ from oldphoto_jax import cpu_tuning
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+SCHEDULER = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 
 
 def test_flags_are_appended_to_the_users():
     flags = cpu_tuning.tuned_xla_flags("--xla_force_host_platform_device_count=4")
     assert flags == ("--xla_force_host_platform_device_count=4 "
-                     f"{FLAG}=-individual_convolution")
-    assert cpu_tuning.tuned_xla_flags("") == f"{FLAG}=-individual_convolution"
+                     f"{FLAG}=-individual_convolution {SCHEDULER}")
+    assert cpu_tuning.tuned_xla_flags("") == f"{FLAG}=-individual_convolution {SCHEDULER}"
 
 
 def test_a_flag_the_user_set_wins():
     mine = f"  {FLAG}=individual_convolution --xla_dump_to=/tmp/x "
-    assert cpu_tuning.tuned_xla_flags(mine) == mine.strip()
+    assert cpu_tuning.tuned_xla_flags(mine) == f"{mine.strip()} {SCHEDULER}"
+    mine = "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+    assert cpu_tuning.tuned_xla_flags(mine) == f"{mine} {FLAG}=-individual_convolution"
 
 
 def test_apply_is_idempotent_and_can_be_switched_off():
