@@ -94,10 +94,13 @@ def input_pipeline(records: str, batch_size: int, crop_size: int, size: str
 
 
 def clean_photos(size: str) -> dict:
-    """``config.data`` fields of the clean photos: the folder (or ``tfds:<dir>:<split>``) and
-    the file names left out (``small``: the evaluation's held-out photos)."""
-    return dict(clean=str(PHOTOS / "clean"),
-                clean_exclude=SMALL_HOLDOUT if size == "small" else ())
+    """``config.data`` fields of the clean photos: the folder (or ``tfds:<dir>:<split>``; several
+    separated by commas are read as one) and the file names left out (``small``: the
+    evaluation's held-out photos). ``small`` reads ``clean`` and ``clean_more``."""
+    if size == "small":
+        return dict(clean=f"{PHOTOS / 'clean'},{PHOTOS / 'clean_more'}",
+                    clean_exclude=SMALL_HOLDOUT)
+    return dict(clean=str(PHOTOS / "clean"), clean_exclude=())
 
 
 def old_photos() -> tuple[str, ...]:

@@ -70,6 +70,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.input = common.input_pipeline("mapping" if quality else "mapping_mask", batch, crop,
                                          size)
     config.data = common.clean_photos(size)
+    # Start from a trained mapping (a model directory, and its role; empty = the first mapping
+    # it has): every array of the same place and shape is taken (e.g. the quality or HR mapping
+    # from the scratch one: head, trunk, tail). Empty checkpoint = a fresh start.
+    config.init_from = dict(checkpoint="", role="")
     runs = {"": common.RUNS, "tiny": common.RUNS, "small": bundled.RUNS_DIR}[size]
     suffix = f"_{size}" if size else ""
     config.vae_a_checkpoint = str(runs / f"vae_a{suffix}" / "export")

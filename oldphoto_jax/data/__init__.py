@@ -6,7 +6,7 @@ batches of every training task; ``tfds_folder`` prepares large photo folders onc
 tensorflow-datasets ArrayRecord dataset that the same pipeline reads.
 """
 from oldphoto_jax.data.config import RECORDS, InputConfig, host_batch_size, steps_per_epoch
-from oldphoto_jax.data.photos import (ArrayPhotos, FolderPhotos, PhotoSource,
+from oldphoto_jax.data.photos import (ArrayPhotos, FolderPhotos, JoinedPhotos, PhotoSource,
                                       decode_training_photo, read_training_photo)
 from oldphoto_jax.data.pipelines import (
     Shard,
@@ -22,6 +22,7 @@ __all__ = [
     "RECORDS",
     "ArrayPhotos",
     "FolderPhotos",
+    "JoinedPhotos",
     "InputConfig",
     "PhotoSource",
     "Shard",

@@ -5,6 +5,7 @@ the cache: copy before writing) and ``source.name(i)``. Sources:
 
 * ``FolderPhotos``: the image files of one folder, checked when the source is made;
 * ``ArrayPhotos``: photos already in memory (aligned faces, test images);
+* ``JoinedPhotos``: several sources read as one (e.g. two folders of clean photos);
 * ``tfds_folder.TfdsPhotos``: a split prepared by the tensorflow-datasets builder.
 
 Decoding is the project's one photo reader, :func:`oldphoto_jax.photo_files.read_photo` (the
@@ -240,3 +241,33 @@ class ArrayPhotos:
 
     def __repr__(self) -> str:
         return f"ArrayPhotos({len(self)} photos)"
+
+
+class JoinedPhotos:
+    """Several photo sources as one, in order: photo ``i`` of the second source is photo
+    ``len(first) + i`` of the whole."""
+
+    def __init__(self, sources: Sequence[PhotoSource]):
+        if not sources:
+            raise ValueError("JoinedPhotos needs at least one source")
+        self.sources = tuple(sources)
+        self.starts = tuple(np.cumsum([0] + [len(s) for s in self.sources[:-1]]).tolist())
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.sources)
+
+    def _locate(self, index: int) -> tuple[PhotoSource, int]:
+        index = int(index) % len(self)
+        which = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return self.sources[which], index - self.starts[which]
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        source, local = self._locate(index)
+        return source[local]
+
+    def name(self, index: int) -> str:
+        source, local = self._locate(index)
+        return source.name(local)
+
+    def __repr__(self) -> str:
+        return f"JoinedPhotos({', '.join(map(repr, self.sources))})"

@@ -13,6 +13,7 @@ import os
 import ml_collections
 import numpy as np
 
+from data_synth import imagefiles
 from oldphoto_jax import data as data_lib
 from oldphoto_jax import paths
 
@@ -96,8 +97,31 @@ def training_photos(data: ml_collections.ConfigDict, records: str,
     old = ()
     if records == "domain_a":
         old = tuple(photo_source(spec, cache_mb, "data.old") for spec in data.old)
-    clean = photo_source(data.clean, cache_mb, "data.clean", exclude=tuple(data.clean_exclude))
-    return data_lib.TrainingPhotos(clean=clean, old=old)
+    return data_lib.TrainingPhotos(clean=clean_photos(data.clean, tuple(data.clean_exclude),
+                                                     cache_mb), old=old)
+
+
+def clean_photos(spec: str, exclude: tuple[str, ...] = (),
+                 cache_mb: int = 512) -> data_lib.PhotoSource:
+    """``data.clean``: one source (:func:`photo_source`) or several separated by commas, read
+    as one. Each name of ``exclude`` is left out of the folder that has it; a name no folder
+    has is an error."""
+    specs = [part.strip() for part in spec.split(",") if part.strip()]
+    if len(specs) == 1:
+        return photo_source(specs[0], cache_mb, "data.clean", exclude=exclude)
+    sources, found = [], set()
+    for part in specs:
+        here = ()
+        if exclude and os.path.isdir(part):
+            names = {os.path.basename(p) for p in imagefiles.list_images(part)}
+            here = tuple(name for name in exclude if name in names)
+        found.update(here)
+        sources.append(photo_source(part, cache_mb, "data.clean", exclude=here))
+    missing = sorted(set(exclude) - found)
+    if missing:
+        raise ConfigError(f"config.data.clean_exclude: {missing} are in none of the folders "
+                          f"of data.clean ({spec})")
+    return data_lib.JoinedPhotos(sources)
 
 
 def input_config(config: ml_collections.ConfigDict, records: str) -> data_lib.InputConfig:

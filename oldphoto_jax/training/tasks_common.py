@@ -101,6 +101,33 @@ def init_networks(specs: Mapping[str, InitSpec], rng: Array) -> dict[str, dict]:
     return jax.jit(run)(init_key(rng))
 
 
+def warm_start(params: Mapping, source: Mapping) -> tuple[dict, list[str], list[str]]:
+    """``params`` with every array that ``source`` has at the same path and shape taken from
+    ``source`` (a trained network of another variant, e.g. the scratch mapping for the quality
+    one); returns (params, paths taken, paths left as initialised), paths as ``a/b/c``."""
+    flat_source = {"/".join(map(str, k)): v for k, v in _flatten(source)}
+    taken, fresh = [], []
+
+    def pick(path, value):
+        key = "/".join(str(getattr(p, "key", p)) for p in path)
+        candidate = flat_source.get(key)
+        if candidate is not None and tuple(candidate.shape) == tuple(value.shape):
+            taken.append(key)
+            return jnp.asarray(candidate, value.dtype)
+        fresh.append(key)
+        return value
+
+    return jax.tree_util.tree_map_with_path(pick, dict(params)), taken, fresh
+
+
+def _flatten(tree: Mapping, prefix: tuple = ()):
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            yield from _flatten(value, prefix + (key,))
+        else:
+            yield prefix + (key,), value
+
+
 @dataclasses.dataclass(frozen=True)
 class Trainable:
     """A trained network: its optimiser and learning-rate schedule (for logging)."""

@@ -36,7 +36,7 @@ from oldphoto_jax.training.tasks_common import (InitSpec, Trainable, build_state
                                                  example_shapes, frozen_vgg,
                                                  image_discriminator, init_networks,
                                                  lsgan_terms, make_train_step, mask_image,
-                                                 prepare_batch, vgg_term)
+                                                 prepare_batch, vgg_term, warm_start)
 
 VARIANTS = tuple(MAPPING_ROLES)  # quality, scratch, hr
 
@@ -80,6 +80,19 @@ def load_pretrained_vaes(config) -> dict:
             "vae_b": _load_role(config.vae_b_checkpoint, (wanted, other))}
 
 
+def warm_start_params(config) -> dict | None:
+    """The trained mapping parameters ``config.init_from`` names (``checkpoint``: a model
+    directory; ``role``: one of its mapping roles, empty = the first it has of quality,
+    scratch, hr), or None when ``checkpoint`` is empty. The new run starts from every array of
+    it that its own network has at the same place and shape (:func:`tasks_common.warm_start`)."""
+    init_from = config.get("init_from")
+    if init_from is None or not init_from.checkpoint:
+        return None
+    roles = (init_from.role,) if init_from.role else tuple(MAPPING_ROLES.values())
+    _, variables = _load_role(init_from.checkpoint, roles)
+    return variables["params"]
+
+
 def _frozen_vae(name: str, module, variables, parts: tuple[str, ...], nc: int, precision):
     if not all(hasattr(module, a) for a in ("encode", "decode", "latent_channels")):
         raise ValueError(f"{name} must be a VAE network (encode, decode, latent_channels), "
@@ -120,6 +133,8 @@ def build_mapping_task(config, pretrained: dict | None = None) -> Task:
     lambda_feat, latent_weight = config.loss.lambda_feat, config.loss.latent_l1
     with_mask = variant != "quality"
     ratio = 2 ** vae_a.n_down_convs
+    start_from = warm_start_params(config)
+    reported = []
 
     def init_state(rng, batch):
         batch = prepare_batch(batch)
@@ -129,7 +144,20 @@ def build_mapping_task(config, pretrained: dict | None = None) -> Task:
         pair = jax.ShapeDtypeStruct(image.shape[:3] + (6,), jnp.float32)
         m_shapes = (latent,) + (tuple(example_shapes(batch, "mask")) if with_mask else ())
         specs = {"mapping": InitSpec(mapping, m_shapes), "D": InitSpec(disc, (pair,))}
-        return build_state(trainables, init_networks(specs, rng), frozen)
+        variables = init_networks(specs, rng)
+        if start_from is not None:
+            params, taken, fresh = warm_start(variables["mapping"]["params"], start_from)
+            if not taken:
+                raise ValueError(f"config.init_from ({config.init_from.checkpoint}) has no "
+                                 f"array of the {variant} mapping's shapes")
+            if jax.process_index() == 0 and not reported:  # init_state may be traced twice
+                reported.append(True)
+                fresh_parts = sorted({f.rsplit("/", 1)[0] for f in fresh})
+                print(f"mapping starts from {config.init_from.checkpoint}: {len(taken)} arrays "
+                      f"taken, {len(fresh)} initialised ({', '.join(fresh_parts) or 'none'})",
+                      flush=True)
+            variables["mapping"] = {**variables["mapping"], "params": params}
+        return build_state(trainables, variables, frozen)
 
     def translate(params, z_a, mask, training):
         variables = {"params": params}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oldphoto_jax.data import ArrayPhotos, FolderPhotos, photos as photos_lib
+from oldphoto_jax.data import ArrayPhotos, FolderPhotos, JoinedPhotos, photos as photos_lib
 
 
 def test_folder_skips_and_reports_each_bad_file_once(folders, caplog):
@@ -83,3 +83,30 @@ def test_array_photos():
     assert not source[0].flags.writeable
     with pytest.raises(ValueError):
         ArrayPhotos([np.zeros((4, 5), np.uint8)])
+
+
+def test_joined_photos_read_several_sources_as_one():
+    first = ArrayPhotos([np.zeros((4, 4, 3), np.uint8)], names=["a"])
+    second = ArrayPhotos([np.full((4, 4, 3), k, np.uint8) for k in (1, 2)], names=["b", "c"])
+    joined = JoinedPhotos([first, second])
+    assert len(joined) == 3
+    assert [joined.name(i) for i in range(3)] == ["a", "b", "c"]
+    assert [int(joined[i][0, 0, 0]) for i in range(4)] == [0, 1, 2, 0]  # wraps like a source
+    assert pickle.loads(pickle.dumps(joined)).name(2) == "c"
+    with pytest.raises(ValueError):
+        JoinedPhotos([])
+
+
+def test_clean_photos_of_several_folders_leave_out_each_held_out_name_where_it_is(tmp_path):
+    from oldphoto_jax.training.inputs import ConfigError, clean_photos
+
+    for folder, names in (("one", ("p.png", "q.png")), ("two", ("r.png", "s.png"))):
+        (tmp_path / folder).mkdir()
+        for k, name in enumerate(names):
+            Image.fromarray(np.full((8, 8, 3), 10 * k, np.uint8)).save(tmp_path / folder / name)
+    spec = f"{tmp_path / 'one'}, {tmp_path / 'two'}"
+    source = clean_photos(spec, exclude=("q.png", "r.png"))
+    assert [source.name(i) for i in range(len(source))] == ["p.png", "s.png"]
+    assert len(clean_photos(str(tmp_path / "one"))) == 2
+    with pytest.raises(ConfigError, match="none of the folders"):
+        clean_photos(spec, exclude=("missing.png",))

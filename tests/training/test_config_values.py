@@ -12,6 +12,8 @@ the changes listed here, each with its reason:
 * ``RENAMED``: one word per concept (issue 13): what ``train.py`` trains is a *task*
   (``stage`` -> ``task``), what the input pipeline makes for it its *records*
   (``input.stage`` -> ``input.records``); "stage" now means the restoration pipeline's stages only;
+* ``MORE_DATA``: the ``small`` recipe (the bundled model's) reads ``clean_more`` beside
+  ``clean`` (issue 14: more photos to train on), as one comma-separated ``data.clean``;
 * ``RESOLVED``: fields that were None, meaning "the stage decides", now hold the value the stage
   decided (a config owns that number; a stage no longer has defaults of its own);
 * ``dropped``: fields the stage never read (another stage's loss weights, another mapping
@@ -30,11 +32,14 @@ BEFORE = pathlib.Path(__file__).parent / "data" / "config_dumps_before.json"
 
 # model.name: the network by name from the registry; loss.latent_gan (VAE_A): the weight of the
 # latent adversarial term, 1 as before (0 = the ablation without the latent discriminator).
-ADDED = {"vae_a": {"model.name", "loss.latent_gan"}}
+ADDED = {"vae_a": {"model.name", "loss.latent_gan"},
+         # init_from: start from a trained mapping (issue 14); empty = a fresh start as before.
+         "mapping": {"init_from.checkpoint", "init_from.role"}}
 # param_sharding / fsdp_min_size: parameters sharded over the data axis (issue 17), off by default.
 ADDED_TO_EVERY_STAGE = {"model.name", "param_sharding", "fsdp_min_size"}
 MOVED = {"model.query_chunk": "attention_chunk"}
 RENAMED = {"stage": "task", "input.stage": "input.records"}
+MORE_DATA = ",<repo>/../shared/photos/clean_more"
 
 
 def dump(config) -> dict:
@@ -123,6 +128,10 @@ def test_config_resolves_to_the_values_of_before(case):
             else value
     for key in ADDED.get(name, set()) | ADDED_TO_EVERY_STAGE:
         expected[key] = new.get(key)
+    if arg.startswith("small") and "data.clean" in expected:
+        expected["data.clean"] += MORE_DATA
+    if name == "mapping":
+        assert new["init_from.checkpoint"] == "" and new["init_from.role"] == ""
     if name == "vae_a":
         assert new["loss.latent_gan"] == 1.0
     assert new == expected

@@ -508,3 +508,48 @@ def test_sharded_step_equals_single_device_step():
 def test_sharded_step_equals_single_device_step_with_batch_norm():
     """Scratch detection: batch statistics over the global batch (sync BN)."""
     run_sharded("scratch")
+
+
+# ---------------------------------------------------------------------------------------------
+# Starting a mapping from another trained mapping (config.init_from)
+
+def test_warm_start_takes_arrays_of_the_same_place_and_shape_only():
+    from oldphoto_jax.training.tasks_common import warm_start
+
+    params = {"head": {"kernel": np.zeros((3, 3, 2, 4), np.float32), "bias": np.zeros(4, np.float32)},
+              "new": {"kernel": np.zeros(2, np.float32)}}
+    source = {"head": {"kernel": np.ones((3, 3, 2, 4), np.float32), "bias": np.ones(5, np.float32)},
+              "other": {"kernel": np.ones(2)}}
+    out, taken, fresh = warm_start(params, source)
+    assert taken == ["head/kernel"] and sorted(fresh) == ["head/bias", "new/kernel"]
+    np.testing.assert_array_equal(out["head"]["kernel"], 1.0)
+    np.testing.assert_array_equal(out["head"]["bias"], 0.0)
+    np.testing.assert_array_equal(out["new"]["kernel"], 0.0)
+
+
+def test_quality_mapping_starts_from_a_trained_scratch_mapping(tmp_path, capsys):
+    """Head, trunk and tail come from the scratch mapping; D and the optimiser start fresh."""
+    from oldphoto_jax.models.registry import build_model
+
+    scratch = small_config("mapping", "scratch")
+    module = build_model(scratch.model)
+    z = jnp.zeros((1, 8, 8, scratch.model.nc))
+    variables = module.init(jax.random.PRNGKey(7), z, jnp.zeros((1, 32, 32, 1)))
+    source_dir = model_files.save_model(tmp_path / "scratch",
+                                        {"mapping_scratch": (module, variables)})
+
+    config = small_config("mapping", "quality")
+    config.init_from.checkpoint = str(source_dir)
+    batch = make_batch(config)
+    state = build_task(config, pretrained_vaes()).init_state(jax.random.PRNGKey(0), batch)
+    params = state["params"]["mapping"]
+    for part in ("head", "trunk", "tail"):
+        for a, b in zip(jax.tree.leaves(params[part]),
+                        jax.tree.leaves(variables["params"][part])):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert "nl" not in params
+    assert "mapping starts from" in capsys.readouterr().out
+
+    config.init_from.role = "mapping_hr"
+    with pytest.raises(model_files.CheckpointError, match="none of the roles"):
+        build_task(config, pretrained_vaes())
