@@ -6,7 +6,10 @@ path that also allocates and releases a ~72 MiB scratch buffer per call: the off
 networks ran 1.8-3.6x slower than the official PyTorch code on the same CPU. With
 ``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution`` convolutions go to XLA's own
 kernel (reductions such as instance norm stay in YNNPACK) and the same networks run at 0.5-1.2x
-the PyTorch time, with the same outputs (``benchmarks/README.md``, issue 18).
+the PyTorch time, with the same outputs (``benchmarks/README.md``, issue 18). A second flag,
+``--xla_cpu_enable_concurrency_optimized_scheduler=false``, schedules instructions to keep memory
+low instead of running independent ones side by side (face 512 generator peak 2.1 -> 1.4 GiB at
+the same CPU time).
 
 XLA reads ``XLA_FLAGS`` once, when the backend starts (the first ``jax.devices()``, ``jit`` call
 or array), not at ``import jax``; :func:`apply` must run before that. It *appends* to the
