@@ -61,6 +61,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.loss = dict(
         lambda_feat=10.0,  # feature matching (and the VGG term's weight)
         latent_l1=60.0,    # L1 between the mapped latent and VAE_B's latent of the clean photo
+        image_l1=0.0,      # L1 between the restoration and the clean photo (not in the release;
+                           # a stand-in for the VGG term, as image_l1 is for the small VAEs)
         vgg_weights="")    # a torchvision VGG19 .npz; empty = no VGG term
     # TTUR (quality): generator lr/2, discriminator 2 lr, betas (0, 0.9).
     config.optim = dict(lr=2e-4, ttur=quality, b1=0.0 if quality else 0.5,

@@ -97,8 +97,8 @@ class Restorer:
 
     ``model``: a model directory (default: the bundled model) or a loaded
     ``model_files.Model``. ``options``: an ``Options`` and/or keyword overrides of its fields.
-    Without ``options`` or ``with_scratch``, a model that has no quality mapping (the bundled
-    one) restores in scratch mode by default. ``log``: where progress lines go (default:
+    Without ``options`` or ``with_scratch``, a model that has no quality mapping (a scratch-only
+    model such as bundled models 1-3) restores in scratch mode by default. ``log``: where progress lines go (default:
     nowhere). Raises ``CheckpointError`` for a damaged model and
     ``PipelineError`` when the model lacks a network the default mode needs.
     """
@@ -112,7 +112,7 @@ class Restorer:
             else model_files.load_model(model)
         if options is None and "with_scratch" not in overrides and \
                 "quality" not in pipeline.runnable_modes(self.model):
-            overrides["with_scratch"] = True  # e.g. the bundled model: scratch networks only
+            overrides["with_scratch"] = True  # a model with scratch networks only
         self.options = dataclasses.replace(options or Options(), **overrides)
         self.mesh = mesh
         self.log = log or (lambda line: None)

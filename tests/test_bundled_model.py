@@ -10,10 +10,10 @@ import sys
 import pytest
 
 from oldphoto_jax import bundled, model_files, photo_files
-from oldphoto_jax.pipeline.stage_runner import FINAL
+from oldphoto_jax.pipeline.stage_runner import FINAL, runnable_modes
+from oldphoto_jax.roles import MODES
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SCRATCH_ROLES = {"vae_a", "vae_b_scratch", "mapping_scratch", "scratch_detector"}
 
 pytestmark = pytest.mark.skipif(not (bundled.DEFAULT_DIR / "manifest.json").exists(),
                                 reason="no bundled model in this checkout (weights/README.md)")
@@ -30,9 +30,10 @@ def _size_mb(folder: pathlib.Path) -> float:
     return sum(p.stat().st_size for p in files if p.is_file()) / 2 ** 20
 
 
-def test_bundled_model_holds_the_scratch_networks_and_says_how_it_was_made():
+def test_bundled_model_runs_every_mode_and_says_how_it_was_made():
+    """Quality (the official default command), scratch and scratch + HR (issue 14)."""
     model = model_files.load_model(bundled.DEFAULT_DIR)
-    assert SCRATCH_ROLES <= set(model.roles)
+    assert set(runnable_modes(model)) == set(MODES)
     assert "train.py" in model.source and "weights/README.md" in model.source
 
 
@@ -50,7 +51,8 @@ def test_bundled_model_files_match_their_recorded_checksums():
 
 
 def test_bundled_files_fit_in_git():
-    assert _size_mb(bundled.DEFAULT_DIR) < 12
+    # Three mappings (quality, scratch, HR) of the small widths: about 6 MB each in float32.
+    assert _size_mb(bundled.DEFAULT_DIR) < 25
     assert _size_mb(REPO / "weights") < 50
 
 
@@ -70,3 +72,17 @@ def test_make_restore_command_restores_the_samples(tmp_path):
         mask = photo_files.read_photo(
             tmp_path / "stage_1_restore_output" / "masks" / "mask" / photo.name).rgb
         assert mask.any(), f"no scratch found on {photo.name}"
+
+
+def test_official_default_command_restores_the_unscratched_samples(tmp_path):
+    """``infer.py --input_folder in --output_folder out``: quality mode, what ``make restore``
+    runs on ``samples/old``."""
+    samples = REPO / "samples" / "old"
+    completed = subprocess.run(
+        [sys.executable, "infer.py", f"--input_folder={samples}", f"--output_folder={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    for photo in sorted(samples.glob("*.png")):
+        out = photo_files.read_photo(tmp_path / FINAL / photo.name).rgb
+        assert out.shape[2] == 3 and out.std() > 5  # a picture, not a flat image
+    assert not (tmp_path / "stage_1_restore_output" / "masks").exists()

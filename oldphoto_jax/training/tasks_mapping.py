@@ -18,7 +18,9 @@ Reference 10.4 (and 10.5 #1-#4 for the intended behaviour). Networks:
 Forward: ``z_A = Enc_A(x)`` and ``z_B = Enc_B(y)`` (constants, no noise), ``z_hat = M(z_A
 [, mask])``, ``y_hat = Dec_B(z_hat)`` (no noise; gradients reach M through the frozen Dec_B).
 Objectives: mapping ``L_GAN + L_FM + L_VGG + L_lat`` with ``L_lat = 60 mean|z_hat - z_B|``
-(``config.loss.latent_l1``), D ``1/2 [LS(D(x, y), 1) + LS(D(x, y_hat), 0)]``. Nothing is masked.
+(``config.loss.latent_l1``), plus ``config.loss.image_l1 * mean|y_hat - y|`` where that weight
+is above 0 (not in the release: a stand-in for the VGG term where its weights are absent), D
+``1/2 [LS(D(x, y), 1) + LS(D(x, y_hat), 0)]``. Nothing is masked.
 ``loss/latent_l1`` is the reconstruction metric; ``metric/l1`` is ``mean|y_hat - y|``.
 """
 from __future__ import annotations
@@ -131,6 +133,7 @@ def build_mapping_task(config, pretrained: dict | None = None) -> Task:
     if vgg:
         frozen["vgg"] = vgg
     lambda_feat, latent_weight = config.loss.lambda_feat, config.loss.latent_l1
+    image_weight = config.loss.get("image_l1", 0.0)  # configs older than the term have none
     with_mask = variant != "quality"
     ratio = 2 ** vae_a.n_down_convs
     start_from = warm_start_params(config)
@@ -189,9 +192,10 @@ def build_mapping_task(config, pretrained: dict | None = None) -> Task:
         metrics, g_adv, d_objective = lsgan_terms(fake_d, real_out, fake_g, lambda_feat)
         vgg_metrics, g_vgg = vgg_term(frozen_vars, y_hat, y, lambda_feat, config.precision)
         lat = losses.latent_l1_loss(z_hat, z_b, latent_weight)
+        l1 = jnp.mean(jnp.abs(y_hat - y))
         metrics.update(vgg_metrics)
-        metrics.update({"loss/latent_l1": lat, "metric/l1": jnp.mean(jnp.abs(y_hat - y))})
-        objectives = {"mapping": g_adv + g_vgg + lat, "D": d_objective}
+        metrics.update({"loss/latent_l1": lat, "metric/l1": l1})
+        objectives = {"mapping": g_adv + g_vgg + lat + image_weight * l1, "D": d_objective}
         return objectives, (metrics, {"D": d_cols} if d_cols else {})
 
     def samples(state, batch):

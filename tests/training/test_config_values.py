@@ -34,7 +34,7 @@ BEFORE = pathlib.Path(__file__).parent / "data" / "config_dumps_before.json"
 # latent adversarial term, 1 as before (0 = the ablation without the latent discriminator).
 ADDED = {"vae_a": {"model.name", "loss.latent_gan"},
          # init_from: start from a trained mapping (issue 14); empty = a fresh start as before.
-         "mapping": {"init_from.checkpoint", "init_from.role"}}
+         "mapping": {"init_from.checkpoint", "init_from.role", "loss.image_l1"}}
 # param_sharding / fsdp_min_size: parameters sharded over the data axis (issue 17), off by default.
 ADDED_TO_EVERY_STAGE = {"model.name", "param_sharding", "fsdp_min_size"}
 MOVED = {"model.query_chunk": "attention_chunk"}
@@ -86,7 +86,7 @@ MAPPING_MODEL = {"quality": {"nc", "mc", "n_up", "n_blocks"},
                  "hr": {"nc", "mc", "n_up", "stage_blocks", "patch_sizes", "query_chunk"}}
 USED_LOSS = {"vae_a": {"lambda_feat", "kl", "image_l1", "vgg_weights"},
              "vae_b": {"lambda_feat", "kl", "image_l1", "vgg_weights"},
-             "mapping": {"lambda_feat", "latent_l1", "vgg_weights"},
+             "mapping": {"lambda_feat", "latent_l1", "image_l1", "vgg_weights"},
              "scratch": {"detection", "positive_weight", "focal_gamma", "focal_alpha",
                          "detection_threshold"},
              "face": {"lambda_feat", "lambda_vgg", "vgg_weights"}}
@@ -132,6 +132,7 @@ def test_config_resolves_to_the_values_of_before(case):
         expected["data.clean"] += MORE_DATA
     if name == "mapping":
         assert new["init_from.checkpoint"] == "" and new["init_from.role"] == ""
+        assert new["loss.image_l1"] == 0.0
     if name == "vae_a":
         assert new["loss.latent_gan"] == 1.0
     assert new == expected

@@ -553,3 +553,15 @@ def test_quality_mapping_starts_from_a_trained_scratch_mapping(tmp_path, capsys)
     config.init_from.role = "mapping_hr"
     with pytest.raises(model_files.CheckpointError, match="none of the roles"):
         build_task(config, pretrained_vaes())
+
+
+def test_mapping_image_l1_adds_its_weight_times_the_image_l1_to_the_objective():
+    runs = {}
+    for weight in (0.0, 5.0):
+        config = small_config("mapping", "quality")
+        config.loss.image_l1 = weight
+        runs[weight] = Run(config, pretrained_vaes()).advance(1).metrics[0]
+    plain, weighted = runs[0.0], runs[5.0]
+    assert weighted["metric/l1"] == pytest.approx(plain["metric/l1"], rel=1e-6)
+    assert weighted["loss/mapping"] - plain["loss/mapping"] == pytest.approx(
+        5.0 * plain["metric/l1"], rel=1e-4)
