@@ -3,23 +3,37 @@
 #
 #     weights/train_gpu.sh [BUDGET_SECONDS]      # default 480
 #     DETECTORS=0 weights/train_gpu.sh 530        # VAEs and mapping only (bundled model 3)
+#     DETECTORS=0 MAPPINGS="quality scratch hr" VAE_VARIANT=colour weights/train_gpu.sh 780
+#                                                 # colour-carrying VAEs and all three mappings
+#     SIZE=tiny WORKERS=0 RUNS=/tmp/dry OUTPUT=/tmp/dry/model PY=.venv/bin/python \
+#         DETECTORS=0 MAPPINGS="quality scratch hr" VAE_VARIANT=colour weights/train_gpu.sh 300
+#                                                 # the same on the CPU at tiny sizes (dry run)
 #
-# Runs train.py with the `small` configs, every process sharing the one GPU:
-#   phase 1: VAE_A, VAE_B and two scratch detectors (plain BCE, and BCE with positives weighted
-#            4x: the better one on held-out synthetic masks is bundled; DETECTORS=0 skips them
-#            and gives their data workers to the VAEs and the mapping);
-#   phase 2: the scratch mapping between the two finished VAEs, beside the detectors.
+# Runs train.py with the `small` configs (SIZE=tiny: the tiny ones), every process sharing the
+# one GPU:
+#   phase 1: VAE_A, VAE_B (VAE_VARIANT=colour: the `colour` variant, which carries each photo's
+#            colour statistics in 6 more latent channels) and two scratch detectors (plain BCE,
+#            and BCE with positives weighted 4x: the better one on held-out synthetic masks is
+#            bundled; DETECTORS=0 skips them and gives their data workers to the others);
+#   phase 2: the mappings of MAPPINGS (default "scratch"; any of quality, scratch, hr) between
+#            the two finished VAEs, side by side (and beside the detectors).
 # Each run stops at its config's num_steps or at its --config.time_limit_s, whichever comes
 # first, and then checkpoints and exports (train.py resumes it on a later call: a work directory
-# left by another recipe is resumed too, so remove it first). Logs go to weights/runs/<run>.log.
-# Data workers: 16 CPU cores assumed (--config.input.num_workers). At the end the exports are
-# assembled into weights/default (the plain-BCE detector; ASSEMBLE=0 skips this). ON_RUN_END, if
-# set, is a command run with each run's name as it ends (e.g. to copy its results away early).
-# A run resumed with another worker count than its checkpoint's reads the same batches.
+# left by another recipe is resumed too, so remove it first). Logs go to $RUNS/<run>.log.
+# Data workers: 16 CPU cores assumed (--config.input.num_workers; WORKERS=0 makes every run read
+# in its own process, for a CPU dry run). At the end the exports are assembled into $OUTPUT
+# (default weights/default; with the plain-BCE detector of $RUNS, or DETECTOR_DIR; ASSEMBLE=0
+# skips this). ON_RUN_END, if set, is a command run with each run's name as it ends (e.g. to
+# copy its results away early). A run resumed with another worker count than its checkpoint's
+# reads the same batches.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 RUNS=${RUNS:-weights/runs}
+OUTPUT=${OUTPUT:-weights/default}
+SIZE=${SIZE:-small}
+VAE_VARIANT=${VAE_VARIANT:-}
+MAPPINGS=${MAPPINGS:-scratch}
 BUDGET=${1:-480}
 MARGIN=60  # start-up, compilation, the last checkpoint and the export after a time limit
 START=$(date +%s)
@@ -27,8 +41,14 @@ elapsed() { echo $(( $(date +%s) - START )); }
 mkdir -p "$RUNS"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 
+case $SIZE in small|tiny) ;; *) echo "SIZE must be small or tiny, not $SIZE"; exit 2;; esac
+case $VAE_VARIANT in ""|colour) ;; *) echo "VAE_VARIANT must be empty or colour"; exit 2;; esac
+SUFFIX=${VAE_VARIANT:+_$VAE_VARIANT}           # run names and config arguments
+LATENT=$([[ $SIZE == small ]] && echo 32 || echo 8)
+NC=$(( LATENT + (${#VAE_VARIANT} > 0 ? 6 : 0) ))  # the mapping's nc = the VAEs' latent channels
+
 train() {  # train <run> <config> <workers> <time limit s> [overrides...]
-  local run=$1 config=$2 workers=$3 limit=$(( $4 > 10 ? $4 : 10 ))
+  local run=$1 config=$2 workers=${WORKERS:-$3} limit=$(( $4 > 10 ? $4 : 10 ))
   shift 4
   echo "[$(elapsed) s] start $run ($config, time limit ${limit} s)"
   $PY train.py --config "$config" --workdir "$RUNS/$run" --config.input.num_workers="$workers" \
@@ -40,34 +60,45 @@ train() {  # train <run> <config> <workers> <time limit s> [overrides...]
   return $rc
 }
 
+read -r -a MAPPING_LIST <<< "$MAPPINGS"
+for m in "${MAPPING_LIST[@]}"; do
+  case $m in quality|scratch|hr) ;; *) echo "MAPPINGS: unknown mapping $m"; exit 2;; esac
+done
 VAE_LIMIT=$(( BUDGET * 47 / 100 - MARGIN ))
 if [[ ${DETECTORS:-1} == 1 ]]; then
-  VAE_WORKERS=(4 1); MAPPING_WORKERS=5
-  train scratch_small configs/scratch.py:small 3 $(( BUDGET - MARGIN - 30 )) &
-  train scratch_small_pw4 configs/scratch.py:small 3 $(( BUDGET - MARGIN - 30 )) \
+  VAE_WORKERS=(4 1); MAPPING_WORKERS=$(( 5 / ${#MAPPING_LIST[@]} ))
+  train scratch_$SIZE configs/scratch.py:$SIZE 3 $(( BUDGET - MARGIN - 30 )) &
+  train scratch_${SIZE}_pw4 configs/scratch.py:$SIZE 3 $(( BUDGET - MARGIN - 30 )) \
       --config.loss.positive_weight=4.0 &
 else
-  VAE_WORKERS=(8 7); MAPPING_WORKERS=14
+  VAE_WORKERS=(8 7); MAPPING_WORKERS=$(( 14 / ${#MAPPING_LIST[@]} ))
 fi
-train vae_a_small configs/vae_a.py:small ${VAE_WORKERS[0]} $VAE_LIMIT & VAE_A=$!
-train vae_b_small configs/vae_b.py:small ${VAE_WORKERS[1]} $VAE_LIMIT & VAE_B=$!
+VAE_A_RUN=vae_a_$SIZE$SUFFIX; VAE_B_RUN=vae_b_$SIZE$SUFFIX
+train $VAE_A_RUN configs/vae_a.py:$SIZE$SUFFIX ${VAE_WORKERS[0]} $VAE_LIMIT & VAE_A=$!
+train $VAE_B_RUN configs/vae_b.py:$SIZE$SUFFIX ${VAE_WORKERS[1]} $VAE_LIMIT & VAE_B=$!
 wait $VAE_A; A=$?
 wait $VAE_B; B=$?
+MAPPING_RUNS=()
 if [[ $A == 0 && $B == 0 ]]; then
-  train mapping_small_scratch configs/mapping.py:small_scratch $MAPPING_WORKERS \
-      $(( BUDGET - $(elapsed) - MARGIN - 30 )) \
-      --config.vae_a_checkpoint="$RUNS/vae_a_small/export" \
-      --config.vae_b_checkpoint="$RUNS/vae_b_small/export" &
+  MAPPING_LIMIT=$(( BUDGET - $(elapsed) - MARGIN - 30 ))
+  for m in "${MAPPING_LIST[@]}"; do
+    run=mapping_${SIZE}_$m$SUFFIX
+    MAPPING_RUNS+=("$RUNS/$run/export")
+    train $run configs/mapping.py:${SIZE}_$m $MAPPING_WORKERS $MAPPING_LIMIT \
+        --config.model.nc=$NC \
+        --config.vae_a_checkpoint="$RUNS/$VAE_A_RUN/export" \
+        --config.vae_b_checkpoint="$RUNS/$VAE_B_RUN/export" &
+  done
 else
   echo "a VAE run failed: no mapping run"
 fi
 wait
 echo "[$(elapsed) s] all runs ended"
 
-if [[ ${ASSEMBLE:-1} == 1 ]]; then
+if [[ ${ASSEMBLE:-1} == 1 && ${#MAPPING_RUNS[@]} -gt 0 ]]; then
   COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-  $PY -m oldphoto_jax.training.assemble --output weights/default --overwrite \
-      --description "bundled model: train.py with configs/*.py:small (weights/train_gpu.sh $BUDGET) at commit $COMMIT; see weights/README.md" \
-      "$RUNS/vae_a_small/export" "$RUNS/vae_b_small/export" \
-      "$RUNS/mapping_small_scratch/export" "$RUNS/scratch_small/export"
+  $PY -m oldphoto_jax.training.assemble --output "$OUTPUT" --overwrite \
+      --description "bundled model: train.py with configs/*.py:$SIZE$SUFFIX (weights/train_gpu.sh $BUDGET, MAPPINGS=\"$MAPPINGS\") at commit $COMMIT; see weights/README.md" \
+      "$RUNS/$VAE_A_RUN/export" "$RUNS/$VAE_B_RUN/export" "${MAPPING_RUNS[@]}" \
+      --network scratch_detector="${DETECTOR_DIR:-$RUNS/scratch_$SIZE/export}"
 fi
