@@ -83,7 +83,8 @@ _MODE = flags.DEFINE_enum(
     "scratch: the whole degradation recipe, the model as infer.py --with_scratch (it detects "
     "the damage itself); quality: the recipe without local damage (scratches, dust, folds, "
     "cracks, holes, tears), the model as plain infer.py (quality mapping), the classical "
-    "baseline non-local means alone.")
+    "baseline non-local means alone; scratch_hr: as scratch, the model as infer.py "
+    "--with_scratch --HR (the HR mapping's patch attention).")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Also print library logs.")
 
 

@@ -6,7 +6,7 @@ import pathlib
 import time
 
 
-MODES = ("scratch", "quality")
+MODES = ("scratch", "quality", "scratch_hr")
 
 
 def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
@@ -20,7 +20,8 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     the image's global colour offset from the clean photo is removed: not a score, it looks at
     the clean photo) and, when ``lpips_weights`` (an ``.npz`` path) is given, "lpips".
     ``mode`` "scratch": the whole recipe, the model as ``infer.py --with_scratch``; "quality":
-    the recipe without its local damage (empty masks), the model as plain ``infer.py``."""
+    the recipe without its local damage (empty masks), the model as plain ``infer.py``;
+    "scratch_hr": the whole recipe, the model as ``infer.py --with_scratch --HR``."""
     from oldphoto_jax import model_files, photo_files
     from oldphoto_jax.evaluation import (classical, contact_sheet, degraded_set, fid,
                                          image_scores, lpips, report)
@@ -28,7 +29,7 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
 
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
-    with_scratch = mode == "scratch"
+    with_scratch = mode != "quality"
     output = pathlib.Path(output_dir)
     began = time.perf_counter()
     lpips_params = lpips.load_lpips_vgg_npz(lpips_weights) if lpips_weights else None
@@ -58,8 +59,8 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
 
     model = model_files.load_model(checkpoint_dir)
     log(f"model: {model.directory} ({model.source or 'no source recorded'})")
-    options = Options(with_scratch=with_scratch, faces=False, overwrite=True,
-                      attention_chunk=attention_chunk)
+    options = Options(with_scratch=with_scratch, hr=mode == "scratch_hr", faces=False,
+                      overwrite=True, attention_chunk=attention_chunk)
     summary = StageRunner(model, options, log=log).run(output / "degraded", output / "ours")
     if summary.failed:
         raise PipelineError("restoration failed for " + ", ".join(

@@ -247,3 +247,13 @@ def test_contact_sheet_lays_out_rows_and_columns(tmp_path):
     assert sheet.shape == (20 * 2 + contact_sheet.GAP, 30 + 30 + contact_sheet.GAP, 3)
     (after / "b.png").unlink()
     assert contact_sheet.main(["--columns", str(before), str(after), "--output", str(out)]) == 1
+
+
+def test_scratch_hr_mode_restores_with_the_hr_mapping(tmp_path, eval_inputs):
+    """Only the HR roles are given, so a run that used the scratch mapping would fail."""
+    roles_hr = set(roles.MODE_ROLES["scratch_hr"]) | {"scratch_detector"}
+    model_dir, clean = eval_inputs({"one.png": _smooth_photo(64, 64, seed=5)}, sorted(roles_hr))
+    result = evaluate(clean, None, model_dir, tmp_path / "eval", seed=0, mode="scratch_hr",
+                      log=lambda line: None)
+    assert result["settings"]["mode"] == "scratch_hr"
+    assert np.asarray(Image.open(tmp_path / "eval" / "mask" / "one.png")).any()
