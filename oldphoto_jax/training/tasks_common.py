@@ -113,7 +113,7 @@ def warm_start(params: Mapping, source: Mapping) -> tuple[dict, list[str], list[
         candidate = flat_source.get(key)
         if candidate is not None and tuple(candidate.shape) == tuple(value.shape):
             taken.append(key)
-            return jnp.asarray(candidate, value.dtype)
+            return jnp.array(candidate, value.dtype, copy=True)  # never the source's buffer
         fresh.append(key)
         return value
 
@@ -157,7 +157,9 @@ def build_state(trainables: Mapping[str, Trainable], variables: Mapping[str, Map
     if collections:
         state["collections"] = collections
     if frozen:
-        state["frozen"] = jax.tree.map(jnp.asarray, dict(frozen))
+        # Copies: the trainer donates the state to each step, which deletes its buffers, and
+        # loaded networks (``model_files``) are device arrays the task keeps for later calls.
+        state["frozen"] = jax.tree.map(lambda x: jnp.array(x, copy=True), dict(frozen))
     return state
 
 

@@ -53,7 +53,9 @@ def test_every_config_variant_loads(name):
             "mapping", "scratch") else 10000 if small else 0)  # 0 = the official epochs
         assert (config.optim.steps_per_epoch > 0) == small and config.mesh_axes == ("data",)
         photos = config.data.faces if name == "face" else config.data.clean
-        assert not photos or pathlib.Path(photos).parts[-2:] == ("photos", "clean")
+        folders = photos.split(",") if photos else []  # small: clean and clean_more
+        expected = [("photos", "clean")] + ([("photos", "clean_more")] if small else [])
+        assert [pathlib.Path(f).parts[-2:] for f in folders] in ([], expected)
         # Every number is typed (none is left for the trainer to decide); the fields that are
         # None by default are typed placeholders, so --config.input.empty_mask_p=0.5 works.
         assert isinstance(config.optim.b1, float) and isinstance(config.optim.lr, float)
