@@ -22,14 +22,15 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q -m "slow or not slow"
 
-# Restore the bundled sample photos (scratch mode: the bundled model has no quality mapping; faces
-# are enhanced when the model has a face network).
+# Restore the bundled sample photos as the official README does: the scratched ones in scratch
+# mode, the others in quality mode (the official default command). Faces are enhanced when the
+# model has a face network.
 CHECKPOINT_DIR ?= weights/default
 restore: setup
 	$(PY) infer.py --input_folder samples/old_w_scratch --output_folder outputs/samples/old_w_scratch \
 		--with_scratch --checkpoint_dir $(CHECKPOINT_DIR)
 	$(PY) infer.py --input_folder samples/old --output_folder outputs/samples/old \
-		--with_scratch --checkpoint_dir $(CHECKPOINT_DIR)
+		--checkpoint_dir $(CHECKPOINT_DIR)
 
 # The local web page (http://127.0.0.1:8000/) with the same model.
 serve: setup
