@@ -29,13 +29,12 @@ import numpy as np
 from PIL import Image
 from skimage import color
 
+from oldphoto_jax import roles
+
 NEUTRAL_CHROMA = 4.0       # mean chroma C*ab below this: a neutral (black-and-white) photo
 TONED_HUES = (20.0, 100.0)  # degrees of mean hue h_ab: orange to yellow (sepia, yellowing)
 TONED_CHROMA = 30.0
-MODES = ("quality", "scratch", "scratch_hr")
-MODE_OPTIONS = {"quality": dict(with_scratch=False, hr=False),
-                "scratch": dict(with_scratch=True, hr=False),
-                "scratch_hr": dict(with_scratch=True, hr=True)}
+MODES = roles.MODES  # quality, scratch, scratch_hr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +122,7 @@ def measure(checkpoint_dir, folders: list[str], modes: list[str], output_dir, *,
     """Restore every photo of ``folders`` in each mode, write the report, return it."""
     from oldphoto_jax import api
     from oldphoto_jax.evaluation.contact_sheet import sheet
+    from oldphoto_jax.pipeline.stage_runner import mode_options
 
     restorer = api.Restorer(checkpoint_dir, faces=False)
     available = restorer.modes()
@@ -137,7 +137,7 @@ def measure(checkpoint_dir, folders: list[str], modes: list[str], output_dir, *,
         label = f"{path.parent.name}/{path.name}"
         cells = []
         for mode in modes:
-            options = dict(MODE_OPTIONS[mode], max_side=max_side or None)
+            options = dict(mode_options(mode), max_side=max_side or None)
             try:
                 result = restorer.restore(str(path), **options)
             except api.RestorationError as error:

@@ -25,11 +25,12 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     from oldphoto_jax import model_files, photo_files
     from oldphoto_jax.evaluation import (classical, contact_sheet, degraded_set, fid,
                                          image_scores, lpips, report)
-    from oldphoto_jax.pipeline.stage_runner import FINAL, Options, PipelineError, StageRunner
+    from oldphoto_jax.pipeline.stage_runner import (FINAL, Options, PipelineError, StageRunner,
+                                                    mode_options)
 
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
-    with_scratch = mode != "quality"
+    with_scratch = mode_options(mode)["with_scratch"]
     output = pathlib.Path(output_dir)
     began = time.perf_counter()
     lpips_params = lpips.load_lpips_vgg_npz(lpips_weights) if lpips_weights else None
@@ -59,8 +60,8 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
 
     model = model_files.load_model(checkpoint_dir)
     log(f"model: {model.directory} ({model.source or 'no source recorded'})")
-    options = Options(with_scratch=with_scratch, hr=mode == "scratch_hr", faces=False,
-                      overwrite=True, attention_chunk=attention_chunk)
+    options = Options(**mode_options(mode), faces=False, overwrite=True,
+                      attention_chunk=attention_chunk)
     summary = StageRunner(model, options, log=log).run(output / "degraded", output / "ours")
     if summary.failed:
         raise PipelineError("restoration failed for " + ", ".join(

@@ -65,6 +65,13 @@ class Options:
         return faces.HR_FACE_SIZE if self.hr else faces.FACE_SIZE
 
 
+def mode_options(mode: str) -> dict[str, bool]:
+    """The :class:`Options` fields of a restoration ``mode`` (the inverse of ``Options.mode``)."""
+    if mode not in MODE_ROLES:
+        raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODE_ROLES)}")
+    return {"with_scratch": mode != "quality", "hr": mode == "scratch_hr"}
+
+
 def needed_roles(mode: str) -> tuple[str, ...]:
     """Every network a restoration ``mode`` runs, faces aside: its global restoration
     (:data:`MODE_ROLES`) and, in the scratch modes, the scratch detector."""

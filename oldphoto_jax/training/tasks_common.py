@@ -27,6 +27,7 @@ import dataclasses
 from typing import Any, Callable, Mapping
 
 import flax.linen as nn
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import optax
@@ -105,27 +106,14 @@ def warm_start(params: Mapping, source: Mapping) -> tuple[dict, list[str], list[
     """``params`` with every array that ``source`` has at the same path and shape taken from
     ``source`` (a trained network of another variant, e.g. the scratch mapping for the quality
     one); returns (params, paths taken, paths left as initialised), paths as ``a/b/c``."""
-    flat_source = {"/".join(map(str, k)): v for k, v in _flatten(source)}
-    taken, fresh = [], []
-
-    def pick(path, value):
-        key = "/".join(str(getattr(p, "key", p)) for p in path)
-        candidate = flat_source.get(key)
-        if candidate is not None and tuple(candidate.shape) == tuple(value.shape):
-            taken.append(key)
-            return jnp.array(candidate, value.dtype, copy=True)  # never the source's buffer
-        fresh.append(key)
-        return value
-
-    return jax.tree_util.tree_map_with_path(pick, dict(params)), taken, fresh
-
-
-def _flatten(tree: Mapping, prefix: tuple = ()):
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            yield from _flatten(value, prefix + (key,))
-        else:
-            yield prefix + (key,), value
+    flat = traverse_util.flatten_dict(dict(params), sep="/")
+    flat_source = traverse_util.flatten_dict(dict(source), sep="/")
+    taken = [key for key, value in flat.items()
+             if key in flat_source and tuple(flat_source[key].shape) == tuple(value.shape)]
+    fresh = [key for key in flat if key not in set(taken)]
+    for key in taken:  # a copy, never the source's buffer (the trainer donates the state)
+        flat[key] = jnp.array(flat_source[key], flat[key].dtype, copy=True)
+    return traverse_util.unflatten_dict(flat, sep="/"), taken, fresh
 
 
 @dataclasses.dataclass(frozen=True)
