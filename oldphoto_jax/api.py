@@ -31,7 +31,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from oldphoto_jax import bundled, model_files, photo_files
+from oldphoto_jax import cpu_tuning
+
+cpu_tuning.apply()  # the fast CPU flags, before anything starts the JAX backend
+
+from oldphoto_jax import bundled, compile_cache, model_files, photo_files  # noqa: E402
 from oldphoto_jax.pipeline import stage_runner as pipeline
 
 Options = pipeline.Options
@@ -106,6 +110,7 @@ class Restorer:
     def __init__(self, model: str | os.PathLike | model_files.Model | None = None,
                  options: Options | None = None, *, mesh=None,
                  log: Callable[[str], None] | None = None, **overrides: Any):
+        compile_cache.enable()
         if model is None:
             model = bundled.DEFAULT_DIR
         self.model = model if isinstance(model, model_files.Model) \

@@ -8,7 +8,9 @@
 Each (stage, size) case runs in a fresh process, so its peak memory is its own: the jitted
 function the pipeline uses (``oldphoto_jax.pipeline.stage1``, the face generator), with the
 networks set up as ``infer.py`` sets them (``pipeline.stage_runner.inference_network``: precision,
-attention chunk), is compiled ahead of time (``compile s``), run once (``first run s``) and then
+attention chunk), is compiled ahead of time (``compile s``; as in ``infer.py``, through the
+persistent compilation cache of :mod:`oldphoto_jax.compile_cache`, so a second benchmark of the
+same case reads the executable back: ``OLDPHOTO_JAX_COMPILE_CACHE=0`` measures without), run once (``first run s``) and then
 ``--repeats`` times (``run s``: the median). ``peak RSS`` is the process's peak resident memory
 (interpreter, JAX, weights and XLA's buffers), ``rss0`` the same before the first compilation;
 on a GPU/TPU the device's peak bytes in use are reported too. Inputs are a synthetic photo of
@@ -44,7 +46,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from oldphoto_jax import cpu_tuning
+from oldphoto_jax import compile_cache, cpu_tuning
 from oldphoto_jax.pipeline import stage_runner
 from oldphoto_jax.roles import MODE_ROLES
 
@@ -74,6 +76,43 @@ OFFICIAL = {
     ("face_256", 256): (1.69, 1219),
     ("face_512", 512): (7.25, 1978),
 }
+
+# The same seven cases timed on the 2-core AMD EPYC machines of this project (sessions get
+# either kind of CPU; the one above was faster), with the official code's networks built from
+# its own source files and loaded with the parity fixtures' weights (each verified against the
+# fixtures first), on the bench's synthetic photo, each case in a fresh process, median of 3
+# runs after a warm-up, with no other process using the CPU (benchmarks/README.md).
+OFFICIAL_EPYC_PROVENANCE = ("official PyTorch 2.13 code (torch 2.13.0+cpu), 2 threads, fp32, "
+                            "batch 1, measured on a 2-core AMD EPYC machine 2026-12-05, load < 0.1")
+OFFICIAL_EPYC = {
+    ("detect", 256): (1.12, 614),
+    ("restore_quality", 256): (2.00, 539),
+    ("restore_quality", 512): (8.79, 669),
+    ("restore_scratch", 512): (18.26, 4739),
+    ("restore_hr", 512): (16.58, 977),
+    ("face_256", 256): (2.61, 1207),
+    ("face_512", 512): (10.25, 2022),
+}
+
+
+def cpu_model_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def official_reference(cpu_model: str | None = None) -> tuple[dict, str]:
+    """(official times, their provenance) measured on this kind of CPU: :data:`OFFICIAL_EPYC`
+    on an AMD EPYC, else :data:`OFFICIAL` (issue 18's machine)."""
+    cpu_model = cpu_model_name() if cpu_model is None else cpu_model
+    if "AMD EPYC" in cpu_model:
+        return OFFICIAL_EPYC, OFFICIAL_EPYC_PROVENANCE
+    return OFFICIAL, OFFICIAL_PROVENANCE
 
 
 def expand_stages(names) -> list[str]:
@@ -160,8 +199,9 @@ def run_case(checkpoint_dir: str, stage: str, size: int, repeats: int,
     """Measures one case in this process (call it in a fresh one for a clean peak)."""
     import jax
 
-    from oldphoto_jax import model_files
+    from oldphoto_jax import compile_cache, model_files
 
+    compile_cache.enable()  # as infer.py: a warm cache skips XLA's compilation
     model = model_files.load_model(checkpoint_dir)
     fn, args, side = _case_function(model, stage, size, attention_chunk)
     rss0 = _status_mib("VmRSS")
@@ -190,7 +230,7 @@ def run_case(checkpoint_dir: str, stage: str, size: int, repeats: int,
         "device": str(jax.devices()[0].device_kind),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
-    result.update(official_comparison(result))
+    result.update(official_comparison(result, official_reference()[0]))
     stats = jax.devices()[0].memory_stats() or {}
     if "peak_bytes_in_use" in stats:
         result["device_peak_mib"] = stats["peak_bytes_in_use"] / 2 ** 20
@@ -204,13 +244,14 @@ def per_run_usage(before, after, runs: int) -> dict:
             "minor_faults": (after.ru_minflt - before.ru_minflt) / runs}
 
 
-def official_comparison(result: dict) -> dict:
-    """The official code's time and peak for this case (:data:`OFFICIAL`) and our ratios to
-    them; empty where it was not measured."""
+def official_comparison(result: dict, table: dict | None = None) -> dict:
+    """The official code's time and peak for this case (``table``, by default
+    :data:`OFFICIAL`) and our ratios to them; empty where it was not measured."""
+    table = OFFICIAL if table is None else table
     key = (result["stage"], result["size"])
-    if key not in OFFICIAL:
+    if key not in table:
         return {}
-    seconds, peak = OFFICIAL[key]
+    seconds, peak = table[key]
     return {"official_s": seconds, "official_peak_mib": peak,
             "vs_official": result["run_s"] / seconds,
             "peak_vs_official": result["peak_rss_mib"] / peak}
@@ -325,6 +366,8 @@ def main(argv):
         print(note)
     print(f"model: {model.directory} ({model.source or 'no source recorded'})")
     print(cpu_tuning.describe())
+    print(f"compilation cache: {compile_cache.chosen_directory() or 'off'} "
+          f"({compile_cache.SWITCH}=0: off; =DIR: another folder)")
     results = []
     for stage in stages:
         sizes = ([FACE_SIDES[stage]] if stage in FACE_SIDES
@@ -344,7 +387,7 @@ def main(argv):
     print()
     print(markdown_table(results))
     if any("official_s" in r for r in results):
-        print(f"\nofficial: {OFFICIAL_PROVENANCE}")
+        print(f"\nofficial: {official_reference()[1]}")
     if FLAGS.json:
         with open(FLAGS.json, "w") as out:
             json.dump(results, out, indent=1)

@@ -17,7 +17,12 @@ or array), not at ``import jax``; :func:`apply` must run before that. It *append
 a flag the user already set wins over ours, and ``OLDPHOTO_JAX_CPU_TUNING=0`` turns the tuning
 off altogether. The flags only concern the CPU backend; GPU/TPU runs ignore them.
 
-The allocator (opt-in, ``OLDPHOTO_JAX_MALLOC_TUNING=1``): XLA:CPU allocates its large
+The allocator, by default: at most two glibc malloc arenas (``glibc.malloc.arena_max=2``,
+:data:`DEFAULT_MALLOC_TUNABLES`): each thread that allocates concurrently otherwise gets an arena
+of its own that keeps what was freed into it; the limit lowered the peak of every inference
+stage by 50-120 MiB at the same run time (benchmarks/README.md, issue 18, third session).
+
+More allocator tuning (opt-in, ``OLDPHOTO_JAX_MALLOC_TUNING=1``): XLA:CPU allocates its large
 temporary buffers with ``malloc`` on every call; glibc serves blocks above its mmap threshold with
 fresh mappings, so every call pays page faults (system time) for them. :func:`tune_allocator`
 keeps one arena, no mmap and up to 512 MiB of freed memory. Measured with the XLA flag on
@@ -57,6 +62,12 @@ FLAGS = (("--xla_cpu_experimental_ynn_fusion_type", "-individual_convolution"),
 # start) and as mallopt() parameters for this one.
 MALLOC_TUNABLES = (("glibc.malloc.arena_max", "1"), ("glibc.malloc.mmap_max", "0"),
                    ("glibc.malloc.trim_threshold", str(512 << 20)))
+# Always (with the tuning on): at most two malloc arenas. glibc gives each thread that allocates
+# concurrently an arena of its own, and memory freed into one is kept for that arena: reading
+# the weights (tensorstore's threads) and running XLA's thread pool otherwise leave 50-120 MiB
+# more resident at the peak of every stage at the same run time (benchmarks/README.md, issue
+# 18, third session).
+DEFAULT_MALLOC_TUNABLES = (("glibc.malloc.arena_max", "2"),)
 _MALLOPT = {"glibc.malloc.arena_max": -8, "glibc.malloc.mmap_max": -4,
             "glibc.malloc.trim_threshold": -1}  # M_ARENA_MAX, M_MMAP_MAX, M_TRIM_THRESHOLD
 
@@ -78,11 +89,11 @@ def tuned_xla_flags(xla_flags: str) -> str:
     return " ".join([xla_flags.strip(), *extra]).strip()
 
 
-def tuned_glibc_tunables(tunables: str) -> str:
-    """``tunables`` (GLIBC_TUNABLES syntax) with :data:`MALLOC_TUNABLES` added unless already
-    set (the user's setting wins)."""
+def tuned_glibc_tunables(tunables: str, wanted=MALLOC_TUNABLES) -> str:
+    """``tunables`` (GLIBC_TUNABLES syntax) with ``wanted`` added unless already set (the
+    user's setting wins)."""
     present = {item.split("=", 1)[0] for item in tunables.split(":") if item}
-    extra = [f"{name}={value}" for name, value in MALLOC_TUNABLES if name not in present]
+    extra = [f"{name}={value}" for name, value in wanted if name not in present]
     return ":".join([t for t in tunables.split(":") if t] + extra)
 
 
@@ -94,20 +105,22 @@ def _mallopt():
         return None
 
 
-def tune_allocator(environ: MutableMapping[str, str] = os.environ) -> bool:
-    """Adds :data:`MALLOC_TUNABLES` to ``environ["GLIBC_TUNABLES"]`` (child processes) and, when
-    ``environ`` is this process's environment, applies them here with ``mallopt`` (those the
-    user set in GLIBC_TUNABLES excepted: glibc read them at start-up). Returns whether every
-    ``mallopt`` call succeeded (False where the C library is not glibc)."""
+def tune_allocator(environ: MutableMapping[str, str] = os.environ,
+                   wanted=MALLOC_TUNABLES) -> bool:
+    """Adds ``wanted`` (:data:`MALLOC_TUNABLES` or :data:`DEFAULT_MALLOC_TUNABLES`) to
+    ``environ["GLIBC_TUNABLES"]`` (child processes) and, when ``environ`` is this process's
+    environment, applies them here with ``mallopt`` (those the user set in GLIBC_TUNABLES
+    excepted: glibc read them at start-up). Returns whether every ``mallopt`` call succeeded
+    (False where the C library is not glibc)."""
     user = {item.split("=", 1)[0] for item in environ.get("GLIBC_TUNABLES", "").split(":")}
-    environ["GLIBC_TUNABLES"] = tuned_glibc_tunables(environ.get("GLIBC_TUNABLES", ""))
+    environ["GLIBC_TUNABLES"] = tuned_glibc_tunables(environ.get("GLIBC_TUNABLES", ""), wanted)
     if environ is not os.environ:
         return True
     mallopt = _mallopt()
     if mallopt is None:
         return False
     return all(mallopt(_MALLOPT[name], int(value)) == 1
-               for name, value in MALLOC_TUNABLES if name not in user)
+               for name, value in wanted if name not in user)
 
 
 def backend_started() -> bool:
@@ -138,6 +151,9 @@ def apply(environ: MutableMapping[str, str] = os.environ) -> str | None:
     environ["XLA_FLAGS"] = flags
     if environ.get(MALLOC_SWITCH, "0").strip().lower() in ("1", "true", "yes", "on"):
         tune_allocator(environ)
+    elif environ.get("GLIBC_TUNABLES", "") != tuned_glibc_tunables(
+            environ.get("GLIBC_TUNABLES", ""), DEFAULT_MALLOC_TUNABLES):
+        tune_allocator(environ, DEFAULT_MALLOC_TUNABLES)  # idempotent: once per environment
     return flags
 
 

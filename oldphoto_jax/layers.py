@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from typing import Any, Callable, Iterator, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from oldphoto_jax import winograd
 
 Array = jax.Array
 Precision = Any  # None, "default", "high", "highest" or a jax.lax.Precision
@@ -85,6 +88,81 @@ def using_conv_weight_gradient(mode: str) -> Iterator[None]:
         set_conv_weight_gradient(previous)
 
 
+# How a 3x3 stride-1 convolution's forward pass is computed:
+# * "direct": XLA's convolution;
+# * "winograd": Winograd F(2x2, 3x3) (oldphoto_jax.winograd: 16/36 of the multiply-adds, float32
+#   rounding differences only, the gradient stays the direct convolution's);
+# * "auto" (the default): "winograd" for the wide layers (see winograd_worthwhile) when the
+#   default backend is the CPU, where XLA's convolution already runs near the peak FLOP rate;
+#   "direct" on GPUs and TPUs, whose convolution libraries choose their own algorithms.
+# The environment variable OLDPHOTO_JAX_CONV_ALGORITHM sets it for a whole program (infer.py,
+# the benchmarks): "direct" uses ~70-110 MiB less memory on the CPU, at up to 1.6x the time
+# (benchmarks/README.md).
+CONV_ALGORITHMS = ("auto", "direct", "winograd")
+CONV_ALGORITHM_VARIABLE = "OLDPHOTO_JAX_CONV_ALGORITHM"
+
+
+def _algorithm_from_environment() -> str:
+    value = os.environ.get(CONV_ALGORITHM_VARIABLE, "auto").strip().lower() or "auto"
+    if value not in CONV_ALGORITHMS:
+        raise ValueError(f"{CONV_ALGORITHM_VARIABLE}={value!r}: must be one of "
+                         f"{', '.join(CONV_ALGORITHMS)}")
+    return value
+
+
+_conv_algorithm = _algorithm_from_environment()
+
+
+def set_conv_algorithm(algorithm: str) -> None:
+    """Chooses the :data:`CONV_ALGORITHMS` entry for convolutions traced from now on."""
+    global _conv_algorithm
+    if algorithm not in CONV_ALGORITHMS:
+        raise ValueError(f"conv algorithm must be one of {CONV_ALGORITHMS}, got {algorithm!r}")
+    _conv_algorithm = algorithm
+
+
+def conv_algorithm() -> str:
+    return _conv_algorithm
+
+
+@contextlib.contextmanager
+def using_conv_algorithm(algorithm: str) -> Iterator[None]:
+    """:func:`set_conv_algorithm` for the duration of a ``with`` block (tracing inside)."""
+    previous = _conv_algorithm
+    set_conv_algorithm(algorithm)
+    try:
+        yield
+    finally:
+        set_conv_algorithm(previous)
+
+
+def winograd_worthwhile(in_features: int, out_features: int, out_pixels: int) -> bool:
+    """Whether "auto" computes a 3x3 layer of these widths and output size by Winograd. The
+    input and output transforms cost memory traffic per pixel and channel while the saved
+    multiply-adds grow with in x out, so narrow layers are faster direct; the kernel transform
+    costs in x out whatever the size, so small images are too (with 128-channel layers the face
+    256 generator took 2.16 s against 1.68 s direct, and its 1024-channel layers at 8-32 px
+    made it 20 % slower again; benchmarks/README.md)."""
+    return (min(in_features, out_features) >= WINOGRAD_MIN_FEATURES
+            and out_pixels >= WINOGRAD_MIN_PIXELS)
+
+
+WINOGRAD_MIN_FEATURES = 256
+WINOGRAD_MIN_PIXELS = 64 * 64
+
+
+def _use_winograd(x: Array, kernel: Array, stride: int, dilation: int, groups: int,
+                  lhs_dilation: int, padding_hw) -> bool:
+    kh, kw, cin, cout = kernel.shape
+    if (kh, kw) != (3, 3) or stride != 1 or dilation != 1 or groups != 1 or lhs_dilation != 1:
+        return False
+    if _conv_algorithm == "auto":
+        (top, bottom), (left, right) = padding_hw
+        out_pixels = (x.shape[1] + top + bottom - 2) * (x.shape[2] + left + right - 2)
+        return jax.default_backend() == "cpu" and winograd_worthwhile(cin, cout, out_pixels)
+    return _conv_algorithm == "winograd"
+
+
 def conv2d(x: Array, kernel: Array, stride: int = 1, padding: int = 0, dilation: int = 1,
            groups: int = 1, lhs_dilation: int = 1,
            padding_hw: tuple[tuple[int, int], tuple[int, int]] | None = None,
@@ -93,6 +171,10 @@ def conv2d(x: Array, kernel: Array, stride: int = 1, padding: int = 0, dilation:
     if padding_hw is None:
         padding_hw = ((padding, padding), (padding, padding))
     kernel = kernel.astype(x.dtype)
+    if _weight_gradient == "xla" and _use_winograd(x, kernel, stride, dilation, groups,
+                                                   lhs_dilation, padding_hw):
+        return winograd.conv3x3(x, kernel, tuple(map(tuple, padding_hw)), precision,
+                                winograd.BAND_TILES)
     if _weight_gradient == "im2col" and groups == 1:
         # Zero padding and input dilation become an explicit lax.pad, then a VALID convolution.
         (top, bottom), (left, right) = padding_hw

@@ -1,9 +1,14 @@
 """The test suite runs with the fast CPU configuration the entry points use
 (:mod:`oldphoto_jax.cpu_tuning`), set here before any test starts the JAX backend;
 ``OLDPHOTO_JAX_CPU_TUNING=0`` runs it without."""
-from oldphoto_jax import cpu_tuning
+import os
+
+from oldphoto_jax import compile_cache, cpu_tuning
 
 cpu_tuning.apply()
+# The entry points the tests call write no persistent compilation cache into the home folder
+# (tests/test_compile_cache.py switches it on in folders of its own).
+os.environ.setdefault(compile_cache.SWITCH, "0")
 
 
 import pytest  # noqa: E402

@@ -50,7 +50,11 @@ def test_apply_is_idempotent_and_can_be_switched_off():
 def test_allocator_tunables_are_opt_in_for_child_processes_and_the_users_win():
     environ = {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"}
     cpu_tuning.apply(environ)
-    assert environ["GLIBC_TUNABLES"] == "glibc.malloc.tcache_count=0"  # off by default
+    # by default only the arena limit
+    assert environ["GLIBC_TUNABLES"] == "glibc.malloc.tcache_count=0:glibc.malloc.arena_max=2"
+    environ = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=8"}
+    cpu_tuning.apply(environ)
+    assert environ["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=8"  # the user's wins
     environ = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=4:glibc.malloc.tcache_count=0",
                cpu_tuning.MALLOC_SWITCH: "1"}
     cpu_tuning.apply(environ)

@@ -83,9 +83,10 @@ def main(argv):
 
 def run() -> None:
     """The console script's entry point (and ``infer.py``'s)."""
-    from oldphoto_jax import cpu_tuning
+    from oldphoto_jax import compile_cache, cpu_tuning
 
     cpu_tuning.apply()  # before the JAX backend starts
+    compile_cache.enable()
     app.run(main)
 
 

@@ -98,3 +98,13 @@ def test_the_official_times_are_kept_with_their_provenance():
     assert row[header.index("× official")] == "0.50"
     assert row[header.index("official peak MiB")] == "4,746"
     assert row[header.index("user s")] == "–"  # not measured in this made-up row
+
+
+def test_the_official_times_of_the_machine_kind_are_chosen():
+    assert bench.official_reference("AMD EPYC 7B13")[0] is bench.OFFICIAL_EPYC
+    assert bench.official_reference("Intel(R) Xeon(R) Platinum 8481C")[0] is bench.OFFICIAL
+    assert set(bench.OFFICIAL_EPYC) == set(bench.OFFICIAL)
+    assert "AMD EPYC" in bench.OFFICIAL_EPYC_PROVENANCE
+    case = {"stage": "detect", "size": 256, "run_s": 0.56, "peak_rss_mib": 307.0}
+    assert bench.official_comparison(case, bench.OFFICIAL_EPYC)["vs_official"] == (
+        pytest.approx(0.5))
