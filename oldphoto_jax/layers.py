@@ -96,7 +96,7 @@ def using_conv_weight_gradient(mode: str) -> Iterator[None]:
 #   default backend is the CPU, where XLA's convolution already runs near the peak FLOP rate;
 #   "direct" on GPUs and TPUs, whose convolution libraries choose their own algorithms.
 # The environment variable OLDPHOTO_JAX_CONV_ALGORITHM sets it for a whole program (infer.py,
-# the benchmarks): "direct" uses ~70-110 MiB less memory on the CPU, at up to 1.6x the time
+# the benchmarks): "direct" uses 55-145 MiB less memory on the CPU, at up to 1.7x the time
 # (benchmarks/README.md).
 CONV_ALGORITHMS = ("auto", "direct", "winograd")
 CONV_ALGORITHM_VARIABLE = "OLDPHOTO_JAX_CONV_ALGORITHM"

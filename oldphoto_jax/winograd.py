@@ -17,8 +17,8 @@ stage at 512 px 7.8 -> 4.7 s, HR 16.0 -> 10.6 s, scratch 15.2 -> 11.9 s; ``layer
 it for the 3x3 layers of 256 channels and more on the CPU (``layers.CONV_ALGORITHMS``).
 
 What it costs: more memory. The transformed input and products of a band of tiles (below), the
-transformed kernel, and a larger executable: 70-100 MiB more at the peak of the quality and
-detection stages than the direct convolution (``OLDPHOTO_JAX_CONV_ALGORITHM=direct`` chooses
+transformed kernel, and a larger executable: 55-145 MiB more at the peak of the quality and HR
+stages than the direct convolution (``OLDPHOTO_JAX_CONV_ALGORITHM=direct`` chooses
 that), and a longer first compilation.
 
 The result equals the direct convolution up to float32 rounding: the transforms only add,
