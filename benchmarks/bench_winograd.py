@@ -73,13 +73,14 @@ def main(argv):
         direct = lambda a, b: layers.conv2d(layers.reflect_pad(a, 1), b)  # noqa: E731
         fast = lambda a, b: winograd.conv3x3(layers.reflect_pad(a, 1), b,  # noqa: E731
                                              ((0, 0), (0, 0)), "highest")
-        with jax.enable_x64():
+        with jax.enable_x64(), layers.using_conv_algorithm("direct"):
             reference = np.asarray(direct(jnp.asarray(x, jnp.float64),
                                           jnp.asarray(k, jnp.float64)))
         flop = 2 * 9 * h * w * cin * cout
         args = (jnp.asarray(x), jnp.asarray(k))
         for name, fn in (("direct", direct), ("winograd", fast)):
-            compiled = jax.jit(fn).lower(*args).compile()
+            with layers.using_conv_algorithm("direct"):  # conv2d itself would choose ("auto")
+                compiled = jax.jit(fn).lower(*args).compile()
             error = float(np.abs(np.asarray(compiled(*args)) - reference).max())
             wall, cpu = time_call(compiled, args, _REPEATS.value)
             print(f"| {text} | {name} | {wall:.1f} | {cpu:.1f} | {flop / wall / 1e6:.0f} | "
