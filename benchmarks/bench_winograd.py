@@ -25,6 +25,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from oldphoto_jax import layers, winograd  # noqa: E402
+from oldphoto_jax.bench import per_run_usage  # noqa: E402
 
 # The widest 3x3 layers of each network at the benchmark's photo sizes (benchmarks/README.md).
 DEFAULT_SHAPES = ("64x64x512:512",    # mapping trunk, quality 256
@@ -55,9 +56,8 @@ def time_call(compiled, args, repeats: int) -> tuple[float, float]:
         began = time.perf_counter()
         jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - began)
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return 1e3 * statistics.median(times), 1e3 * cpu / repeats
+    usage = per_run_usage(before, resource.getrusage(resource.RUSAGE_SELF), repeats)
+    return 1e3 * statistics.median(times), 1e3 * (usage["user_s"] + usage["sys_s"])
 
 
 def main(argv):

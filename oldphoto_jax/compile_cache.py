@@ -4,8 +4,8 @@ Compiling a restoration stage costs seconds and memory every time a program star
 builds the executable with LLVM, whose working memory the process keeps afterwards. With JAX's
 persistent cache, the executable of a (network, photo size, flags, jaxlib) combination compiled
 once is read back from disk by later runs. Measured for the official-width quality networks at
-256 px (``python -m oldphoto_jax.bench``, benchmarks/README.md): compile 2.1 -> 0.4 s and peak
-RSS 600 -> 509-519 MiB on a warm cache.
+256 px (``python -m oldphoto_jax.bench``, an empty cache, then the same command again;
+benchmarks/README.md): compile 2.76 -> 0.99 s, peak RSS 666 -> 577 MiB.
 
 ``infer.py`` (and the ``restore`` console script), the Python API, the web server and the
 benchmark call :func:`enable` before compiling anything. The folder is

@@ -20,7 +20,7 @@ off altogether. The flags only concern the CPU backend; GPU/TPU runs ignore them
 The allocator, by default: at most two glibc malloc arenas (``glibc.malloc.arena_max=2``,
 :data:`DEFAULT_MALLOC_TUNABLES`): each thread that allocates concurrently otherwise gets an arena
 of its own that keeps what was freed into it; the limit lowered the peak of every inference
-stage by 50-120 MiB at the same run time (benchmarks/README.md, issue 18, third session).
+stage by 26-121 MiB at the same run time (benchmarks/README.md, issue 18, third session).
 
 More allocator tuning (opt-in, ``OLDPHOTO_JAX_MALLOC_TUNING=1``): XLA:CPU allocates its large
 temporary buffers with ``malloc`` on every call; glibc serves blocks above its mmap threshold with
@@ -64,8 +64,8 @@ MALLOC_TUNABLES = (("glibc.malloc.arena_max", "1"), ("glibc.malloc.mmap_max", "0
                    ("glibc.malloc.trim_threshold", str(512 << 20)))
 # Always (with the tuning on): at most two malloc arenas. glibc gives each thread that allocates
 # concurrently an arena of its own, and memory freed into one is kept for that arena: reading
-# the weights (tensorstore's threads) and running XLA's thread pool otherwise leave 50-120 MiB
-# more resident at the peak of every stage at the same run time (benchmarks/README.md, issue
+# the weights (tensorstore's threads) and running XLA's thread pool otherwise leave 26-121 MiB
+# more resident at the peak of each stage at the same run time (benchmarks/README.md, issue
 # 18, third session).
 DEFAULT_MALLOC_TUNABLES = (("glibc.malloc.arena_max", "2"),)
 _MALLOPT = {"glibc.malloc.arena_max": -8, "glibc.malloc.mmap_max": -4,
@@ -151,9 +151,8 @@ def apply(environ: MutableMapping[str, str] = os.environ) -> str | None:
     environ["XLA_FLAGS"] = flags
     if environ.get(MALLOC_SWITCH, "0").strip().lower() in ("1", "true", "yes", "on"):
         tune_allocator(environ)
-    elif environ.get("GLIBC_TUNABLES", "") != tuned_glibc_tunables(
-            environ.get("GLIBC_TUNABLES", ""), DEFAULT_MALLOC_TUNABLES):
-        tune_allocator(environ, DEFAULT_MALLOC_TUNABLES)  # idempotent: once per environment
+    else:
+        tune_allocator(environ, DEFAULT_MALLOC_TUNABLES)
     return flags
 
 

@@ -78,14 +78,20 @@ def conv_weight_gradient() -> str:
 
 
 @contextlib.contextmanager
-def using_conv_weight_gradient(mode: str) -> Iterator[None]:
-    """:func:`set_conv_weight_gradient` for the duration of a ``with`` block (tracing inside)."""
-    previous = _weight_gradient
-    set_conv_weight_gradient(mode)
+def _temporarily(setter: Callable[[str], None], getter: Callable[[], str],
+                 value: str) -> Iterator[None]:
+    """A trace-time setting of this module, set for the duration of a ``with`` block."""
+    previous = getter()
+    setter(value)
     try:
         yield
     finally:
-        set_conv_weight_gradient(previous)
+        setter(previous)
+
+
+def using_conv_weight_gradient(mode: str) -> contextlib.AbstractContextManager:
+    """:func:`set_conv_weight_gradient` for the duration of a ``with`` block (tracing inside)."""
+    return _temporarily(set_conv_weight_gradient, conv_weight_gradient, mode)
 
 
 # How a 3x3 stride-1 convolution's forward pass is computed:
@@ -125,15 +131,9 @@ def conv_algorithm() -> str:
     return _conv_algorithm
 
 
-@contextlib.contextmanager
-def using_conv_algorithm(algorithm: str) -> Iterator[None]:
+def using_conv_algorithm(algorithm: str) -> contextlib.AbstractContextManager:
     """:func:`set_conv_algorithm` for the duration of a ``with`` block (tracing inside)."""
-    previous = _conv_algorithm
-    set_conv_algorithm(algorithm)
-    try:
-        yield
-    finally:
-        set_conv_algorithm(previous)
+    return _temporarily(set_conv_algorithm, conv_algorithm, algorithm)
 
 
 def winograd_worthwhile(in_features: int, out_features: int, out_pixels: int) -> bool:

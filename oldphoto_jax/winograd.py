@@ -13,8 +13,9 @@ costs 16/36 of the direct convolution's multiply-adds; on a CPU, where XLA's dir
 already runs near the machine's peak FLOP rate (the official-width quality stage: ~160 GFLOP/s
 on the 2-core AMD EPYC, its peak), that is the only way left to go faster. Measured with the
 official-width networks (``python -m oldphoto_jax.bench``, benchmarks/README.md): the quality
-stage at 512 px 7.8 -> 4.7 s, HR 16.0 -> 10.6 s, scratch 15.2 -> 11.9 s; ``layers.conv2d`` uses
-it for the 3x3 layers of 256 channels and more on the CPU (``layers.CONV_ALGORITHMS``).
+stage at 512 px 7.87 -> 4.70 s, HR 16.05 -> 10.03 s, scratch 15.20 -> 11.24 s; ``layers.conv2d``
+uses it on the CPU for the 3x3 layers of at least 256 channels producing at least 64x64 pixels
+(``layers.CONV_ALGORITHMS``, ``layers.winograd_worthwhile``).
 
 What it costs: more memory. The transformed input and products of a band of tiles (below), the
 transformed kernel, and a larger executable: 55-145 MiB more at the peak of the quality and HR
@@ -51,10 +52,6 @@ A_T = np.array([[1, 1, 1, 0],
                 [0, 1, -1, -1]], np.float64)
 OUT = 2   # outputs per tile side
 TILE = 4  # inputs per tile side
-# Per tile position (a, b) in row-major order: the coefficient of input d[r, s] and of kernel
-# tap g[i, j].
-_INPUT_COEFFICIENTS = np.einsum("ar,bs->abrs", B_T, B_T).reshape(TILE * TILE, TILE, TILE)
-_KERNEL_COEFFICIENTS = np.einsum("ai,bj->abij", G, G).reshape(TILE * TILE, 3, 3)
 
 
 def _combine(rows, coefficients):

@@ -54,3 +54,21 @@ def test_case_matches_official_output(name):
     report = "\n".join(c.line() for c in comparisons)
     print(report)
     assert all(c.passed for c in comparisons), report
+
+
+# The fixtures are small (latents of 16 x 24), below the layer size at which "auto" chooses
+# Winograd convolutions (layers.winograd_worthwhile), so these cases run the release-width
+# networks with Winograd forced on every 3x3 stride-1 layer: the same tolerances hold.
+WINOGRAD_CASES = [name for name in ("vae_encoder", "mapping_quality", "mapping_scratch",
+                                    "mapping_hr", "scratch_unet") if name in CASES]
+
+
+@pytest.mark.parametrize("name", WINOGRAD_CASES)
+def test_case_matches_official_output_with_winograd_convolutions(name):
+    from oldphoto_jax import layers
+
+    with layers.using_conv_algorithm("winograd"):
+        comparisons = RUNNERS[CASES[name]["kind"]](load_case(name))
+    report = "\n".join(c.line() for c in comparisons)
+    print(report)
+    assert comparisons and all(c.passed for c in comparisons), report
