@@ -78,6 +78,40 @@ def test_mallopt_accepts_the_allocator_settings():
     assert done.stdout.split() == ["True", cpu_tuning.tuned_glibc_tunables("")]
 
 
+@pytest.mark.skipif(cpu_tuning._mallopt() is None, reason="not glibc")
+def test_release_free_memory_gives_freed_heap_memory_back():
+    # In a child process: 250 MiB in blocks below malloc's mmap threshold, all freed but the
+    # last (which keeps the heap's top in place, so glibc trims nothing by itself).
+    code = """if True:
+        from oldphoto_jax import cpu_tuning
+        def rss():
+            for line in open('/proc/self/status'):
+                if line.startswith('VmRSS'):
+                    return int(line.split()[1]) // 1024
+        blocks = [bytearray(64 << 10) for _ in range(4000)]
+        last = blocks[-1]
+        del blocks
+        before = rss()
+        print(cpu_tuning.release_free_memory(), before - rss())
+    """
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    released, mib = done.stdout.split()
+    assert released == "True" and int(mib) > 150, done.stdout
+
+
+def test_the_pipeline_imports_neither_opencv_nor_scikit_image():
+    # They cost ~40 MiB resident (issue 18): only face alignment and pasting and --HR's mask
+    # dilation load them, when they run.
+    code = ("import sys; import oldphoto_jax.api, oldphoto_jax.bench, oldphoto_jax.cli.restore, "
+            "oldphoto_jax.serve; print(sorted({'cv2', 'skimage', 'scipy'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 # infer.py and train.py run oldphoto_jax.cli's run(), which the console scripts call too.
 @pytest.mark.parametrize("script", ["oldphoto_jax/cli/restore.py", "oldphoto_jax/cli/train.py",
                                     "oldphoto_jax/bench.py",

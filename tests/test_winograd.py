@@ -39,6 +39,17 @@ def test_values_equal_the_direct_convolution(shape, padding_hw, band_tiles):
     np.testing.assert_allclose(ours32, expected, atol=2e-5, rtol=0)
 
 
+def test_a_band_larger_than_the_image_computes_only_the_image():
+    # 8 x 8 tiles with bands of 256: one band of the image's 8 tile rows, not of 32 (which
+    # padded the input to 66 rows and made 16-px layers 4x slower).
+    x = jax.ShapeDtypeStruct((1, 16, 16, 4), jnp.float32)
+    k = jax.ShapeDtypeStruct((3, 3, 4, 4), jnp.float32)
+    jaxpr = jax.make_jaxpr(lambda a, b: winograd.conv3x3(a, b, ((1, 1), (1, 1)), None, 256))(x, k)
+    body = jaxpr.jaxpr.eqns[0].params["call_jaxpr"].jaxpr
+    barrier = next(e for e in body.eqns if e.primitive.name == "optimization_barrier")
+    assert barrier.outvars[0].aval.shape == (1, 18, 18, 4)  # the padded input the tiles read
+
+
 def test_float32_error_stays_near_the_direct_convolutions():
     """A wide layer (64 -> 64 channels): float32 error against float64 within 4x XLA's."""
     x = RNG.standard_normal((1, 16, 16, 64)).astype(np.float32)

@@ -33,7 +33,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from oldphoto_jax.layers import (Conv2d, Precision, conv2d, instance_norm, l1_normalize,
+from oldphoto_jax.layers import (Conv2d, Precision, conv2d, instance_norm,
                                  l2_normalize, official_kernel_init, resize_bilinear,
                                  resize_nearest)
 from oldphoto_jax.models.vae import ResnetBlock, ResnetStack, level_channels
@@ -123,13 +123,31 @@ def partial_nonlocal_attention(theta: Array, phi: Array, g: Array, valid: Array,
     F.normalize's eps 1e-12 — the softmax runs over *all* keys before the invalid columns are
     zeroed; a query whose keys are all invalid gets a zero row. No temperature (1.0), no scaling.
 
+    Computed without forming the softmax: with ``e = exp(l - max l)`` per query row, the softmax
+    is ``e / sum(e)`` and its L1 renormalisation after the key weights cancels that sum, so the
+    result is ``e @ (valid * g) / max(e @ |valid|, 1e-12 * sum(e))`` — the same value, eps
+    included (a row whose usable keys hold less than 1e-12 of the softmax is scaled down as the
+    official code scales it), with the key weights folded into the values once instead of
+    weighting every row of the softmax: the official-width attention at 512 px (16,384
+    positions, 512 channels, chunks of 1,024 queries) took 4.66 s against 4.88 s, 7.7 CPU
+    seconds against 8.2 (issue 18).
+
     Each query row is independent of the others, so any subset of query rows can be computed
     with this same function (see :func:`partial_nonlocal_attention_chunked`).
     """
+    return _attention_rows(theta, phi, valid[..., None] * g, jnp.abs(valid), precision)
+
+
+def _attention_rows(theta: Array, phi: Array, weighted_g: Array, key_weights: Array,
+                    precision: Precision) -> Array:
+    """The rows of :func:`partial_nonlocal_attention` for these queries, from the values with
+    the key weights folded in (``valid * g``) and the weights' magnitudes (``|valid|``)."""
     logits = jnp.einsum("bqc,bkc->bqk", theta, phi, precision=precision)
-    weights = jax.nn.softmax(logits, axis=-1) * valid[:, None, :].astype(logits.dtype)
-    weights = l1_normalize(weights, axis=-1)
-    return jnp.einsum("bqk,bkc->bqc", weights, g, precision=precision)
+    # The row maximum only keeps exp() in range; it cancels in the ratio below.
+    e = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
+    numerator = jnp.einsum("bqk,bkc->bqc", e, weighted_g, precision=precision)
+    valid_sum = jnp.einsum("bqk,bk->bq", e, key_weights, precision=precision)[..., None]
+    return numerator / jnp.maximum(valid_sum, 1e-12 * jnp.sum(e, axis=-1, keepdims=True))
 
 
 def partial_nonlocal_attention_chunked(theta: Array, phi: Array, g: Array, valid: Array,
@@ -152,12 +170,14 @@ def partial_nonlocal_attention_chunked(theta: Array, phi: Array, g: Array, valid
     theta_p = jnp.pad(theta, ((0, 0), (0, pad), (0, 0)))
     chunks = theta_p.reshape(b, n_chunks, query_chunk, c).transpose(1, 0, 2, 3)
 
+    weighted_g, key_weights = valid[..., None] * g, jnp.abs(valid)  # once for every chunk
+
     @jax.checkpoint
     def one_chunk(theta_chunk):
-        return partial_nonlocal_attention(theta_chunk, phi, g, valid, precision=precision)
+        return _attention_rows(theta_chunk, phi, weighted_g, key_weights, precision)
 
     out = jax.lax.map(one_chunk, chunks)                       # n_chunks x B x chunk x C
-    out = out.transpose(1, 0, 2, 3).reshape(b, n_chunks * query_chunk, g.shape[-1])
+    out = out.transpose(1, 0, 2, 3).reshape(b, n_chunks * query_chunk, -1)
     return out[:, :n_q]
 
 

@@ -31,8 +31,9 @@ import importlib.util
 import pathlib
 
 import numpy as np
-from skimage.transform import SimilarityTransform, warp
-from skimage.util import img_as_ubyte
+
+# scikit-image (and the SciPy it loads: ~40 MiB resident with OpenCV) is imported where faces
+# are aligned, not with the pipeline: photos without faces never need it (issue 18, memory).
 
 # Official ``_standard_face_pts`` in pixels of a 256-wide reference face (x, y), float32.
 STANDARD_FACE_POINTS_256 = np.array(
@@ -165,6 +166,8 @@ def alignment_transform(points: np.ndarray, size: int = FACE_SIZE) -> Similarity
     The official ``SimilarityTransform().estimate(target_pts, landmarks)``; scikit-image 0.26's
     ``from_estimate`` computes the same matrix without the deprecation warning.
     """
+    from skimage.transform import SimilarityTransform
+
     transform = SimilarityTransform.from_estimate(template_points(size), np.asarray(points))
     if not transform:
         raise ValueError(f"cannot estimate a face alignment from the points {points.tolist()}: "
@@ -179,6 +182,9 @@ def align_face(rgb: np.ndarray, transform: SimilarityTransform, size: int = FACE
     Bilinear, constant 0 outside the photo, uint8 scaled to [0, 1] (``preserve_range=False``),
     clipped, then rounded to uint8 (half to even).
     """
+    from skimage.transform import warp
+    from skimage.util import img_as_ubyte
+
     warped = warp(_check_rgb(rgb), transform, output_shape=(size, size, 3), order=1,
                   mode="constant", cval=0.0, clip=True, preserve_range=False)
     return img_as_ubyte(warped)

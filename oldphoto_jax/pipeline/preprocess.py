@@ -16,7 +16,6 @@ images ``1 x H x W x C`` in [-1, 1], masks ``1 x H x W x 1`` in [0, 1] (1 = scra
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -140,6 +139,8 @@ def dilate_mask(mask_uint8: np.ndarray, iterations: int = HR_MASK_DILATION) -> n
     not contribute (OpenCV's default border for dilation).
     """
     kernel = np.ones((3, 3), np.uint8)
+    import cv2  # here, not at import: only --HR needs it (~16 MiB resident)
+
     return cv2.dilate(np.ascontiguousarray(mask_uint8, dtype=np.uint8), kernel,
                       iterations=iterations)
 

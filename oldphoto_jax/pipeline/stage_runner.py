@@ -30,7 +30,7 @@ from PIL import Image
 
 from oldphoto_jax import distributed, model_files, photo_files, sharding
 from oldphoto_jax.models import mapping as mapping_models
-from oldphoto_jax.pipeline import blend, faces, postprocess, preprocess, stage1
+from oldphoto_jax.pipeline import faces, postprocess, preprocess, stage1
 from oldphoto_jax.pipeline.engine import CompiledNetwork
 from oldphoto_jax.roles import MODE_ROLES  # the networks of each restoration mode
 
@@ -480,6 +480,8 @@ class StageRunner:
     def _write_final(self, job: Job, output: pathlib.Path) -> None:
         final = job.restored
         if job.faces:
+            from oldphoto_jax.pipeline import blend  # OpenCV and scikit-image: faces only
+
             final = blend.paste_faces(job.restored, job.enhanced,
                                       [f.transform for f in job.faces])
         job.final = final

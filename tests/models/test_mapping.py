@@ -263,6 +263,20 @@ def test_partial_attention_matches_reference():
     np.testing.assert_allclose(ours[:1], sub, atol=2e-6)
 
 
+def test_partial_attention_keeps_the_l1_eps_of_a_row_without_softmax_mass():
+    # Query 0: its usable keys hold ~1e-17 of the softmax (< F.normalize's eps 1e-12), so
+    # the official row is scaled down (to ~4e-5) instead of renormalised;
+    # query 1: fractional and usable keys, renormalised as usual.
+    theta = np.array([[[1.0], [0.1]]], np.float32)
+    phi = np.array([[[40.0], [0.0], [1.0]]], np.float32)
+    g = np.array([[[2.0], [3.0], [5.0]]], np.float32)
+    valid = np.array([[0.0, 1.0, 0.5]], np.float32)
+    ours = np.asarray(jax.jit(partial_nonlocal_attention)(theta, phi, g, valid))
+    expected = attention_reference(*(a.astype(np.float64) for a in (theta, phi, g, valid)))
+    assert 1e-6 < abs(expected[0, 0, 0]) < 1e-4  # renormalised it would be ~4.4
+    np.testing.assert_allclose(ours, expected, rtol=1e-5)
+
+
 def test_chunked_attention_equals_dense_values_and_gradients():
     theta, phi, g, valid = attention_inputs()
     dense = jax.jit(partial_nonlocal_attention)
