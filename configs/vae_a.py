@@ -72,6 +72,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     batch, crop = {"": (100, 256), "tiny": (2, 32), "small": (16, 256)}[size]
     config.input = common.input_pipeline("domain_a", batch, crop, size)
     config.data = dict(**common.clean_photos(size), old=common.old_photos())
+    # Start from a trained VAE (a model directory, and its role; empty = vae_a, or for VAE_B
+    # the first VAE_B role it has): every array of the same place and shape is taken (e.g. the
+    # ``colour`` variant from the plain VAE: the same parameters). Empty = a fresh start.
+    config.init_from = dict(checkpoint="", role="")
     if size == "small":
         common.fit_schedule(config, SMALL_STEPS)
     return config

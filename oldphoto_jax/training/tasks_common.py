@@ -116,6 +116,41 @@ def warm_start(params: Mapping, source: Mapping) -> tuple[dict, list[str], list[
     return traverse_util.unflatten_dict(flat, sep="/"), taken, fresh
 
 
+def init_from_params(config, default_roles: tuple[str, ...]) -> dict | None:
+    """The trained parameters ``config.init_from`` names (``checkpoint``: a model directory;
+    ``role``: one of its roles, empty = the first of ``default_roles`` it has), or None when the
+    config has no ``init_from`` or its ``checkpoint`` is empty (a fresh start)."""
+    from oldphoto_jax import model_files
+
+    init_from = config.get("init_from")
+    if init_from is None or not init_from.checkpoint:
+        return None
+    roles = (init_from.role,) if init_from.role else tuple(default_roles)
+    model = model_files.load_model(init_from.checkpoint)
+    for role in roles:
+        if model.has(role):
+            return dict(model.network(role)[1]["params"])
+    raise model_files.CheckpointError(f"model {init_from.checkpoint} has none of the roles "
+                                      f"{roles}; it has {model.roles}")
+
+
+def warm_start_network(params: Mapping, source: Mapping, what: str, config,
+                       reported: list) -> dict:
+    """:func:`warm_start` of one network's ``params`` from ``source`` (:func:`init_from_params`),
+    an error if no array fits, and one line saying what was taken (once per run: ``reported``
+    is the caller's list, init_state may be traced twice)."""
+    params, taken, fresh = warm_start(params, source)
+    if not taken:
+        raise ValueError(f"config.init_from ({config.init_from.checkpoint}) has no array of "
+                         f"the {what}'s shapes")
+    if jax.process_index() == 0 and not reported:
+        reported.append(True)
+        fresh_parts = sorted({f.rsplit("/", 1)[0] for f in fresh})
+        print(f"{what} starts from {config.init_from.checkpoint}: {len(taken)} arrays taken, "
+              f"{len(fresh)} initialised ({', '.join(fresh_parts) or 'none'})", flush=True)
+    return params
+
+
 @dataclasses.dataclass(frozen=True)
 class Trainable:
     """A trained network: its optimiser and learning-rate schedule (for logging)."""

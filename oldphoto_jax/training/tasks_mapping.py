@@ -36,9 +36,10 @@ from oldphoto_jax.training.optim import DISCRIMINATOR, GENERATOR, optimizer_for,
 from oldphoto_jax.training.task import Task
 from oldphoto_jax.training.tasks_common import (InitSpec, Trainable, build_state, discriminate,
                                                  example_shapes, frozen_vgg,
-                                                 image_discriminator, init_networks,
-                                                 lsgan_terms, make_train_step, mask_image,
-                                                 prepare_batch, vgg_term, warm_start)
+                                                 image_discriminator, init_from_params,
+                                                 init_networks, lsgan_terms, make_train_step,
+                                                 mask_image, prepare_batch, vgg_term,
+                                                 warm_start_network)
 
 VARIANTS = tuple(MAPPING_ROLES)  # quality, scratch, hr
 
@@ -87,12 +88,7 @@ def warm_start_params(config) -> dict | None:
     directory; ``role``: one of its mapping roles, empty = the first it has of quality,
     scratch, hr), or None when ``checkpoint`` is empty. The new run starts from every array of
     it that its own network has at the same place and shape (:func:`tasks_common.warm_start`)."""
-    init_from = config.get("init_from")
-    if init_from is None or not init_from.checkpoint:
-        return None
-    roles = (init_from.role,) if init_from.role else tuple(MAPPING_ROLES.values())
-    _, variables = _load_role(init_from.checkpoint, roles)
-    return variables["params"]
+    return init_from_params(config, tuple(MAPPING_ROLES.values()))
 
 
 def _frozen_vae(name: str, module, variables, parts: tuple[str, ...], nc: int, precision):
@@ -149,16 +145,8 @@ def build_mapping_task(config, pretrained: dict | None = None) -> Task:
         specs = {"mapping": InitSpec(mapping, m_shapes), "D": InitSpec(disc, (pair,))}
         variables = init_networks(specs, rng)
         if start_from is not None:
-            params, taken, fresh = warm_start(variables["mapping"]["params"], start_from)
-            if not taken:
-                raise ValueError(f"config.init_from ({config.init_from.checkpoint}) has no "
-                                 f"array of the {variant} mapping's shapes")
-            if jax.process_index() == 0 and not reported:  # init_state may be traced twice
-                reported.append(True)
-                fresh_parts = sorted({f.rsplit("/", 1)[0] for f in fresh})
-                print(f"mapping starts from {config.init_from.checkpoint}: {len(taken)} arrays "
-                      f"taken, {len(fresh)} initialised ({', '.join(fresh_parts) or 'none'})",
-                      flush=True)
+            params = warm_start_network(variables["mapping"]["params"], start_from,
+                                        f"{variant} mapping", config, reported)
             variables["mapping"] = {**variables["mapping"], "params": params}
         return build_state(trainables, variables, frozen)
 

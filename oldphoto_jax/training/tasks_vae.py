@@ -37,9 +37,10 @@ from oldphoto_jax.training.optim import DISCRIMINATOR, GENERATOR, optimizer_for,
 from oldphoto_jax.training.task import Task
 from oldphoto_jax.training.tasks_common import (InitSpec, Trainable, apply_discriminator,
                                                  build_state, discriminate, example_shapes,
-                                                 frozen_vgg, image_discriminator, init_networks,
-                                                 lsgan_terms, make_train_step, prepare_batch,
-                                                 vgg_term)
+                                                 frozen_vgg, image_discriminator,
+                                                 init_from_params, init_networks, lsgan_terms,
+                                                 make_train_step, prepare_batch, vgg_term,
+                                                 warm_start_network)
 
 
 def vae_module(config, precision=None):
@@ -86,6 +87,11 @@ def build_vae_task(config) -> Task:
     lambda_feat, kl_weight, image_l1 = loss_cfg.lambda_feat, loss_cfg.kl, loss_cfg.image_l1
     chunks = config.disc.latent_chunks if latent_gan else 1
     latent_weight = config.loss.latent_gan if latent_gan else 0.0
+    # config.init_from: start from a trained VAE (every array of the same place and shape, e.g.
+    # the colour-carrying variant from the plain one: they have the same parameters).
+    own_roles = ("vae_a",) if domain_a else VAE_B_ROLES
+    start_from = init_from_params(config, own_roles)
+    reported = []
 
     def init_state(rng, batch):
         batch = prepare_batch(batch)
@@ -97,6 +103,10 @@ def build_vae_task(config) -> Task:
         if latent_gan:
             specs["feat_D"] = InitSpec(feat_d, (latent,))
         variables = init_networks(specs, rng)
+        if start_from is not None:
+            params = warm_start_network(variables["vae"]["params"], start_from, config.task,
+                                        config, reported)
+            variables["vae"] = {**variables["vae"], "params": params}
         return build_state(trainables, variables, {"vgg": vgg} if vgg else None)
 
     def forward(params, collections, frozen, batch, rng):

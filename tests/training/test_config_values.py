@@ -32,8 +32,9 @@ BEFORE = pathlib.Path(__file__).parent / "data" / "config_dumps_before.json"
 
 # model.name: the network by name from the registry; loss.latent_gan (VAE_A): the weight of the
 # latent adversarial term, 1 as before (0 = the ablation without the latent discriminator).
-ADDED = {"vae_a": {"model.name", "loss.latent_gan"},
-         # init_from: start from a trained mapping (issue 14); empty = a fresh start as before.
+# init_from: start from a trained network (issue 14); empty = a fresh start as before.
+ADDED = {"vae_a": {"model.name", "loss.latent_gan", "init_from.checkpoint", "init_from.role"},
+         "vae_b": {"init_from.checkpoint", "init_from.role"},
          "mapping": {"init_from.checkpoint", "init_from.role", "loss.image_l1"}}
 # param_sharding / fsdp_min_size: parameters sharded over the data axis (issue 17), off by default.
 ADDED_TO_EVERY_STAGE = {"model.name", "param_sharding", "fsdp_min_size"}
@@ -130,8 +131,9 @@ def test_config_resolves_to_the_values_of_before(case):
         expected[key] = new.get(key)
     if arg.startswith("small") and "data.clean" in expected:
         expected["data.clean"] += MORE_DATA
-    if name == "mapping":
+    if name in ("mapping", "vae_a", "vae_b"):
         assert new["init_from.checkpoint"] == "" and new["init_from.role"] == ""
+    if name == "mapping":
         assert new["loss.image_l1"] == 0.0
     if name == "vae_a":
         assert new["loss.latent_gan"] == 1.0

@@ -555,6 +555,31 @@ def test_quality_mapping_starts_from_a_trained_scratch_mapping(tmp_path, capsys)
         build_task(config, pretrained_vaes())
 
 
+def test_colour_vae_b_starts_from_a_trained_plain_vae_b(tmp_path, capsys):
+    """vae_colour has the plain VAE's parameters: all of them are taken; D starts fresh."""
+    from oldphoto_jax.models.registry import build_model
+
+    plain = small_config("vae_b")
+    module = build_model(plain.model)
+    image = jnp.zeros((1, plain.input.crop_size, plain.input.crop_size, 3))
+    variables = module.init(jax.random.PRNGKey(3), image)
+    source_dir = model_files.save_model(tmp_path / "plain", {"vae_b_scratch": (module, variables)})
+
+    config = small_config("vae_b", "colour")
+    config.init_from.checkpoint = str(source_dir)
+    state = build_task(config).init_state(jax.random.PRNGKey(0), make_batch(config))
+    ours = jax.tree.leaves(state["params"]["vae"])
+    assert len(ours) == len(jax.tree.leaves(variables["params"]))
+    for a, b in zip(ours, jax.tree.leaves(variables["params"])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    printed = capsys.readouterr().out
+    assert "vae_b starts from" in printed and "0 initialised (none)" in printed
+
+    config.init_from.role = "vae_a"
+    with pytest.raises(model_files.CheckpointError, match="none of the roles"):
+        build_task(config)
+
+
 def test_mapping_image_l1_adds_its_weight_times_the_image_l1_to_the_objective():
     runs = {}
     for weight in (0.0, 5.0):
