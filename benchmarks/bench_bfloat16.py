@@ -33,7 +33,6 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from oldphoto_jax import bench, bundled, model_files  # noqa: E402
-from oldphoto_jax.pipeline import preprocess, stage1, stage_runner  # noqa: E402
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint_dir", str(bundled.DEFAULT_DIR), "Model directory.")
 _PHOTOS = flags.DEFINE_string("photos", str(bundled.REPO / "samples" / "old"), "Folder of photos.")
@@ -63,16 +62,9 @@ def _to_uint8(image) -> np.ndarray:
 
 
 def measure(model, stage: str, photo: np.ndarray, repeats: int) -> dict:
-    networks = [stage_runner.inference_network(model, role, precision="highest",
-                                               attention_chunk=1024)
-                for role in bench.STAGE_ROLES[stage]]
-    fn = stage1.restoration_function(*(m for m, _ in networks))
-    params = tuple(v for _, v in networks)
-    image = jnp.asarray(preprocess.to_network_input(photo))
-    extra = ()
-    if stage != "restore_quality":
-        _, mask = bench.synthetic_photo(photo.shape[0])
-        extra = (jnp.asarray(mask[None, :, :, None], jnp.float32),)
+    _, mask = bench.synthetic_photo(photo.shape[0])
+    fn, (params, image, *extra) = bench.restoration_case(model, stage, photo, mask, "highest",
+                                                         attention_chunk=1024)
     row = {}
     for name, dtype in (("float32", jnp.float32), ("bfloat16", jnp.bfloat16)):
         def run(p, x, *m, dtype=dtype):

@@ -185,13 +185,27 @@ def _case_function(model, stage: str, size: int, attention_chunk: int):
         face = np.asarray(Image.fromarray(photo).resize((side, side), Image.BICUBIC))
         return (lambda p, x: module.apply(p, x)), (
             variables, jnp.asarray(preprocess.to_network_input(face))), side
-    networks = [network(role) for role in STAGE_ROLES[stage]]
+    fn, args = restoration_case(model, stage, photo, mask, precision, attention_chunk)
+    return fn, args, size
+
+
+def restoration_case(model, stage: str, photo: np.ndarray, mask: np.ndarray, precision: str,
+                     attention_chunk: int):
+    """(jittable restoration of ``stage``, its arguments): (parameters, image) for
+    ``restore_quality``, (parameters, image, mask) for the scratch stages."""
+    import jax.numpy as jnp
+
+    from oldphoto_jax.pipeline import preprocess, stage1
+
+    networks = [stage_runner.inference_network(model, role, precision=precision,
+                                               attention_chunk=attention_chunk)
+                for role in STAGE_ROLES[stage]]
     fn = stage1.restoration_function(*(m for m, _ in networks))
     params = tuple(v for _, v in networks)
     image = jnp.asarray(preprocess.to_network_input(photo))
     if stage == "restore_quality":
-        return (lambda p, x: fn(p, x)), (params, image), size
-    return fn, (params, image, jnp.asarray(mask[None, :, :, None])), size
+        return (lambda p, x: fn(p, x)), (params, image)
+    return fn, (params, image, jnp.asarray(mask[None, :, :, None], jnp.float32))
 
 
 def run_case(checkpoint_dir: str, stage: str, size: int, repeats: int,

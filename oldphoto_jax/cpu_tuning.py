@@ -97,12 +97,18 @@ def tuned_glibc_tunables(tunables: str, wanted=MALLOC_TUNABLES) -> str:
     return ":".join([t for t in tunables.split(":") if t] + extra)
 
 
-def _mallopt():
+def _libc_function(name: str):
+    """glibc's function ``name`` (``mallopt``, ``malloc_trim``), or None where the C library
+    is not glibc."""
     path = ctypes.util.find_library("c")
     try:
-        return ctypes.CDLL(path).mallopt if path else None
+        return getattr(ctypes.CDLL(path), name) if path else None
     except (OSError, AttributeError):  # not glibc
         return None
+
+
+def _mallopt():
+    return _libc_function("mallopt")
 
 
 def tune_allocator(environ: MutableMapping[str, str] = os.environ,
@@ -131,11 +137,7 @@ def release_free_memory() -> bool:
     Called after the weights are placed and after each compilation (``pipeline.engine``, the
     bench): the peak of the official-width quality stage at 256 px fell from 570 to 546-548 MiB
     (issue 18). A few milliseconds. False where the C library is not glibc."""
-    path = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(path).malloc_trim if path else None
-    except (OSError, AttributeError):
-        return False
+    trim = _libc_function("malloc_trim")
     if trim is None:
         return False
     trim(0)
