@@ -19,7 +19,14 @@ Conv 3x3 to level 0 without norm or activation. Official: 64 -> 128 -> 256 -> 51
 512 -> 512 -> 256 -> 128 -> 64. (The official code hard-codes 64 where ``nc`` stands here; with
 the official nc = 64 that is the same.) ResnetBlocks have ``min(nc * 2**n_up, mc)`` channels.
 
-Param trees: MappingHead/MappingTail = {convs_0, ...}; ResnetStack = {blocks_0, ...}.
+``stats_residual`` (not in the release; 0 there): for latents of the ``vae_colour`` VAEs, whose
+last channels hold each photo's colour statistics, the last ``stats_residual`` output channels
+are the input's plus a gated correction, ``z[..., -k:] + gate * tail[..., -k:]`` with ``gate``
+(one per channel) starting at zero: the mapping starts by keeping the photo's colours and learns
+only their correction (fading), instead of learning to carry them through its trunk.
+
+Param trees: MappingHead/MappingTail = {convs_0, ...}; ResnetStack = {blocks_0, ...}; with
+``stats_residual`` > 0 also ``stats: {gate}``.
 * MappingModel: {head, trunk, tail}.
 * MappingModelWithMask: {head, nl: {theta, phi, g, W, res}, trunk, tail}.
 * MappingModelWithMask2: {head, pre, attn_0, between_0, attn_1, between_1, attn_2, post, tail}
@@ -423,6 +430,27 @@ class PatchAttention(nn.Module):
 # The three registered networks
 
 
+class StatsResidual(nn.Module):
+    """The last ``channels`` channels of a mapping's output as its input's plus a gated
+    correction (``stats_residual`` above); ``gate`` starts at zero."""
+
+    channels: int
+
+    @nn.compact
+    def __call__(self, z: Array, out: Array) -> Array:
+        k = self.channels
+        if not 0 < k <= z.shape[-1]:
+            raise ValueError(f"stats_residual must be in 1..{z.shape[-1]} (the latent's "
+                             f"channels), got {k}")
+        gate = self.param("gate", nn.initializers.zeros, (k,), jnp.float32)
+        kept = z[..., -k:] + gate.astype(out.dtype) * out[..., -k:]
+        return jnp.concatenate([out[..., :-k], kept], axis=-1)
+
+
+def _with_stats(module: nn.Module, z: Array, out: Array) -> Array:
+    return module.stats(z, out) if module.stats_residual else out
+
+
 def _check_latent(name: str, z: Array, nc: int) -> None:
     if z.ndim != 4 or z.shape[-1] != nc:
         raise ValueError(f"{name} expects an NHWC latent with {nc} channels, got {z.shape}")
@@ -438,7 +466,8 @@ class MappingModel(nn.Module):
     """``Mapping_Model`` (quality): head, ``n_blocks`` ResnetBlocks, tail.
 
     Fields (official defaults): nc 64, mc 512 (``map_mc``), n_up 4, n_blocks 6
-    (``mapping_n_block``), dilation 1 (``mapping_net_dilation``, first conv of each trunk block).
+    (``mapping_n_block``), dilation 1 (``mapping_net_dilation``, first conv of each trunk block),
+    stats_residual 0 (not in the release: see the module docstring).
     ``__call__(z)``: B x h x w x nc -> B x h x w x nc.
     """
 
@@ -447,6 +476,7 @@ class MappingModel(nn.Module):
     n_up: int = 4
     n_blocks: int = 6
     dilation: int = 1
+    stats_residual: int = 0
     precision: Precision = "highest"
 
     def setup(self):
@@ -454,10 +484,12 @@ class MappingModel(nn.Module):
         self.head = MappingHead(self.nc, self.mc, self.n_up, self.precision)
         self.trunk = ResnetStack(width, self.n_blocks, self.precision, self.dilation)
         self.tail = MappingTail(self.nc, self.mc, self.n_up, self.precision)
+        if self.stats_residual:
+            self.stats = StatsResidual(self.stats_residual)
 
     def __call__(self, z: Array) -> Array:
         _check_latent("MappingModel", z, self.nc)
-        return self.tail(self.trunk(self.head(z)))
+        return _with_stats(self, z, self.tail(self.trunk(self.head(z))))
 
 
 class MappingModelWithMask(nn.Module):
@@ -475,6 +507,7 @@ class MappingModelWithMask(nn.Module):
     n_blocks: int = 6
     nl_res_blocks: int = 3
     dilation: int = 1
+    stats_residual: int = 0
     query_chunk: int = 0
     precision: Precision = "highest"
 
@@ -485,11 +518,13 @@ class MappingModelWithMask(nn.Module):
                                        self.precision)
         self.trunk = ResnetStack(width, self.n_blocks, self.precision, self.dilation)
         self.tail = MappingTail(self.nc, self.mc, self.n_up, self.precision)
+        if self.stats_residual:
+            self.stats = StatsResidual(self.stats_residual)
 
     def __call__(self, z: Array, mask: Array) -> Array:
         _check_latent("MappingModelWithMask", z, self.nc)
         _check_mask("MappingModelWithMask", z, mask)
-        return self.tail(self.trunk(self.nl(self.head(z), mask)))
+        return _with_stats(self, z, self.tail(self.trunk(self.nl(self.head(z), mask))))
 
 
 class MappingModelWithMask2(nn.Module):
@@ -515,6 +550,7 @@ class MappingModelWithMask2(nn.Module):
     stage_blocks: int = 2
     patch_sizes: Sequence[int] = (8, 4, 2)
     dilation: int = 1
+    stats_residual: int = 0
     query_chunk: int = 0
     precision: Precision = "highest"
 
@@ -529,6 +565,8 @@ class MappingModelWithMask2(nn.Module):
         self.between = [stack() for _ in sizes[1:]]
         self.post = stack()
         self.tail = MappingTail(self.nc, self.mc, self.n_up, self.precision)
+        if self.stats_residual:
+            self.stats = StatsResidual(self.stats_residual)
 
     def _run(self, z: Array, mask: Array, training: bool) -> Array:
         _check_latent("MappingModelWithMask2", z, self.nc)
@@ -538,7 +576,7 @@ class MappingModelWithMask2(nn.Module):
             x = attn(x, mask, training)
             if s < len(self.between):
                 x = self.between[s](x)
-        return self.tail(self.post(x))
+        return _with_stats(self, z, self.tail(self.post(x)))
 
     def __call__(self, z: Array, mask: Array) -> Array:
         """Official ``inference_forward(z, mask)``: z B x h x w x nc, mask B x H x W x 1."""

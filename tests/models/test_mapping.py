@@ -26,7 +26,7 @@ from oldphoto_jax.models.mapping import (MappingModel, MappingModelWithMask,
                                          nonlocal_valid_map, partial_nonlocal_attention,
                                          partial_nonlocal_attention_chunked,
                                          patch_attention_inference, patch_attention_training,
-                                         select_best_keys)
+                                         select_best_keys, StatsResidual)
 from oldphoto_jax.parity.fixtures import cases_dir
 
 # Official widths / 16: levels 4, 8, 16, 32, 32 instead of 64, 128, 256, 512, 512.
@@ -157,6 +157,38 @@ def test_jit_shapes_layout_and_round_trip(cls):
     # JSON turns tuples into lists; the rebuilt module has tuples again (it must stay hashable).
     rebuilt = build_network(cls.__name__, args)
     assert network_args(rebuilt) == network_args(module) and hash(rebuilt) == hash(module)
+
+
+@pytest.mark.parametrize("cls", [MappingModel, MappingModelWithMask, MappingModelWithMask2])
+def test_stats_residual_starts_by_keeping_the_colour_statistics(cls):
+    """``stats_residual`` (issue 14, colour VAEs): at the start the last k output channels are
+    the input's (the gate is zero), the others the plain mapping's with the same arrays; the
+    gate gets a gradient, so training can learn the correction."""
+    k = 2
+    plain, apply_plain = jitted(cls)
+    module, apply = jitted(cls, stats_residual=k)
+    inputs = inputs_for(cls)
+    z = inputs[0]
+    initial = StatsResidual(k).init(jax.random.PRNGKey(0), z, z)["params"]["gate"]
+    np.testing.assert_array_equal(initial, np.zeros(k, np.float32))
+    variables = random_variables(module, *inputs)
+    variables["params"]["stats"]["gate"] = initial
+    out = apply(variables, *inputs)
+    np.testing.assert_array_equal(out[..., -k:], inputs[0][..., -k:])
+    without = {"params": {n: v for n, v in variables["params"].items() if n != "stats"}}
+    np.testing.assert_array_equal(out[..., :-k], apply_plain(without, *inputs)[..., :-k])
+
+    def stats_loss(gate):
+        params = dict(variables["params"], stats={"gate": gate})
+        return jnp.sum(module.apply({"params": params}, *inputs)[..., -k:] ** 2)
+
+    assert float(jnp.abs(jax.grad(stats_loss)(jnp.zeros(k))).sum()) > 0
+
+
+def test_stats_residual_wider_than_the_latent_is_an_error():
+    module = MappingModel(**SMALL, stats_residual=SMALL["nc"] + 1)
+    with pytest.raises(ValueError, match="stats_residual must be in 1..4"):
+        module.init(jax.random.PRNGKey(0), inputs_for(MappingModel)[0])
 
 
 def test_converter_errors_and_warnings():
