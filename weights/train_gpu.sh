@@ -46,6 +46,9 @@ case $VAE_VARIANT in ""|colour) ;; *) echo "VAE_VARIANT must be empty or colour"
 SUFFIX=${VAE_VARIANT:+_$VAE_VARIANT}           # run names and config arguments
 LATENT=$([[ $SIZE == small ]] && echo 32 || echo 8)
 NC=$(( LATENT + (${#VAE_VARIANT} > 0 ? 6 : 0) ))  # the mapping's nc = the VAEs' latent channels
+# Colour VAEs: the mappings keep the 6 colour-statistics channels plus a learned correction
+# (model.stats_residual; weights/README.md, "The colour mappings").
+STATS=$(( ${#VAE_VARIANT} > 0 ? 6 : 0 ))
 
 train() {  # train <run> <config> <workers> <time limit s> [overrides...]
   local run=$1 config=$2 workers=${WORKERS:-$3} limit=$(( $4 > 10 ? $4 : 10 ))
@@ -85,7 +88,7 @@ if [[ $A == 0 && $B == 0 ]]; then
     run=mapping_${SIZE}_$m$SUFFIX
     MAPPING_RUNS+=("$RUNS/$run/export")
     train $run configs/mapping.py:${SIZE}_$m $MAPPING_WORKERS $MAPPING_LIMIT \
-        --config.model.nc=$NC \
+        --config.model.nc=$NC --config.model.stats_residual=$STATS \
         --config.vae_a_checkpoint="$RUNS/$VAE_A_RUN/export" \
         --config.vae_b_checkpoint="$RUNS/$VAE_B_RUN/export" &
   done
