@@ -45,10 +45,10 @@ case $SIZE in small|tiny) ;; *) echo "SIZE must be small or tiny, not $SIZE"; ex
 case $VAE_VARIANT in ""|colour) ;; *) echo "VAE_VARIANT must be empty or colour"; exit 2;; esac
 SUFFIX=${VAE_VARIANT:+_$VAE_VARIANT}           # run names and config arguments
 LATENT=$([[ $SIZE == small ]] && echo 32 || echo 8)
-NC=$(( LATENT + (${#VAE_VARIANT} > 0 ? 6 : 0) ))  # the mapping's nc = the VAEs' latent channels
-# Colour VAEs: the mappings keep the 6 colour-statistics channels plus a learned correction
-# (model.stats_residual; weights/README.md, "The colour mappings").
+# Colour VAEs: 6 more latent channels (the colour statistics), which the mappings keep plus a
+# learned correction (model.stats_residual; weights/README.md, "The colour mappings").
 STATS=$(( ${#VAE_VARIANT} > 0 ? 6 : 0 ))
+NC=$(( LATENT + STATS ))  # the mapping's nc = the VAEs' latent channels
 
 train() {  # train <run> <config> <workers> <time limit s> [overrides...]
   local run=$1 config=$2 workers=${WORKERS:-$3} limit=$(( $4 > 10 ? $4 : 10 ))

@@ -165,7 +165,7 @@ def test_stats_residual_starts_by_keeping_the_colour_statistics(cls):
     the input's (the gate is zero), the others the plain mapping's with the same arrays; the
     gate gets a gradient, so training can learn the correction."""
     k = 2
-    plain, apply_plain = jitted(cls)
+    _, apply_plain = jitted(cls)
     module, apply = jitted(cls, stats_residual=k)
     inputs = inputs_for(cls)
     z = inputs[0]
