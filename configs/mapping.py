@@ -76,8 +76,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data = common.clean_photos(size)
     # Start from a trained mapping (a model directory, and its role; empty = the first mapping
     # it has): every array of the same place and shape is taken (e.g. the quality or HR mapping
-    # from the scratch one: head, trunk, tail). Empty checkpoint = a fresh start.
-    config.init_from = dict(checkpoint="", role="")
+    # from the scratch one: head, trunk, tail). Empty checkpoint = a fresh start. ``embed``:
+    # also put each smaller array of the same place into the leading corner of a wider one,
+    # new input channels reading zeros (a mapping between colour VAEs, nc 38, from one between
+    # plain VAEs, nc 32: it starts computing the same content channels).
+    config.init_from = dict(checkpoint="", role="", embed=False)
     runs = {"": common.RUNS, "tiny": common.RUNS, "small": bundled.RUNS_DIR}[size]
     suffix = f"_{size}" if size else ""
     config.vae_a_checkpoint = str(runs / f"vae_a{suffix}" / "export")

@@ -75,7 +75,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Start from a trained VAE (a model directory, and its role; empty = vae_a, or for VAE_B
     # the first VAE_B role it has): every array of the same place and shape is taken (e.g. the
     # ``colour`` variant from the plain VAE: the same parameters). Empty = a fresh start.
-    config.init_from = dict(checkpoint="", role="")
+    # ``embed``: also each smaller array into the leading corner of a wider one (see mapping).
+    config.init_from = dict(checkpoint="", role="", embed=False)
     if size == "small":
         common.fit_schedule(config, SMALL_STEPS)
     return config

@@ -102,17 +102,46 @@ def init_networks(specs: Mapping[str, InitSpec], rng: Array) -> dict[str, dict]:
     return jax.jit(run)(init_key(rng))
 
 
-def warm_start(params: Mapping, source: Mapping) -> tuple[dict, list[str], list[str]]:
+def _embeds(source_shape: tuple, shape: tuple) -> bool:
+    """Whether an array of ``source_shape`` fits in the leading corner of one of ``shape``."""
+    return len(source_shape) == len(shape) and all(s <= t for s, t in zip(source_shape, shape))
+
+
+def embed_array(initialised, source):
+    """``source`` in the leading corner of an array shaped like ``initialised`` (a wider layer of
+    the same kind). Around it the initialised values stay, except in a convolution kernel
+    (H x W x in x out) whose extra *input* channels read zeros: the wider layer computes the
+    source's outputs exactly on the source's channels, and its new channels, read by nothing
+    yet, still receive gradients."""
+    out = jnp.array(initialised, copy=True)
+    source = jnp.asarray(source, out.dtype)
+    if out.ndim == 4:
+        out = out.at[:, :, source.shape[2]:, :].set(0.0)
+    return out.at[tuple(slice(0, n) for n in source.shape)].set(source)
+
+
+def warm_start(params: Mapping, source: Mapping, embed: bool = False
+               ) -> tuple[dict, list[str], list[str]]:
     """``params`` with every array that ``source`` has at the same path and shape taken from
     ``source`` (a trained network of another variant, e.g. the scratch mapping for the quality
-    one); returns (params, paths taken, paths left as initialised), paths as ``a/b/c``."""
+    one); with ``embed``, also every smaller array of the same path and rank embedded into a
+    wider one (:func:`embed_array`: e.g. a mapping between 38-channel latents from one between
+    32-channel latents). Returns (params, paths taken or embedded, paths left as initialised),
+    paths as ``a/b/c``."""
     flat = traverse_util.flatten_dict(dict(params), sep="/")
     flat_source = traverse_util.flatten_dict(dict(source), sep="/")
-    taken = [key for key, value in flat.items()
-             if key in flat_source and tuple(flat_source[key].shape) == tuple(value.shape)]
-    fresh = [key for key in flat if key not in set(taken)]
-    for key in taken:  # a copy, never the source's buffer (the trainer donates the state)
-        flat[key] = jnp.array(flat_source[key], flat[key].dtype, copy=True)
+    taken, fresh = [], []
+    for key, value in flat.items():
+        if key in flat_source and tuple(flat_source[key].shape) == tuple(value.shape):
+            # a copy, never the source's buffer (the trainer donates the state)
+            flat[key] = jnp.array(flat_source[key], value.dtype, copy=True)
+            taken.append(key)
+        elif embed and key in flat_source and _embeds(tuple(flat_source[key].shape),
+                                                      tuple(value.shape)):
+            flat[key] = embed_array(value, flat_source[key])
+            taken.append(key)
+        else:
+            fresh.append(key)
     return traverse_util.unflatten_dict(flat, sep="/"), taken, fresh
 
 
@@ -139,15 +168,23 @@ def warm_start_network(params: Mapping, source: Mapping, what: str, config,
     """:func:`warm_start` of one network's ``params`` from ``source`` (:func:`init_from_params`),
     an error if no array fits, and one line saying what was taken (once per run: ``reported``
     is the caller's list, init_state may be traced twice)."""
-    params, taken, fresh = warm_start(params, source)
+    embed = bool(config.init_from.get("embed", False))
+    initialised_shapes = {k: tuple(v.shape) for k, v in
+                          traverse_util.flatten_dict(dict(params), sep="/").items()}
+    params, taken, fresh = warm_start(params, source, embed=embed)
     if not taken:
         raise ValueError(f"config.init_from ({config.init_from.checkpoint}) has no array of "
                          f"the {what}'s shapes")
     if jax.process_index() == 0 and not reported:
         reported.append(True)
         fresh_parts = sorted({f.rsplit("/", 1)[0] for f in fresh})
-        print(f"{what} starts from {config.init_from.checkpoint}: {len(taken)} arrays taken, "
-              f"{len(fresh)} initialised ({', '.join(fresh_parts) or 'none'})", flush=True)
+        flat_source = traverse_util.flatten_dict(dict(source), sep="/")
+        embedded = sorted({k.rsplit("/", 1)[0] for k in taken
+                           if tuple(flat_source[k].shape) != initialised_shapes[k]})
+        widened = f" (embedded into wider arrays: {', '.join(embedded)})" if embedded else ""
+        print(f"{what} starts from {config.init_from.checkpoint}: {len(taken)} arrays taken"
+              f"{widened}, {len(fresh)} initialised ({', '.join(fresh_parts) or 'none'})",
+              flush=True)
     return params
 
 

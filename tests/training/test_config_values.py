@@ -32,12 +32,13 @@ BEFORE = pathlib.Path(__file__).parent / "data" / "config_dumps_before.json"
 
 # model.name: the network by name from the registry; loss.latent_gan (VAE_A): the weight of the
 # latent adversarial term, 1 as before (0 = the ablation without the latent discriminator).
-# init_from: start from a trained network (issue 14); empty = a fresh start as before.
+# init_from: start from a trained network (issue 14); empty = a fresh start as before; embed off.
 # model.stats_residual (mapping): keep the colour VAEs' statistics channels (issue 14); 0 = the
 # release's mapping, as before.
-ADDED = {"vae_a": {"model.name", "loss.latent_gan", "init_from.checkpoint", "init_from.role"},
-         "vae_b": {"init_from.checkpoint", "init_from.role"},
-         "mapping": {"init_from.checkpoint", "init_from.role", "loss.image_l1",
+INIT_FROM = {"init_from.checkpoint", "init_from.role", "init_from.embed"}
+ADDED = {"vae_a": {"model.name", "loss.latent_gan"} | INIT_FROM,
+         "vae_b": INIT_FROM,
+         "mapping": INIT_FROM | {"loss.image_l1",
                      "model.stats_residual"}}
 # param_sharding / fsdp_min_size: parameters sharded over the data axis (issue 17), off by default.
 ADDED_TO_EVERY_STAGE = {"model.name", "param_sharding", "fsdp_min_size"}
@@ -136,6 +137,7 @@ def test_config_resolves_to_the_values_of_before(case):
         expected["data.clean"] += MORE_DATA
     if name in ("mapping", "vae_a", "vae_b"):
         assert new["init_from.checkpoint"] == "" and new["init_from.role"] == ""
+        assert new["init_from.embed"] is False
     if name == "mapping":
         assert new["loss.image_l1"] == 0.0 and new["model.stats_residual"] == 0
     if name == "vae_a":

@@ -527,6 +527,34 @@ def test_warm_start_takes_arrays_of_the_same_place_and_shape_only():
     np.testing.assert_array_equal(out["new"]["kernel"], 0.0)
 
 
+def test_warm_start_embeds_narrower_arrays_so_the_wider_layer_computes_the_same_channels():
+    """embed: a 2 -> 3 channel conv from a 1 -> 2 one: the source in the leading corner, the new
+    input channel reading zeros, so the first two outputs are the source's on any input."""
+    from oldphoto_jax.layers import conv2d
+    from oldphoto_jax.training.tasks_common import warm_start
+
+    rng = np.random.default_rng(0)
+    params = {"conv": {"kernel": rng.normal(size=(3, 3, 2, 3)).astype(np.float32),
+                       "bias": rng.normal(size=3).astype(np.float32)},
+              "gate": np.zeros((2, 2), np.float32)}
+    source = {"conv": {"kernel": rng.normal(size=(3, 3, 1, 2)).astype(np.float32),
+                       "bias": rng.normal(size=2).astype(np.float32)},
+              "gate": np.ones((3, 1), np.float32)}  # not embeddable: wider on one axis only
+    out, taken, fresh = warm_start(params, source, embed=True)
+    assert sorted(taken) == ["conv/bias", "conv/kernel"] and fresh == ["gate"]
+    kernel, bias = np.asarray(out["conv"]["kernel"]), np.asarray(out["conv"]["bias"])
+    np.testing.assert_array_equal(kernel[:, :, :1, :2], source["conv"]["kernel"])
+    np.testing.assert_array_equal(kernel[:, :, 1:, :], 0.0)
+    np.testing.assert_array_equal(kernel[:, :, :1, 2:], params["conv"]["kernel"][:, :, :1, 2:])
+    np.testing.assert_array_equal(bias, [*source["conv"]["bias"], params["conv"]["bias"][2]])
+    x = jnp.asarray(rng.normal(size=(1, 5, 5, 2)), jnp.float32)
+    wide = conv2d(x, out["conv"]["kernel"], padding=1) + out["conv"]["bias"]
+    narrow = conv2d(x[..., :1], source["conv"]["kernel"], padding=1) + source["conv"]["bias"]
+    np.testing.assert_allclose(wide[..., :2], narrow, atol=1e-5)
+    _, taken_plain, _ = warm_start(params, source)
+    assert taken_plain == []  # without embed only equal shapes are taken
+
+
 def test_quality_mapping_starts_from_a_trained_scratch_mapping(tmp_path, capsys):
     """Head, trunk and tail come from the scratch mapping; D and the optimiser start fresh."""
     from oldphoto_jax.models.registry import build_model
