@@ -37,7 +37,7 @@ def model(size: str, variant: str = "vae") -> dict:
               "small": dict(ngf=16, max_channels=32, n_res_blocks=2)}[size]
     if variant == "colour":
         return dict(name="vae_colour", n_down_convs=2, kernel_size=4, **widths,
-                    min_std=0.05, norm_range=4.0, stats_scale=4.0)
+                    min_std=0.05, norm_range=4.0, stats_scale=4.0, restandardise=False)
     return dict(name="vae", n_down_convs=2, kernel_size=4, **widths)
 
 

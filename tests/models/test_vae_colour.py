@@ -68,6 +68,24 @@ def test_decoder_renders_the_colour_its_latent_holds(colour_vae):
     assert np.all(np.abs(y) <= 1.0)
 
 
+def test_restandardised_decoder_renders_exactly_the_statistics_it_holds(colour_vae):
+    """restandardise: the image's per-channel mean and std are the latent's statistics
+    whatever the content channels hold (here: content from another photo)."""
+    module, variables = colour_vae
+    restandardising = module.clone(restandardise=True)
+    z = np.asarray(module.apply(variables, _images(0), method="encode"))
+    other = np.asarray(module.apply(variables, _images(1), method="encode"))
+    mixed = np.concatenate([other[..., :8], z[..., 8:]], axis=-1)
+    stats = z[:, 0, 0, 8:] / 4.0
+    stats[:, 3:] = np.maximum(stats[:, 3:], module.min_std)
+    y = np.asarray(restandardising.apply(variables, mixed, method="decode"))
+    assert np.abs(y).max() < 1.0  # no clipping in this example, so the statistics are exact
+    np.testing.assert_allclose(y.mean(axis=(1, 2)), stats[:, :3], atol=1e-5)
+    np.testing.assert_allclose(y.std(axis=(1, 2)), stats[:, 3:], atol=1e-5)
+    plain = np.asarray(module.apply(variables, mixed, method="decode"))
+    assert np.abs(plain.mean(axis=(1, 2)) - stats[:, :3]).max() > 1e-3  # without: not exact
+
+
 def test_round_trip_through_a_model_directory(colour_vae, tmp_path):
     module, variables = colour_vae
     model_files.save_model(tmp_path / "m", {"vae_b_quality": (module, variables)})
