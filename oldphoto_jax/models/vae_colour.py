@@ -17,9 +17,10 @@ This variant carries them past the encoder on purpose:
   ``norm_range * tanh(.)``, and the output is ``clip(m + max(s, min_std) * that, -1, 1)``.
   With ``restandardise`` the decoder's output is first standardised again per photo and
   channel (its own mean subtracted, divided by its own std), so the image has the carried
-  statistics exactly (up to clipping) whatever content latent it decodes: measured with a
-  mapping's output, model 4-era VAE_B decoders moved real photos' colours by up to 17 in Lab
-  a*/b* without it and by at most 3.8 with it (weights/README.md, *second CPU attempt*).
+  statistics exactly (up to clipping) whatever content latent it decodes: decoding a scratch
+  mapping's output, the colour VAE_B of ``weights/runs`` (trained without it) moved real photos'
+  colours by up to 17 in Lab a*/b*, and by at most 3.8 with it switched on (weights/README.md,
+  *The colour mappings, second CPU attempt*).
 
 A mapping network between two such latents translates the statistics with the content (it sees
 them as channels), so it can keep a photo's colours or correct a faded one, on purpose and under
