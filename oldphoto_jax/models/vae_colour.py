@@ -83,9 +83,8 @@ class VAEColour(VAE):
         # The release's decoder ends in tanh: its output, scaled, is the standardised image.
         standardised = self.norm_range * self.decoder(content)
         if self.restandardise:
-            centred = standardised - jnp.mean(standardised, axis=(1, 2), keepdims=True)
-            spread = jnp.sqrt(jnp.mean(jnp.square(centred), axis=(1, 2), keepdims=True))
-            standardised = centred / jnp.maximum(spread, RESTANDARDISE_MIN_STD)
+            own_mean, own_std = self._stats(standardised)
+            standardised = (standardised - own_mean) / jnp.maximum(own_std, RESTANDARDISE_MIN_STD)
         image = mean + jnp.maximum(std, self.min_std) * standardised
         return jnp.clip(image, -1.0, 1.0)
 

@@ -121,16 +121,16 @@ def embed_array(initialised, source):
 
 
 def warm_start(params: Mapping, source: Mapping, embed: bool = False
-               ) -> tuple[dict, list[str], list[str]]:
+               ) -> tuple[dict, list[str], list[str], list[str]]:
     """``params`` with every array that ``source`` has at the same path and shape taken from
     ``source`` (a trained network of another variant, e.g. the scratch mapping for the quality
     one); with ``embed``, also every smaller array of the same path and rank embedded into a
     wider one (:func:`embed_array`: e.g. a mapping between 38-channel latents from one between
-    32-channel latents). Returns (params, paths taken or embedded, paths left as initialised),
-    paths as ``a/b/c``."""
+    32-channel latents). Returns (params, paths taken or embedded, paths left as initialised,
+    the embedded ones among those taken), paths as ``a/b/c``."""
     flat = traverse_util.flatten_dict(dict(params), sep="/")
     flat_source = traverse_util.flatten_dict(dict(source), sep="/")
-    taken, fresh = [], []
+    taken, fresh, embedded = [], [], []
     for key, value in flat.items():
         if key in flat_source and tuple(flat_source[key].shape) == tuple(value.shape):
             # a copy, never the source's buffer (the trainer donates the state)
@@ -140,9 +140,10 @@ def warm_start(params: Mapping, source: Mapping, embed: bool = False
                                                       tuple(value.shape)):
             flat[key] = embed_array(value, flat_source[key])
             taken.append(key)
+            embedded.append(key)
         else:
             fresh.append(key)
-    return traverse_util.unflatten_dict(flat, sep="/"), taken, fresh
+    return traverse_util.unflatten_dict(flat, sep="/"), taken, fresh, embedded
 
 
 def init_from_params(config, default_roles: tuple[str, ...]) -> dict | None:
@@ -168,20 +169,17 @@ def warm_start_network(params: Mapping, source: Mapping, what: str, config,
     """:func:`warm_start` of one network's ``params`` from ``source`` (:func:`init_from_params`),
     an error if no array fits, and one line saying what was taken (once per run: ``reported``
     is the caller's list, init_state may be traced twice)."""
-    embed = bool(config.init_from.get("embed", False))
-    initialised_shapes = {k: tuple(v.shape) for k, v in
-                          traverse_util.flatten_dict(dict(params), sep="/").items()}
-    params, taken, fresh = warm_start(params, source, embed=embed)
+    params, taken, fresh, embedded = warm_start(
+        params, source, embed=bool(config.init_from.get("embed", False)))
     if not taken:
         raise ValueError(f"config.init_from ({config.init_from.checkpoint}) has no array of "
                          f"the {what}'s shapes")
     if jax.process_index() == 0 and not reported:
         reported.append(True)
         fresh_parts = sorted({f.rsplit("/", 1)[0] for f in fresh})
-        flat_source = traverse_util.flatten_dict(dict(source), sep="/")
-        embedded = sorted({k.rsplit("/", 1)[0] for k in taken
-                           if tuple(flat_source[k].shape) != initialised_shapes[k]})
-        widened = f" (embedded into wider arrays: {', '.join(embedded)})" if embedded else ""
+        embedded_parts = sorted({k.rsplit("/", 1)[0] for k in embedded})
+        widened = (f" (embedded into wider arrays: {', '.join(embedded_parts)})"
+                   if embedded_parts else "")
         print(f"{what} starts from {config.init_from.checkpoint}: {len(taken)} arrays taken"
               f"{widened}, {len(fresh)} initialised ({', '.join(fresh_parts) or 'none'})",
               flush=True)

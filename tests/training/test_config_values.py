@@ -38,8 +38,7 @@ BEFORE = pathlib.Path(__file__).parent / "data" / "config_dumps_before.json"
 INIT_FROM = {"init_from.checkpoint", "init_from.role", "init_from.embed"}
 ADDED = {"vae_a": {"model.name", "loss.latent_gan"} | INIT_FROM,
          "vae_b": INIT_FROM,
-         "mapping": INIT_FROM | {"loss.image_l1",
-                     "model.stats_residual"}}
+         "mapping": INIT_FROM | {"loss.image_l1", "model.stats_residual"}}
 # param_sharding / fsdp_min_size: parameters sharded over the data axis (issue 17), off by default.
 ADDED_TO_EVERY_STAGE = {"model.name", "param_sharding", "fsdp_min_size"}
 MOVED = {"model.query_chunk": "attention_chunk"}

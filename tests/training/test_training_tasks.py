@@ -520,7 +520,7 @@ def test_warm_start_takes_arrays_of_the_same_place_and_shape_only():
               "new": {"kernel": np.zeros(2, np.float32)}}
     source = {"head": {"kernel": np.ones((3, 3, 2, 4), np.float32), "bias": np.ones(5, np.float32)},
               "other": {"kernel": np.ones(2)}}
-    out, taken, fresh = warm_start(params, source)
+    out, taken, fresh, _ = warm_start(params, source)
     assert taken == ["head/kernel"] and sorted(fresh) == ["head/bias", "new/kernel"]
     np.testing.assert_array_equal(out["head"]["kernel"], 1.0)
     np.testing.assert_array_equal(out["head"]["bias"], 0.0)
@@ -540,8 +540,9 @@ def test_warm_start_embeds_narrower_arrays_so_the_wider_layer_computes_the_same_
     source = {"conv": {"kernel": rng.normal(size=(3, 3, 1, 2)).astype(np.float32),
                        "bias": rng.normal(size=2).astype(np.float32)},
               "gate": np.ones((3, 1), np.float32)}  # not embeddable: wider on one axis only
-    out, taken, fresh = warm_start(params, source, embed=True)
+    out, taken, fresh, embedded = warm_start(params, source, embed=True)
     assert sorted(taken) == ["conv/bias", "conv/kernel"] and fresh == ["gate"]
+    assert sorted(embedded) == ["conv/bias", "conv/kernel"]
     kernel, bias = np.asarray(out["conv"]["kernel"]), np.asarray(out["conv"]["bias"])
     np.testing.assert_array_equal(kernel[:, :, :1, :2], source["conv"]["kernel"])
     np.testing.assert_array_equal(kernel[:, :, 1:, :], 0.0)
@@ -551,7 +552,7 @@ def test_warm_start_embeds_narrower_arrays_so_the_wider_layer_computes_the_same_
     wide = conv2d(x, out["conv"]["kernel"], padding=1) + out["conv"]["bias"]
     narrow = conv2d(x[..., :1], source["conv"]["kernel"], padding=1) + source["conv"]["bias"]
     np.testing.assert_allclose(wide[..., :2], narrow, atol=1e-5)
-    _, taken_plain, _ = warm_start(params, source)
+    _, taken_plain, _, _ = warm_start(params, source)
     assert taken_plain == []  # without embed only equal shapes are taken
 
 
