@@ -38,13 +38,16 @@ def model(size: str, variant: str) -> dict:
         "": (64, 512, 6, 3, 2), "tiny": (8, 16, 1, 1, 1), "small": (32, 128, 2, 1, 1)}[size]
     # stats_residual: for the colour VAEs' latents (vae_colour, 6 statistics channels for RGB),
     # the mapping keeps the input's colour statistics plus a learned correction; 0 = the release.
+    # stats_correction: that correction, "gate" (per channel, from the tail) or "pooled" (one per
+    # photo, a linear map of pooled tail features; oldphoto_jax/models/mapping.py).
     if variant == "quality":
-        return dict(name="mapping", nc=nc, mc=mc, n_up=4, n_blocks=n_blocks, stats_residual=0)
+        return dict(name="mapping", nc=nc, mc=mc, n_up=4, n_blocks=n_blocks, stats_residual=0,
+                    stats_correction="gate")
     if variant == "scratch":
         return dict(name="mapping_mask", nc=nc, mc=mc, n_up=4, n_blocks=n_blocks,
-                    nl_res_blocks=nl_res_blocks, stats_residual=0)
+                    nl_res_blocks=nl_res_blocks, stats_residual=0, stats_correction="gate")
     return dict(name="mapping_patch", nc=nc, mc=mc, n_up=4, stage_blocks=stage_blocks,
-                patch_sizes=(8, 4, 2), stats_residual=0)
+                patch_sizes=(8, 4, 2), stats_residual=0, stats_correction="gate")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -24,9 +24,17 @@ last channels hold each photo's colour statistics, the last ``stats_residual`` o
 are the input's plus a gated correction, ``z[..., -k:] + gate * tail[..., -k:]`` with ``gate``
 (one per channel) starting at zero: the mapping starts by keeping the photo's colours and learns
 only their correction (fading), instead of learning to carry them through its trunk.
+``stats_correction`` chooses that correction: ``"gate"`` (above; the first colour mappings) or
+``"pooled"``, one correction per photo, a linear map (zero at the start) of the tail output's
+spatial mean and standard deviation per channel and of the input's statistics. The gate learns
+slowly: its gradient is the correlation of the tail's raw statistics channels (which get no
+gradient while the gate is zero) with the needed correction, and in 1,600 steps the gates stayed
+within +-0.02 (weights/README.md); the pooled map's kernel gets the pooled features' gradient
+from the first step, and a photo's colour statistics are one number per channel anyway.
 
 Param trees: MappingHead/MappingTail = {convs_0, ...}; ResnetStack = {blocks_0, ...}; with
-``stats_residual`` > 0 also ``stats: {gate}``.
+``stats_residual`` > 0 also ``stats: {gate}`` (``stats: {correction: {kernel, bias}}`` with
+``stats_correction="pooled"``).
 * MappingModel: {head, trunk, tail}.
 * MappingModelWithMask: {head, nl: {theta, phi, g, W, res}, trunk, tail}.
 * MappingModelWithMask2: {head, pre, attn_0, between_0, attn_1, between_1, attn_2, post, tail}
@@ -430,11 +438,15 @@ class PatchAttention(nn.Module):
 # The three registered networks
 
 
+STATS_CORRECTIONS = ("gate", "pooled")
+
+
 class StatsResidual(nn.Module):
-    """The last ``channels`` channels of a mapping's output as its input's plus a gated
-    correction (``stats_residual`` above); ``gate`` starts at zero."""
+    """The last ``channels`` channels of a mapping's output as its input's plus a learned
+    correction that is zero at the start (``stats_residual`` and ``stats_correction`` above)."""
 
     channels: int
+    correction: str = "gate"
 
     @nn.compact
     def __call__(self, z: Array, out: Array) -> Array:
@@ -442,8 +454,19 @@ class StatsResidual(nn.Module):
         if not 0 < k <= z.shape[-1]:
             raise ValueError(f"stats_residual must be in 1..{z.shape[-1]} (the latent's "
                              f"channels), got {k}")
-        gate = self.param("gate", nn.initializers.zeros, (k,), jnp.float32)
-        kept = z[..., -k:] + gate.astype(out.dtype) * out[..., -k:]
+        if self.correction == "gate":
+            gate = self.param("gate", nn.initializers.zeros, (k,), jnp.float32)
+            kept = z[..., -k:] + gate.astype(out.dtype) * out[..., -k:]
+        elif self.correction == "pooled":
+            pooled = out.astype(jnp.float32)
+            features = jnp.concatenate([
+                jnp.mean(pooled, axis=(1, 2)), jnp.std(pooled, axis=(1, 2)),
+                jnp.mean(z[..., -k:].astype(jnp.float32), axis=(1, 2))], axis=-1)
+            delta = nn.Dense(k, kernel_init=nn.initializers.zeros, name="correction")(features)
+            kept = z[..., -k:] + delta[:, None, None, :].astype(out.dtype)
+        else:
+            raise ValueError(f"stats_correction must be one of {STATS_CORRECTIONS}, "
+                             f"got {self.correction!r}")
         return jnp.concatenate([out[..., :-k], kept], axis=-1)
 
 
@@ -467,7 +490,7 @@ class MappingModel(nn.Module):
 
     Fields (official defaults): nc 64, mc 512 (``map_mc``), n_up 4, n_blocks 6
     (``mapping_n_block``), dilation 1 (``mapping_net_dilation``, first conv of each trunk block),
-    stats_residual 0 (not in the release: see the module docstring).
+    stats_residual 0 and stats_correction "gate" (not in the release: see the module docstring).
     ``__call__(z)``: B x h x w x nc -> B x h x w x nc.
     """
 
@@ -477,6 +500,7 @@ class MappingModel(nn.Module):
     n_blocks: int = 6
     dilation: int = 1
     stats_residual: int = 0
+    stats_correction: str = "gate"
     precision: Precision = "highest"
 
     def setup(self):
@@ -485,7 +509,7 @@ class MappingModel(nn.Module):
         self.trunk = ResnetStack(width, self.n_blocks, self.precision, self.dilation)
         self.tail = MappingTail(self.nc, self.mc, self.n_up, self.precision)
         if self.stats_residual:
-            self.stats = StatsResidual(self.stats_residual)
+            self.stats = StatsResidual(self.stats_residual, self.stats_correction)
 
     def __call__(self, z: Array) -> Array:
         _check_latent("MappingModel", z, self.nc)
@@ -508,6 +532,7 @@ class MappingModelWithMask(nn.Module):
     nl_res_blocks: int = 3
     dilation: int = 1
     stats_residual: int = 0
+    stats_correction: str = "gate"
     query_chunk: int = 0
     precision: Precision = "highest"
 
@@ -519,7 +544,7 @@ class MappingModelWithMask(nn.Module):
         self.trunk = ResnetStack(width, self.n_blocks, self.precision, self.dilation)
         self.tail = MappingTail(self.nc, self.mc, self.n_up, self.precision)
         if self.stats_residual:
-            self.stats = StatsResidual(self.stats_residual)
+            self.stats = StatsResidual(self.stats_residual, self.stats_correction)
 
     def __call__(self, z: Array, mask: Array) -> Array:
         _check_latent("MappingModelWithMask", z, self.nc)
@@ -551,6 +576,7 @@ class MappingModelWithMask2(nn.Module):
     patch_sizes: Sequence[int] = (8, 4, 2)
     dilation: int = 1
     stats_residual: int = 0
+    stats_correction: str = "gate"
     query_chunk: int = 0
     precision: Precision = "highest"
 
@@ -566,7 +592,7 @@ class MappingModelWithMask2(nn.Module):
         self.post = stack()
         self.tail = MappingTail(self.nc, self.mc, self.n_up, self.precision)
         if self.stats_residual:
-            self.stats = StatsResidual(self.stats_residual)
+            self.stats = StatsResidual(self.stats_residual, self.stats_correction)
 
     def _run(self, z: Array, mask: Array, training: bool) -> Array:
         _check_latent("MappingModelWithMask2", z, self.nc)

@@ -185,6 +185,44 @@ def test_stats_residual_starts_by_keeping_the_colour_statistics(cls):
     assert float(jnp.abs(jax.grad(stats_loss)(jnp.zeros(k))).sum()) > 0
 
 
+@pytest.mark.parametrize("cls", [MappingModel, MappingModelWithMask])
+def test_pooled_stats_correction_starts_by_keeping_the_statistics_and_learns(cls):
+    """``stats_correction="pooled"``: zero correction at the start (statistics kept, other
+    channels the plain mapping's), one correction per photo (spatially constant), and its kernel
+    gets a gradient from the first step (the gate's does not, when the tail's channels are
+    uncorrelated with the loss: the reason for this variant)."""
+    k = 2
+    _, apply_plain = jitted(cls)
+    module, apply = jitted(cls, stats_residual=k, stats_correction="pooled")
+    inputs = inputs_for(cls, batch=2)
+    variables = random_variables(module, *inputs)
+    kernel = variables["params"]["stats"]["correction"]["kernel"]
+    assert kernel.shape == (2 * SMALL["nc"] + k, k)
+    variables["params"]["stats"]["correction"] = {"kernel": jnp.zeros_like(kernel),
+                                                  "bias": jnp.zeros(k)}
+    out = apply(variables, *inputs)
+    np.testing.assert_array_equal(out[..., -k:], inputs[0][..., -k:])
+    without = {"params": {n: v for n, v in variables["params"].items() if n != "stats"}}
+    np.testing.assert_array_equal(out[..., :-k], apply_plain(without, *inputs)[..., :-k])
+
+    def corrected(kernel):
+        params = dict(variables["params"], stats={"correction": {"kernel": kernel,
+                                                                 "bias": jnp.zeros(k)}})
+        return module.apply({"params": params}, *inputs)[..., -k:] - inputs[0][..., -k:]
+
+    delta = corrected(jnp.ones_like(kernel))
+    np.testing.assert_allclose(delta, jnp.broadcast_to(delta[:, :1, :1], delta.shape), atol=1e-5)
+    assert float(jnp.abs(delta[0, 0, 0] - delta[1, 0, 0]).max()) > 0  # per photo
+    grad = jax.grad(lambda w: jnp.sum((corrected(w) - 1.0) ** 2))(jnp.zeros_like(kernel))
+    assert bool(jnp.all(jnp.abs(grad).sum(axis=0) > 0))  # every statistic can be corrected
+
+
+def test_stats_correction_must_be_known():
+    module = MappingModel(**SMALL, stats_residual=2, stats_correction="mlp")
+    with pytest.raises(ValueError, match="stats_correction must be one of"):
+        module.init(jax.random.PRNGKey(0), inputs_for(MappingModel)[0])
+
+
 def test_stats_residual_wider_than_the_latent_is_an_error():
     module = MappingModel(**SMALL, stats_residual=SMALL["nc"] + 1)
     with pytest.raises(ValueError, match="stats_residual must be in 1..4"):

@@ -34,11 +34,12 @@ BEFORE = pathlib.Path(__file__).parent / "data" / "config_dumps_before.json"
 # latent adversarial term, 1 as before (0 = the ablation without the latent discriminator).
 # init_from: start from a trained network (issue 14); empty = a fresh start as before; embed off.
 # model.stats_residual (mapping): keep the colour VAEs' statistics channels (issue 14); 0 = the
-# release's mapping, as before.
+# release's mapping, as before; model.stats_correction its kind, "gate" as before.
 INIT_FROM = {"init_from.checkpoint", "init_from.role", "init_from.embed"}
 ADDED = {"vae_a": {"model.name", "loss.latent_gan"} | INIT_FROM,
          "vae_b": INIT_FROM,
-         "mapping": INIT_FROM | {"loss.image_l1", "model.stats_residual"}}
+         "mapping": INIT_FROM | {"loss.image_l1", "model.stats_residual",
+                             "model.stats_correction"}}
 # param_sharding / fsdp_min_size: parameters sharded over the data axis (issue 17), off by default.
 ADDED_TO_EVERY_STAGE = {"model.name", "param_sharding", "fsdp_min_size"}
 MOVED = {"model.query_chunk": "attention_chunk"}
@@ -139,6 +140,7 @@ def test_config_resolves_to_the_values_of_before(case):
         assert new["init_from.embed"] is False
     if name == "mapping":
         assert new["loss.image_l1"] == 0.0 and new["model.stats_residual"] == 0
+        assert new["model.stats_correction"] == "gate"
     if name == "vae_a":
         assert new["loss.latent_gan"] == 1.0
     assert new == expected
