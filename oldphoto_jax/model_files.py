@@ -5,7 +5,8 @@ A *model* is a directory::
     <model>/
       manifest.json          {"format": "oldphoto-jax-model", "version": 1,
                               "networks": {<role>: <subdirectory>, ...}, "source": "...",
-                              "checksums": {<path of every other file>: <sha256>, ...}}
+                              "checksums": {<path of every other file>: <sha256>, ...},
+                              "restored_range": "clamp"}   (optional, see below)
       <network>/
         config.json          {"format": "oldphoto-jax-network", "version": 2,
                               "model": "<registered model name>", "args": {...}, "source": "..."}
@@ -26,6 +27,13 @@ of each of its other files, a network written alone (``save_network``) records t
 missing file is an error naming it rather than silently different weights. Models written before
 checksums were recorded still load, with a note (``Model.notes``). Every problem with a model
 directory is a one-line ``CheckpointError`` naming the file.
+
+``restored_range`` says how global restoration's output becomes an image: ``"minmax"`` (the
+default, and what a manifest without the key means) is the official ``test.py``, which writes
+``save_image((out + 1) / 2, normalize=True)``, a min-max stretch of the whole image to 0..255;
+``"clamp"`` writes ``(out + 1) / 2`` clamped, as the network rendered it. Models whose VAE_B
+renders each photo's own colour statistics (``vae_colour``) are assembled with ``"clamp"``: the
+stretch would re-tone what they kept (measured: -0.57 dB in quality mode, weights/README.md).
 """
 from __future__ import annotations
 
@@ -47,6 +55,8 @@ from oldphoto_jax.models.registry import (EXECUTION_FIELDS, architecture, build_
 MODEL_FORMAT = "oldphoto-jax-model"
 NETWORK_FORMAT = "oldphoto-jax-network"
 MODEL_VERSION = 1
+# How global restoration's output is written (module docstring); the first is the default.
+RESTORED_RANGES = ("minmax", "clamp")
 # 2: networks recorded by model name and architecture fields (1: class name, every argument).
 NETWORK_VERSION = 2
 
@@ -257,25 +267,33 @@ def _build_network(config_path: pathlib.Path, config: Mapping) -> nn.Module:
 
 def save_model(directory: str | os.PathLike,
                networks: Mapping[str, tuple[nn.Module, Mapping]], *, source: str = "",
-               overwrite: bool = False) -> pathlib.Path:
+               overwrite: bool = False, restored_range: str = RESTORED_RANGES[0]
+               ) -> pathlib.Path:
     """Write a model: each ``role -> (module, variables)`` in its own subdirectory, plus manifest.
 
     All or nothing: the directory appears only once every network has been written.
+    ``restored_range`` is recorded only when it is not the default (module docstring).
     """
     unknown = sorted(set(networks) - set(ROLES))
     if unknown:
         raise ValueError(f"unknown network roles {unknown}; known: {sorted(ROLES)}")
+    if restored_range not in RESTORED_RANGES:
+        raise ValueError(f"restored_range must be one of {RESTORED_RANGES}, "
+                         f"got {restored_range!r}")
     with _AtomicDirectory(pathlib.Path(directory), overwrite) as tmp:
         tmp.mkdir()
         for role, (module, variables) in networks.items():
             _write_network(tmp / role, module, variables, source)
-        _write_json(tmp / "manifest.json", {
+        manifest = {
             "format": MODEL_FORMAT,
             "version": MODEL_VERSION,
             "networks": {role: role for role in networks},
             "source": source,
             "checksums": tree_checksums(tmp),
-        })
+        }
+        if restored_range != RESTORED_RANGES[0]:
+            manifest["restored_range"] = restored_range
+        _write_json(tmp / "manifest.json", manifest)
     return pathlib.Path(directory)
 
 
@@ -301,6 +319,10 @@ class Model:
         if checksums is not None and not isinstance(checksums, Mapping):
             raise CheckpointError(f"{manifest_path}: 'checksums' is not a table of file -> sha256")
         self.checksums: Mapping[str, str] | None = checksums
+        self.restored_range: str = self.manifest.get("restored_range", RESTORED_RANGES[0])
+        if self.restored_range not in RESTORED_RANGES:
+            raise CheckpointError(f"{manifest_path}: 'restored_range' must be one of "
+                                  f"{', '.join(RESTORED_RANGES)}, got {self.restored_range!r}")
         # What loading could not check (shown by infer.py).
         self.notes: list[str] = []
         if checksums is None:

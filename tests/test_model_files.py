@@ -206,6 +206,12 @@ def _damage_cases():
         (m / "manifest.json").write_text(json.dumps(manifest))
         return "manifest.json"
 
+    def unknown_restored_range(m):
+        manifest = json.loads((m / "manifest.json").read_text())
+        manifest["restored_range"] = "stretch"
+        (m / "manifest.json").write_text(json.dumps(manifest))
+        return "manifest.json"
+
     def unknown_class(m):
         config = json.loads((m / "vae_a" / "config.json").read_text())
         config["model"] = "no_such_net"
@@ -217,7 +223,7 @@ def _damage_cases():
 
     return [delete_network_folder, truncate_params, delete_params_file,
             truncate_params_unchecked, manifest_not_json, manifest_without_networks,
-            unknown_class]
+            unknown_restored_range, unknown_class]
 
 
 @pytest.mark.parametrize("damage", _damage_cases(), ids=lambda f: f.__name__)

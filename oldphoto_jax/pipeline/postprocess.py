@@ -74,6 +74,17 @@ def minmax_png(network_output: np.ndarray) -> np.ndarray:
     return _quantize(_minmax_stretch(_as_hwc_image(_to_unit_range(network_output))))
 
 
+def restored_png(network_output: np.ndarray, restored_range: str = "minmax") -> np.ndarray:
+    """Global restoration's output as written: :func:`minmax_png` (``"minmax"``, the official
+    test.py) or clamped as rendered (``"clamp"``, models that keep each photo's colour
+    statistics; ``oldphoto_jax.model_files``). ``network_output``: float32 NHWC, batch 1."""
+    if restored_range == "minmax":
+        return minmax_png(network_output)
+    if restored_range == "clamp":
+        return clamped_png(_as_hwc_image(network_output))
+    raise ValueError(f"restored_range must be 'minmax' or 'clamp', got {restored_range!r}")
+
+
 def clamped_png(network_output: np.ndarray) -> np.ndarray:
     """Face stage: ``save_image((out + 1) / 2)`` with no normalisation.
 

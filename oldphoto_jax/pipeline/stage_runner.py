@@ -447,7 +447,7 @@ class StageRunner:
         return notes
 
     def _after_restoration(self, job: Job, out: np.ndarray, output: pathlib.Path) -> None:
-        job.restored = postprocess.minmax_png(out[None])
+        job.restored = postprocess.restored_png(out[None], self.model.restored_range)
         if output is not None:
             _save(output, f"{STAGE1}/origin/{job.stem}.png", job.origin)
             _save(output, f"{STAGE1}/input_image/{job.stem}.png",

@@ -15,7 +15,8 @@ replaces the roles an earlier one had (so ``models/official runs/mapping_quality
 one network of the converted official model). ``--network ROLE=DIR[:SOURCE_ROLE]`` adds one
 network under ``ROLE`` (for instance the same VAE_B for quality and scratch restoration).
 Networks are loaded and written again through ``oldphoto_jax.model_files``, so the result is
-checked and written atomically. Which roles each ``infer.py`` mode needs:
+checked and written atomically. ``--restored_range`` (default ``auto``: ``clamp`` when the VAE_Bs
+are ``vae_colour``, else the official ``minmax``) is recorded in the manifest. Which roles each ``infer.py`` mode needs:
 
 * default: ``vae_a``, ``vae_b_quality``, ``mapping_quality`` (+ ``face_256`` unless --no_faces);
 * ``--with_scratch``: ``vae_a``, ``vae_b_scratch``, ``mapping_scratch``, ``scratch_detector``;
@@ -28,6 +29,7 @@ import sys
 from typing import Iterable, Sequence
 
 from oldphoto_jax import model_files
+from oldphoto_jax.models.vae_colour import VAEColour
 from oldphoto_jax.roles import ROLES
 
 
@@ -66,6 +68,15 @@ def gather(models: Iterable[str], networks: Iterable[tuple[str, str, str | None]
     return chosen
 
 
+def auto_restored_range(networks: dict[str, tuple]) -> str:
+    """``clamp`` when every VAE_B renders the photo's own colour statistics (``vae_colour``):
+    the official min-max stretch would re-tone them; else the official ``minmax``."""
+    decoders = [module for role, (module, _) in networks.items() if role.startswith("vae_b")]
+    if decoders and all(isinstance(m, VAEColour) for m in decoders):
+        return "clamp"
+    return "minmax"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m oldphoto_jax.training.assemble",
@@ -78,6 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--description", default="",
                         help="how the networks were made, recorded in the manifest's source "
                              "(infer.py prints it) before the list of inputs")
+    parser.add_argument("--restored_range", choices=("auto",) + model_files.RESTORED_RANGES,
+                        default="auto",
+                        help="how global restoration's output is written: min-max stretched as "
+                             "the official test.py, or clamped as rendered; auto (default): "
+                             "clamp when the VAE_Bs carry colour statistics (vae_colour), else "
+                             "minmax (oldphoto_jax.model_files)")
     args = parser.parse_args(argv)
     if not args.models and not args.network:
         parser.error("give at least one model directory or --network")
@@ -89,7 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = f"assembled from {', '.join(args.models + args.network)}"
         if args.description:
             source = f"{args.description}; {source}"
-        model_files.save_model(args.output, networks, overwrite=args.overwrite, source=source)
+        restored_range = args.restored_range
+        if restored_range == "auto":
+            restored_range = auto_restored_range(networks)
+            print(f"restored_range: {restored_range}")
+        model_files.save_model(args.output, networks, overwrite=args.overwrite, source=source,
+                               restored_range=restored_range)
     except (model_files.CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

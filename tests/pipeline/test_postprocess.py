@@ -86,6 +86,19 @@ def test_minmax_png_rejects_batches():
         post.minmax_png(np.zeros((2, 4, 4, 3), np.float32))
 
 
+def test_restored_png_stretches_or_clamps_as_the_model_says():
+    """``restored_range``: "minmax" is test.py's stretch; "clamp" keeps the rendered levels."""
+    out = np.zeros((1, 2, 2, 3), np.float32)
+    out[..., 0], out[..., 1], out[..., 2] = -0.5, 0.5, 1.5
+    np.testing.assert_array_equal(post.restored_png(out, "minmax"), post.minmax_png(out))
+    clamped = post.restored_png(out, "clamp")
+    assert clamped.shape == (2, 2, 3)
+    assert np.all(clamped[..., 0] == 64) and np.all(clamped[..., 1] == 191)
+    assert np.all(clamped[..., 2] == 255)
+    with pytest.raises(ValueError, match="restored_range"):
+        post.restored_png(out, "stretch")
+
+
 # --- clamped PNG (face stage) -----------------------------------------------------------------
 
 def test_clamped_png_matches_torch_bitwise():

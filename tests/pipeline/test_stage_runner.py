@@ -1,8 +1,10 @@
 """The whole pipeline end to end with tiny random-weight models (outputs are meaningless; what is
 checked is that every photo ends as a file or a named error, the layout, batching and sharding)."""
 import hashlib
+import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -12,7 +14,7 @@ import pytest
 from PIL import Image
 
 from oldphoto_jax import model_files
-from oldphoto_jax.pipeline import stage_runner
+from oldphoto_jax.pipeline import postprocess, preprocess, stage1, stage_runner
 from oldphoto_jax.pipeline.engine import CompiledNetwork
 from oldphoto_jax.testing.random_model import write_random_model
 
@@ -150,6 +152,32 @@ def test_batched_equals_batch_of_one(model, tmp_path):
                           for i in range(3)]
     for one, batched in zip(outputs[1], outputs[3]):
         assert np.max(np.abs(one.astype(int) - batched.astype(int))) <= 1
+
+
+def test_restored_image_follows_the_models_restored_range(model, tmp_path):
+    """The restored image is test.py's min-max stretch of the network output, or that output
+    clamped when the model's manifest says ``"restored_range": "clamp"`` (colour VAEs)."""
+    clamp = tmp_path / "clamp"
+    shutil.copytree(model.directory, clamp)
+    manifest = json.loads((clamp / "manifest.json").read_text())
+    (clamp / "manifest.json").write_text(json.dumps(dict(manifest, restored_range="clamp")))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photo = _photo(30, size=(64, 48))
+    photo.save(folder / "p.png")
+    _, network_input = preprocess.quality_input(photo)
+    out = stage1.restore(model.network("vae_a"), model.network("mapping_quality"),
+                         model.network("vae_b_quality"), network_input)
+    options = stage_runner.Options(faces=False)
+    for directory, expected in ((model.directory, postprocess.minmax_png(out)),
+                                (clamp, postprocess.clamped_png(out)[0])):
+        written = tmp_path / f"out_{directory.name}"
+        stage_runner.StageRunner(model_files.load_model(directory), options,
+                                 log=lambda s: None).run(folder, written)
+        restored = np.asarray(Image.open(written / stage_runner.STAGE1 / "restored_image"
+                                         / "p.png"))
+        assert np.max(np.abs(restored.astype(int) - expected.astype(int))) <= 1
+    assert not np.array_equal(postprocess.minmax_png(out), postprocess.clamped_png(out)[0])
 
 
 def test_face_stage_enhances_and_pastes_detected_faces(model, tmp_path):

@@ -1,12 +1,15 @@
 """Combining task exports into one infer.py model directory."""
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from oldphoto_jax import model_files
 from oldphoto_jax.models.vae import VAE
+from oldphoto_jax.models.vae_colour import VAEColour
 from oldphoto_jax.training import assemble
 
 
@@ -54,3 +57,22 @@ def test_parse_network():
     assert assemble.parse_network("vae_b_scratch=runs/b:vae_b_quality") == (
         "vae_b_scratch", "runs/b", "vae_b_quality")
     assert assemble.parse_network("vae_a=C:/runs/a") == ("vae_a", "C:/runs/a", None)
+
+
+def test_assemble_clamps_the_output_of_colour_carrying_vaes(tmp_path, capsys):
+    """``--restored_range auto``: a model whose VAE_Bs are ``vae_colour`` is written clamped
+    (the official min-max stretch would re-tone the colours it keeps); otherwise the official
+    stretch, recorded as the default (no key); an explicit value wins."""
+    _export(tmp_path / "plain", "vae_b_quality", 0)
+    colour = VAEColour(ngf=4, max_channels=4, n_down_convs=1, n_res_blocks=1)
+    model_files.save_model(tmp_path / "colour", {"vae_b_quality": (
+        colour, colour.init(jax.random.key(1, impl="rbg"), jnp.zeros((1, 8, 8, 3))))})
+    for name, flags, expected in (("plain", [], "minmax"), ("colour", [], "clamp"),
+                                  ("colour", ["--restored_range", "minmax"], "minmax")):
+        out = tmp_path / f"out_{name}_{len(flags)}"
+        assert assemble.main([str(tmp_path / name), "--output", str(out)] + flags) == 0
+        assert model_files.load_model(out).restored_range == expected
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest.get("restored_range", "minmax") == expected
+        assert ("restored_range" in manifest) == (expected != "minmax")
+    assert "restored_range: clamp" in capsys.readouterr().out
