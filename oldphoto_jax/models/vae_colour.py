@@ -49,6 +49,10 @@ class VAEColour(VAE):
     stats_scale: float = 4.0   # statistics are stored in the latent times this
     restandardise: bool = False  # standardise the decoder's output again before the statistics
 
+    # Fields that hold no parameters: ``assemble --set vae_b_quality.restandardise=true`` may
+    # change them on a trained network.
+    PARAMETER_FREE_FIELDS = ("restandardise",)
+
     @property
     def stats_channels(self) -> int:
         return 2 * self.in_channels

@@ -15,7 +15,8 @@ replaces the roles an earlier one had (so ``models/official runs/mapping_quality
 one network of the converted official model). ``--network ROLE=DIR[:SOURCE_ROLE]`` adds one
 network under ``ROLE`` (for instance the same VAE_B for quality and scratch restoration).
 Networks are loaded and written again through ``oldphoto_jax.model_files``, so the result is
-checked and written atomically. ``--restored_range`` (default ``auto``: ``clamp`` when the VAE_Bs
+checked and written atomically. ``--set ROLE.FIELD=VALUE`` changes a field that holds no
+parameters (``vae_colour``'s ``restandardise``). ``--restored_range`` (default ``auto``: ``clamp`` when the VAE_Bs
 are ``vae_colour``, else the official ``minmax``) is recorded in the manifest. Which roles each ``infer.py`` mode needs:
 
 * default: ``vae_a``, ``vae_b_quality``, ``mapping_quality`` (+ ``face_256`` unless --no_faces);
@@ -25,6 +26,7 @@ are ``vae_colour``, else the official ``minmax``) is recorded in the manifest. W
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Iterable, Sequence
 
@@ -68,6 +70,39 @@ def gather(models: Iterable[str], networks: Iterable[tuple[str, str, str | None]
     return chosen
 
 
+def parse_setting(spec: str) -> tuple[str, str, object]:
+    """``ROLE.FIELD=VALUE`` -> (role, field, value); VALUE is JSON (true, 2, "x") or a string."""
+    target, sep, text = spec.partition("=")
+    role, dot, field = target.partition(".")
+    if not sep or not dot or not role or not field:
+        raise ValueError(f"--set expects ROLE.FIELD=VALUE, got {spec!r}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    return role, field, value
+
+
+def apply_settings(networks: dict[str, tuple], settings: Iterable[tuple[str, str, object]],
+                   log=print) -> dict[str, tuple]:
+    """Change parameter-free fields of chosen networks (a class's ``PARAMETER_FREE_FIELDS``,
+    e.g. ``vae_colour``'s ``restandardise``): the arrays stay valid by construction."""
+    networks = dict(networks)
+    for role, field, value in settings:
+        if role not in networks:
+            raise ValueError(f"--set {role}.{field}: the model has no {role} "
+                             f"(it has {', '.join(sorted(networks))})")
+        module, variables = networks[role]
+        allowed = getattr(type(module), "PARAMETER_FREE_FIELDS", ())
+        if field not in allowed:
+            raise ValueError(f"--set {role}.{field}: {type(module).__name__} has no "
+                             f"parameter-free field {field!r} (settable: "
+                             f"{', '.join(allowed) or 'none'})")
+        networks[role] = (module.clone(**{field: value}), variables)
+        log(f"{role}: {field} = {value!r}")
+    return networks
+
+
 def auto_restored_range(networks: dict[str, tuple]) -> str:
     """``clamp`` when every VAE_B renders the photo's own colour statistics (``vae_colour``):
     the official min-max stretch would re-tone them; else the official ``minmax``."""
@@ -89,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--description", default="",
                         help="how the networks were made, recorded in the manifest's source "
                              "(infer.py prints it) before the list of inputs")
+    parser.add_argument("--set", action="append", default=[], metavar="ROLE.FIELD=VALUE",
+                        help="change a parameter-free field of one network, e.g. "
+                             "vae_b_scratch.restandardise=true (vae_colour)")
     parser.add_argument("--restored_range", choices=("auto",) + model_files.RESTORED_RANGES,
                         default="auto",
                         help="how global restoration's output is written: min-max stretched as "
@@ -100,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give at least one model directory or --network")
     try:
         networks = gather(args.models, [parse_network(spec) for spec in args.network])
+        networks = apply_settings(networks, [parse_setting(spec) for spec in args.set])
         unknown = sorted(set(networks) - set(ROLES))
         if unknown:
             raise ValueError(f"unknown roles {unknown}; known: {sorted(ROLES)}")

@@ -76,3 +76,26 @@ def test_assemble_clamps_the_output_of_colour_carrying_vaes(tmp_path, capsys):
         assert manifest.get("restored_range", "minmax") == expected
         assert ("restored_range" in manifest) == (expected != "minmax")
     assert "restored_range: clamp" in capsys.readouterr().out
+
+
+def test_assemble_sets_parameter_free_fields_only(tmp_path):
+    """``--set ROLE.FIELD=VALUE`` switches vae_colour's restandardise on a trained VAE_B (same
+    arrays, the decoder's output now has exactly the carried statistics); a field with
+    parameters, an unknown role or a malformed spec is an error and writes nothing."""
+    colour = VAEColour(ngf=4, max_channels=4, n_down_convs=1, n_res_blocks=1)
+    variables = colour.init(jax.random.key(1, impl="rbg"), jnp.zeros((1, 8, 8, 3)))
+    model_files.save_model(tmp_path / "colour", {"vae_b_quality": (colour, variables)})
+    assert assemble.main([str(tmp_path / "colour"), "--output", str(tmp_path / "on"),
+                          "--set", "vae_b_quality.restandardise=true"]) == 0
+    module, loaded = model_files.load_model(tmp_path / "on").network("vae_b_quality")
+    assert module.restandardise is True
+    jax.tree.map(np.testing.assert_array_equal, loaded, jax.device_get(variables))
+    photo = jnp.sin(jnp.arange(192.0)).reshape(1, 8, 8, 3) * 0.2  # no clipping at decode
+    z = module.apply(loaded, photo, method="encode")
+    image = module.apply(loaded, z, method="decode")
+    np.testing.assert_allclose(image.mean(axis=(1, 2)), photo.mean(axis=(1, 2)), atol=1e-5)
+    np.testing.assert_allclose(image.std(axis=(1, 2)), photo.std(axis=(1, 2)), rtol=1e-4)
+    for bad in ("vae_b_quality.ngf=8", "vae_a.restandardise=true", "restandardise=true"):
+        assert assemble.main([str(tmp_path / "colour"), "--output", str(tmp_path / "bad"),
+                              "--set", bad]) == 2
+        assert not (tmp_path / "bad").exists()
