@@ -31,12 +31,17 @@ def _size_mb(folder: pathlib.Path) -> float:
 
 
 def test_bundled_model_runs_quality_and_scratch_mode_and_says_how_it_was_made():
-    """Quality (the official default command) and scratch mode (issue 14). Bundled model 4 has
-    no HR mapping yet: the one trained on the CPU was not fit to ship (weights/README.md)."""
+    """Quality (the official default command) and scratch mode (issue 14). Bundled model 5 has
+    no HR mapping yet (weights/README.md). It keeps colours: colour-carrying VAE_Bs whose output
+    is re-standardised to the carried statistics and written clamped, not min-max stretched."""
     model = model_files.load_model(bundled.DEFAULT_DIR)
     assert set(runnable_modes(model)) >= {"quality", "scratch"}
     assert set(runnable_modes(model)) <= set(MODES)
     assert "train.py" in model.source and "weights/README.md" in model.source
+    for role in ("vae_b_quality", "vae_b_scratch"):
+        config = model_files.read_network_config(bundled.DEFAULT_DIR / role)
+        assert config["model"] == "vae_colour" and config["args"]["restandardise"] is True
+    assert model.restored_range == "clamp"
 
 
 def test_bundled_model_files_match_their_recorded_checksums():
