@@ -48,6 +48,8 @@ LATENT=$([[ $SIZE == small ]] && echo 32 || echo 8)
 # Colour VAEs: 6 more latent channels (the colour statistics), which the mappings keep plus a
 # learned correction (model.stats_residual; weights/README.md, "The colour mappings").
 STATS=$(( ${#VAE_VARIANT} > 0 ? 6 : 0 ))
+# ... learned per photo from pooled features (model.stats_correction; "gate" is the older kind).
+STATS_CORRECTION=${STATS_CORRECTION:-pooled}
 NC=$(( LATENT + STATS ))  # the mapping's nc = the VAEs' latent channels
 
 train() {  # train <run> <config> <workers> <time limit s> [overrides...]
@@ -89,6 +91,7 @@ if [[ $A == 0 && $B == 0 ]]; then
     MAPPING_RUNS+=("$RUNS/$run/export")
     train $run configs/mapping.py:${SIZE}_$m $MAPPING_WORKERS $MAPPING_LIMIT \
         --config.model.nc=$NC --config.model.stats_residual=$STATS \
+        --config.model.stats_correction=$STATS_CORRECTION \
         --config.vae_a_checkpoint="$RUNS/$VAE_A_RUN/export" \
         --config.vae_b_checkpoint="$RUNS/$VAE_B_RUN/export" &
   done
@@ -103,5 +106,6 @@ if [[ ${ASSEMBLE:-1} == 1 && ${#MAPPING_RUNS[@]} -gt 0 ]]; then
   $PY -m oldphoto_jax.training.assemble --output "$OUTPUT" --overwrite \
       --description "bundled model: train.py with configs/*.py:$SIZE$SUFFIX (weights/train_gpu.sh $BUDGET, MAPPINGS=\"$MAPPINGS\") at commit $COMMIT; see weights/README.md" \
       "$RUNS/$VAE_A_RUN/export" "$RUNS/$VAE_B_RUN/export" "${MAPPING_RUNS[@]}" \
-      --network scratch_detector="${DETECTOR_DIR:-$RUNS/scratch_$SIZE/export}"
+      --network scratch_detector="${DETECTOR_DIR:-$RUNS/scratch_$SIZE/export}" \
+      ${VAE_VARIANT:+--set vae_b_quality.restandardise=true --set vae_b_scratch.restandardise=true}
 fi
