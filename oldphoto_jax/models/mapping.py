@@ -454,16 +454,17 @@ class StatsResidual(nn.Module):
         if not 0 < k <= z.shape[-1]:
             raise ValueError(f"stats_residual must be in 1..{z.shape[-1]} (the latent's "
                              f"channels), got {k}")
+        stats_in = z[..., -k:]
         if self.correction == "gate":
             gate = self.param("gate", nn.initializers.zeros, (k,), jnp.float32)
-            kept = z[..., -k:] + gate.astype(out.dtype) * out[..., -k:]
+            kept = stats_in + gate.astype(out.dtype) * out[..., -k:]
         elif self.correction == "pooled":
             pooled = out.astype(jnp.float32)
             features = jnp.concatenate([
                 jnp.mean(pooled, axis=(1, 2)), jnp.std(pooled, axis=(1, 2)),
-                jnp.mean(z[..., -k:].astype(jnp.float32), axis=(1, 2))], axis=-1)
+                jnp.mean(stats_in.astype(jnp.float32), axis=(1, 2))], axis=-1)
             delta = nn.Dense(k, kernel_init=nn.initializers.zeros, name="correction")(features)
-            kept = z[..., -k:] + delta[:, None, None, :].astype(out.dtype)
+            kept = stats_in + delta[:, None, None, :].astype(out.dtype)
         else:
             raise ValueError(f"stats_correction must be one of {STATS_CORRECTIONS}, "
                              f"got {self.correction!r}")

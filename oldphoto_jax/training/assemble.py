@@ -16,8 +16,9 @@ one network of the converted official model). ``--network ROLE=DIR[:SOURCE_ROLE]
 network under ``ROLE`` (for instance the same VAE_B for quality and scratch restoration).
 Networks are loaded and written again through ``oldphoto_jax.model_files``, so the result is
 checked and written atomically. ``--set ROLE.FIELD=VALUE`` changes a field that holds no
-parameters (``vae_colour``'s ``restandardise``). ``--restored_range`` (default ``auto``: ``clamp`` when the VAE_Bs
-are ``vae_colour``, else the official ``minmax``) is recorded in the manifest. Which roles each ``infer.py`` mode needs:
+parameters (``vae_colour``'s ``restandardise``). ``--restored_range`` (default ``auto``:
+``clamp`` when the VAE_Bs are ``vae_colour``, else the official ``minmax``) is recorded in the
+manifest. Which roles each ``infer.py`` mode needs:
 
 * default: ``vae_a``, ``vae_b_quality``, ``mapping_quality`` (+ ``face_256`` unless --no_faces);
 * ``--with_scratch``: ``vae_a``, ``vae_b_scratch``, ``mapping_scratch``, ``scratch_detector``;
