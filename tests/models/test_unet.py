@@ -8,7 +8,8 @@ import pytest
 from oldphoto_jax.convert.common import ConversionError
 from oldphoto_jax.convert.converters import convert_state_dict
 from oldphoto_jax.models.registry import build_network, network_args
-from oldphoto_jax.models.unet import BatchNorm2d, ScratchUNet, blur_downsample
+from oldphoto_jax.layers import reflect_pad
+from oldphoto_jax.models.unet import BatchNorm2d, ScratchUNet, blur_downsample, blur_filter_3x3
 
 torch = pytest.importorskip("torch")
 tnn = torch.nn
@@ -190,17 +191,36 @@ def test_batch_norm_training_step_matches_torch():
     np.testing.assert_allclose(updated["batch_stats"]["var"], bn.running_var.numpy(), atol=1e-6)
 
 
-def test_blur_downsample_matches_average_of_binomial_window():
-    x = np.arange(2 * 6 * 8 * 3, dtype=np.float32).reshape(2, 6, 8, 3) ** 1.5
+@pytest.mark.parametrize("h,w", [(6, 8), (7, 5), (3, 2)])
+def test_blur_downsample_matches_average_of_binomial_window(h, w):
+    # Odd sides included: the official output side is (side - 1) // 2 + 1.
+    x = np.arange(2 * h * w * 3, dtype=np.float32).reshape(2, h, w, 3) ** 1.5
     ours = np.asarray(blur_downsample(jnp.asarray(x)))
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect").astype(np.float64)
     k = np.outer([1, 2, 1], [1, 2, 1]) / 16.0
-    expected = np.zeros((2, 3, 4, 3))
-    for i in range(3):
-        for j in range(4):
+    out_h, out_w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    expected = np.zeros((2, out_h, out_w, 3))
+    for i in range(out_h):
+        for j in range(out_w):
             win = padded[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3, :]
             expected[:, i, j, :] = np.einsum("nhwc,hw->nc", win, k)
     np.testing.assert_allclose(ours, expected, rtol=1e-6)
+
+
+def test_blur_downsample_equals_the_official_depthwise_convolution_and_its_gradient():
+    # The official layer is a depthwise stride-2 convolution; ours sums strided rows/columns.
+    x = jax.random.normal(jax.random.PRNGKey(0), (1, 9, 12, 4))
+    kernel = jnp.broadcast_to(jnp.asarray(blur_filter_3x3())[:, :, None, None], (3, 3, 1, 4))
+
+    def depthwise(v):
+        return jax.lax.conv_general_dilated(
+            reflect_pad(v, 1), kernel, (2, 2), "VALID", feature_group_count=4,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), precision="highest")
+
+    np.testing.assert_allclose(blur_downsample(x), depthwise(x), atol=1e-6)
+    loss = lambda f: lambda v: jnp.sum(f(v) * jnp.arange(f(v).size).reshape(f(v).shape))
+    np.testing.assert_allclose(jax.grad(loss(blur_downsample))(x), jax.grad(loss(depthwise))(x),
+                               rtol=1e-5, atol=1e-4)
 
 
 def test_converter_errors_name_file_and_key(small):
