@@ -64,7 +64,10 @@ FACE_SIDES = {"face_256": 256, "face_512": 512}
 # The official PyTorch code (github.com/microsoft/Bringing-Old-Photos-Back-to-Life) with the same
 # weights, measured for issue 18: official PyTorch 2.13 code, 2 threads, fp32, batch 1, measured
 # on this 2-core machine 2026-12, from issue 18 (each case in a fresh process, median of 3 runs
-# after a warm-up). (stage, photo side) -> (seconds per run, peak RSS MiB).
+# after a warm-up). (stage, photo side) -> (seconds per run, peak RSS MiB). Kept as the issue
+# gave it; re-measured on a 2-core Intel Xeon on 2026-12-06 with benchmarks/official_pytorch/
+# (same cases and inputs): 0.63, 1.20, 5.33, 16.70, 9.91, 1.50 and 7.23 s, peaks 647, 505,
+# 648, 4767, 958, 1183 and 1979 MiB, in this order (benchmarks/README.md).
 OFFICIAL_PROVENANCE = ("official PyTorch 2.13 code, 2 threads, fp32, batch 1, measured on this "
                        "2-core machine 2026-12, from issue 18")
 OFFICIAL = {
@@ -353,7 +356,7 @@ def define_flags() -> None:
                       "face sizes).")
     flags.DEFINE_list("sizes", ["256", "512", "1024"], "Square photo sides.")
     flags.DEFINE_integer("repeats", 2, "Timed runs after the first (run s is their median).")
-    flags.DEFINE_integer("attention_chunk", 1024, "Query chunk of the non-local attention.")
+    flags.DEFINE_integer("attention_chunk", 2048, "Query rows per block of the attention (as infer.py).")
     flags.DEFINE_float("case_timeout", 3600, "Seconds before a case is abandoned.")
     flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
 

@@ -71,7 +71,7 @@ _MAX_SIDE = flags.DEFINE_integer(
     "max_side", 512, "Downscale clean photos so the longer side is at most this (0 = full size; "
     "scratch-mode restoration of large photos takes minutes each on a CPU).")
 _ATTENTION_CHUNK = flags.DEFINE_integer(
-    "attention_chunk", 1024, "Query rows per block of the partial non-local attention.")
+    "attention_chunk", 2048, "Query rows per block of the partial non-local attention (as infer.py).")
 _LPIPS_WEIGHTS = flags.DEFINE_string(
     "lpips_weights", "", "LPIPS-VGG weights (.npz, see oldphoto_jax.evaluation.lpips."
     "load_lpips_vgg_npz); empty = LPIPS not computed.")

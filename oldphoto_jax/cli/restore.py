@@ -43,9 +43,11 @@ _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", 4, "Photos (and faces) of equal size run together in batches of this size, "
     "split over all devices.", lower_bound=1)
 _ATTENTION_CHUNK = flags.DEFINE_integer(
-    "attention_chunk", 1024, "Query rows per block of the partial non-local attention "
+    "attention_chunk", 2048, "Query rows per block of the partial non-local attention "
     "(--with_scratch) and of the HR patch attention (--with_scratch --HR, rows of latent "
-    "patches): memory grows linearly with the photo's area, same result up to float rounding. "
+    "patches), at most: a block over 2**25 weights (128 MiB) gets fewer rows, down to 1024 "
+    "(photos above ~512x512 px). Memory grows linearly with the photo's area, same result up "
+    "to float rounding. "
     "0 = the official dense N x N form (needs ~5 GiB at 512x512, quadratic in the area).",
     lower_bound=0)
 _PRECISION = flags.DEFINE_enum(

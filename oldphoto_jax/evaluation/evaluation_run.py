@@ -10,7 +10,7 @@ MODES = ("scratch", "quality", "scratch_hr")
 
 
 def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
-             preset: str = "extended", max_side: int | None = 512, attention_chunk: int = 1024,
+             preset: str = "extended", max_side: int | None = 512, attention_chunk: int = 2048,
              lpips_weights: str | None = None, fid_weights: str | None = None,
              mode: str = "scratch", log=print) -> dict:
     """Runs the evaluation described in ``oldphoto_jax.evaluate``'s docstring; returns

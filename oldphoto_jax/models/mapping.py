@@ -165,6 +165,28 @@ def _attention_rows(theta: Array, phi: Array, weighted_g: Array, key_weights: Ar
     return numerator / jnp.maximum(valid_sum, 1e-12 * jnp.sum(e, axis=-1, keepdims=True))
 
 
+# A block of attention weights (query rows x keys) larger than this many weights (128 MiB in
+# float32) gets fewer rows than asked for, but never fewer than BLOCK_MIN_ROWS.
+BLOCK_WEIGHTS = 2 ** 25
+BLOCK_MIN_ROWS = 1024
+
+
+def block_rows(query_chunk: int, n_queries: int, n_keys: int) -> int:
+    """Query rows per block of a chunked attention asked for ``query_chunk`` rows at most.
+
+    At most ``query_chunk`` and the number of queries (no padded rows when all fit in one
+    block); and when a block of ``query_chunk`` rows would hold more than :data:`BLOCK_WEIGHTS`
+    weights, the larger of the rows that fit in that budget and :data:`BLOCK_MIN_ROWS`. So the
+    entry points' default of 2048 rows runs a 512-px photo (16,384 keys) in blocks of 2048 rows
+    (the official-width scratch stage 3.5 % faster than with 1024, +65 MiB at its peak;
+    benchmarks/README.md, issue 18), while larger photos keep blocks of 1024 rows and the
+    memory they had (a 2048-px photo: 1 GiB blocks, not 2). A chunk of at most 1024 rows is
+    always used as given.
+    """
+    budget = max(BLOCK_MIN_ROWS, BLOCK_WEIGHTS // max(n_keys, 1))
+    return max(1, min(query_chunk, n_queries, budget))
+
+
 def partial_nonlocal_attention_chunked(theta: Array, phi: Array, g: Array, valid: Array,
                                        query_chunk: int,
                                        precision: Precision = "highest") -> Array:
@@ -179,7 +201,7 @@ def partial_nonlocal_attention_chunked(theta: Array, phi: Array, g: Array, valid
     b, n_q, c = theta.shape
     if query_chunk <= 0:
         raise ValueError(f"query_chunk must be positive, got {query_chunk}")
-    query_chunk = min(query_chunk, n_q)  # no padded rows when the whole photo fits in one chunk
+    query_chunk = block_rows(query_chunk, n_q, phi.shape[1])
     n_chunks = -(-n_q // query_chunk)
     pad = n_chunks * query_chunk - n_q
     theta_p = jnp.pad(theta, ((0, 0), (0, pad), (0, 0)))
@@ -343,7 +365,7 @@ def _best_key_indices_chunked(normed: Array, is_key: Array, query_chunk: int,
     gradient, so nothing is kept for the backward pass.
     """
     b, n_q, d = normed.shape
-    query_chunk = min(query_chunk, n_q)  # no padded rows when all patches fit in one chunk
+    query_chunk = block_rows(query_chunk, n_q, n_q)  # every patch is a key
     n_chunks = -(-n_q // query_chunk)
     pad = n_chunks * query_chunk - n_q
     keys = jax.lax.stop_gradient(normed)

@@ -50,7 +50,7 @@ class Options:
     batch_size: int = 4
     # Query rows per block of the partial non-local attention and of the HR patch attention
     # (0 = dense as the official code).
-    attention_chunk: int = 1024
+    attention_chunk: int = 2048
     precision: str = "highest"
     chunk_photos: int = 16
 

@@ -21,6 +21,7 @@ import pytest
 from oldphoto_jax.convert.common import ConversionError
 from oldphoto_jax.convert.converters import convert_state_dict
 from oldphoto_jax.models import build_network, network_args
+from oldphoto_jax.models import mapping as mapping_module
 from oldphoto_jax.models.mapping import (MappingModel, MappingModelWithMask,
                                          MappingModelWithMask2, best_key_indices,
                                          nonlocal_valid_map, partial_nonlocal_attention,
@@ -361,6 +362,29 @@ def test_chunked_attention_equals_dense_values_and_gradients():
         t, p, v, valid, 7)), argnums=(0, 1, 2)))(theta, phi, g)
     for a, b in zip(grads_dense, grads_chunk):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+
+
+def test_block_rows_caps_large_blocks_but_not_below_1024_rows():
+    block_rows = mapping_module.block_rows
+    assert block_rows(2048, 16384, 16384) == 2048          # 512 px: 2**25 weights, as asked
+    assert block_rows(2048, 4096, 4096) == 2048
+    assert block_rows(2048, 1000, 1000) == 1000            # no padded rows
+    assert block_rows(2048, 65536, 65536) == 1024          # 1024 px: the budget, 1024 rows
+    assert block_rows(2048, 262144, 262144) == 1024        # 2048 px: never below 1024 rows
+    assert block_rows(4096, 20000, 20000) == 1677          # between: 2**25 // 20000
+    assert block_rows(256, 262144, 262144) == 256          # a small chunk is used as given
+    assert block_rows(7, 64, 64) == 7
+
+
+def test_chunked_attention_with_the_block_budget_equals_dense(monkeypatch):
+    # A budget smaller than the asked rows: blocks of max(BLOCK_MIN_ROWS, budget // keys) rows.
+    monkeypatch.setattr(mapping_module, "BLOCK_WEIGHTS", 64 * 9)
+    monkeypatch.setattr(mapping_module, "BLOCK_MIN_ROWS", 5)
+    theta, phi, g, valid = attention_inputs()
+    assert mapping_module.block_rows(30, theta.shape[1], phi.shape[1]) < 30
+    np.testing.assert_allclose(
+        np.asarray(partial_nonlocal_attention_chunked(theta, phi, g, valid, 30)),
+        np.asarray(partial_nonlocal_attention(theta, phi, g, valid)), atol=1e-6)
 
 
 def test_mapping_with_mask_chunked_equals_dense():
