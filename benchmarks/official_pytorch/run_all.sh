@@ -12,13 +12,14 @@
 #                                                        # <work_dir>/official_times_tiny.json
 #   benchmarks/official_pytorch/run_all.sh --repeats 5   # other arguments go to time_official.py
 #
-# TORCH_PYTHON: the torch environment's python (default outputs/official_pytorch/venv/bin/python).
+# TORCH_PYTHON: a python with torch (default: the project's .venv/bin/python, whose test extra
+# has torch 2.13.0+cpu).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-PY="${TORCH_PYTHON:-$REPO/outputs/official_pytorch/venv/bin/python}"
+PY="${TORCH_PYTHON:-$REPO/.venv/bin/python}"
 if [[ ! -x "$PY" ]]; then
-  echo "no python at $PY: set TORCH_PYTHON or create the torch venv (README.md)" >&2
+  echo "no python at $PY: run make setup, or set TORCH_PYTHON (README.md)" >&2
   exit 2
 fi
 if [[ "${1:-}" == "--tiny" ]]; then

@@ -1,7 +1,7 @@
 """Time and peak memory of the OFFICIAL PyTorch networks per stage, mirroring
 ``python -m oldphoto_jax.bench`` (oldphoto_jax/bench.py) case by case.
 
-    PY=outputs/official_pytorch/venv/bin/python
+    PY=.venv/bin/python   # has torch (the test extra)
     $PY benchmarks/official_pytorch/time_official.py --official_dir SRC              # seven cases
     $PY benchmarks/official_pytorch/time_official.py --official_dir SRC --cases restore_hr:512
     $PY benchmarks/official_pytorch/time_official.py --official_dir SRC \\

@@ -1,7 +1,7 @@
 """Checks the official networks as official_nets.py builds them against the parity fixtures,
 before any timing: a network that does not reproduce the fixtures is not the official one.
 
-    PY=outputs/official_pytorch/venv/bin/python
+    PY=.venv/bin/python   # has torch (the test extra)
     $PY benchmarks/official_pytorch/validate.py --official_dir SRC            # every case
     $PY benchmarks/official_pytorch/validate.py --official_dir SRC face_256   # some cases
 
