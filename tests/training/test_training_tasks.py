@@ -478,9 +478,12 @@ for name in sys.argv[2:]:
     sharded = jax.jit(task.train_step, in_shardings=(rep, split, rep),
                       out_shardings=(rep, rep), compiler_options=t.FAST_COMPILE)
     s4, m4 = sharded(jax.device_put(state, rep), jax.device_put(batch, split), key)
-    diffs = [float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-             for a, b in zip(jax.tree.leaves((s1, m1)), jax.tree.leaves((s4, m4)))]
-    report[name] = {"max_diff": max(diffs), "loss": float(m1[task.reconstruction_metric])}
+    # Each leaf's largest difference against what float summation order allows there: 1e-5
+    # plus 1e-2 of the leaf's largest magnitude (see run_sharded).
+    ratios = [float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+              / (1e-5 + 1e-2 * float(np.max(np.abs(np.asarray(a)))))
+              for a, b in zip(jax.tree.leaves((s1, m1)), jax.tree.leaves((s4, m4))) if np.size(a)]
+    report[name] = {"max_ratio": max(ratios), "loss": float(m1[task.reconstruction_metric])}
 print("REPORT" + json.dumps(report))
 """
 
@@ -494,9 +497,17 @@ def run_sharded(*names):
     assert result.returncode == 0, result.stderr[-4000:]
     line = [l for l in result.stdout.splitlines() if l.startswith("REPORT")][-1]
     report = json.loads(line[len("REPORT"):])
+    # Every leaf of the new state and every metric within 1e-5 + 1e-2 * (its largest magnitude).
+    # On the AMD EPYC the two steps agreed to 1e-5 outright; on an Intel Xeon with AVX-512 they
+    # differ by up to 2e-3 of a leaf's magnitude (Adam's moments; the parameters 2.4e-4, the
+    # gradient norm 2.2e-4), from YNNPACK's reductions (instance norms, sums), which add in
+    # another order there: with XLA's own reductions (--xla_cpu_experimental_ynn_fusion_type=
+    # -individual_convolution,-reduce) the largest difference is 2.3e-5. A step that shards
+    # wrongly (a statistic or the real/synthetic group rule per device instead of over the
+    # global batch) moves leaves by a large part of their size.
     for name, entry in report.items():
         assert np.isfinite(entry["loss"]), name
-        assert entry["max_diff"] <= 1e-5, (name, entry)
+        assert entry["max_ratio"] <= 1.0, (name, entry)
 
 
 def test_sharded_step_equals_single_device_step():
