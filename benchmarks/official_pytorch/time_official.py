@@ -61,6 +61,9 @@ STAGE_NETWORKS = {
 MODES = {"restore_quality": "quality", "restore_scratch": "scratch", "restore_hr": "scratch_hr"}
 
 
+# The timing workers import nothing of oldphoto_jax: oldphoto_jax.bench (whose _status_mib,
+# cpu_model_name and per_run_usage these few lines mirror) pulls in JAX through the pipeline,
+# and JAX's memory would then count in the official code's peak.
 def status_mib(field: str) -> float:
     """A ``Vm*`` field of /proc/self/status in MiB."""
     with open("/proc/self/status") as status:
