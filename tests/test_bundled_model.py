@@ -31,9 +31,10 @@ def _size_mb(folder: pathlib.Path) -> float:
 
 
 def test_bundled_model_runs_quality_and_scratch_mode_and_says_how_it_was_made():
-    """Quality (the official default command) and scratch mode (issue 14). Bundled model 5 has
-    no HR mapping yet (weights/README.md). It keeps colours: colour-carrying VAE_Bs whose output
-    is re-standardised to the carried statistics and written clamped, not min-max stretched."""
+    """Quality (the official default command) and scratch mode (issue 14). Bundled model 6 has
+    no HR mapping (the one trained scored below the input; weights/README.md). It keeps colours:
+    colour-carrying VAE_Bs whose output is re-standardised to the carried statistics and written
+    clamped, not min-max stretched."""
     model = model_files.load_model(bundled.DEFAULT_DIR)
     assert set(runnable_modes(model)) >= {"quality", "scratch"}
     assert set(runnable_modes(model)) <= set(MODES)
