@@ -47,6 +47,7 @@ import numpy as np
 from absl import app, flags
 
 from oldphoto_jax import compile_cache, cpu_tuning
+from oldphoto_jax.inference_defaults import ATTENTION_CHUNK
 from oldphoto_jax.pipeline import stage_runner
 from oldphoto_jax.roles import MODE_ROLES
 
@@ -356,7 +357,8 @@ def define_flags() -> None:
                       "face sizes).")
     flags.DEFINE_list("sizes", ["256", "512", "1024"], "Square photo sides.")
     flags.DEFINE_integer("repeats", 2, "Timed runs after the first (run s is their median).")
-    flags.DEFINE_integer("attention_chunk", 2048, "Query rows per block of the attention (as infer.py).")
+    flags.DEFINE_integer("attention_chunk", ATTENTION_CHUNK,
+                         "Query rows per block of the attention (as infer.py).")
     flags.DEFINE_float("case_timeout", 3600, "Seconds before a case is abandoned.")
     flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
 

@@ -47,6 +47,7 @@ from absl import app, flags, logging
 
 from oldphoto_jax import bundled
 from oldphoto_jax.evaluation.evaluation_run import MODES, evaluate, evaluate_seeds
+from oldphoto_jax.inference_defaults import ATTENTION_CHUNK
 
 _CLEAN = flags.DEFINE_string(
     "clean_folder", str(bundled.REPO.parent / "shared" / "photos" / "clean"),
@@ -71,7 +72,8 @@ _MAX_SIDE = flags.DEFINE_integer(
     "max_side", 512, "Downscale clean photos so the longer side is at most this (0 = full size; "
     "scratch-mode restoration of large photos takes minutes each on a CPU).")
 _ATTENTION_CHUNK = flags.DEFINE_integer(
-    "attention_chunk", 2048, "Query rows per block of the partial non-local attention (as infer.py).")
+    "attention_chunk", ATTENTION_CHUNK,
+    "Query rows per block of the partial non-local attention (as infer.py).")
 _LPIPS_WEIGHTS = flags.DEFINE_string(
     "lpips_weights", "", "LPIPS-VGG weights (.npz, see oldphoto_jax.evaluation.lpips."
     "load_lpips_vgg_npz); empty = LPIPS not computed.")

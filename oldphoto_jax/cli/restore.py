@@ -20,6 +20,7 @@ import sys
 from absl import app, flags, logging
 
 from oldphoto_jax import bundled, distributed
+from oldphoto_jax.inference_defaults import ATTENTION_CHUNK
 
 DEFAULT_CHECKPOINT_DIR = bundled.DEFAULT_DIR
 
@@ -43,7 +44,7 @@ _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", 4, "Photos (and faces) of equal size run together in batches of this size, "
     "split over all devices.", lower_bound=1)
 _ATTENTION_CHUNK = flags.DEFINE_integer(
-    "attention_chunk", 2048, "Query rows per block of the partial non-local attention "
+    "attention_chunk", ATTENTION_CHUNK, "Query rows per block of the partial non-local attention "
     "(--with_scratch) and of the HR patch attention (--with_scratch --HR, rows of latent "
     "patches), at most: a block over 2**25 weights (128 MiB) gets fewer rows, down to 1024 "
     "(photos above ~512x512 px). Memory grows linearly with the photo's area, same result up "

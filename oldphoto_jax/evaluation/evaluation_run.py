@@ -5,12 +5,14 @@ import json
 import pathlib
 import time
 
+from oldphoto_jax.inference_defaults import ATTENTION_CHUNK
 
 MODES = ("scratch", "quality", "scratch_hr")
 
 
 def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
-             preset: str = "extended", max_side: int | None = 512, attention_chunk: int = 2048,
+             preset: str = "extended", max_side: int | None = 512,
+             attention_chunk: int = ATTENTION_CHUNK,
              lpips_weights: str | None = None, fid_weights: str | None = None,
              mode: str = "scratch", log=print) -> dict:
     """Runs the evaluation described in ``oldphoto_jax.evaluate``'s docstring; returns

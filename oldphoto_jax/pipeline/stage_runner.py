@@ -32,6 +32,7 @@ from oldphoto_jax import distributed, model_files, photo_files, sharding
 from oldphoto_jax.models import mapping as mapping_models
 from oldphoto_jax.pipeline import faces, postprocess, preprocess, stage1
 from oldphoto_jax.pipeline.engine import CompiledNetwork
+from oldphoto_jax.inference_defaults import ATTENTION_CHUNK
 from oldphoto_jax.roles import MODE_ROLES  # the networks of each restoration mode
 
 STAGE1 = "stage_1_restore_output"
@@ -50,7 +51,7 @@ class Options:
     batch_size: int = 4
     # Query rows per block of the partial non-local attention and of the HR patch attention
     # (0 = dense as the official code).
-    attention_chunk: int = 2048
+    attention_chunk: int = ATTENTION_CHUNK
     precision: str = "highest"
     chunk_photos: int = 16
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from oldphoto_jax.inference_defaults import ATTENTION_CHUNK
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     from oldphoto_jax import bundled
@@ -27,7 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="largest accepted upload in MiB")
     parser.add_argument("--max_queued", type=int, default=MAX_QUEUED,
                         help="photos that may wait at once; more are refused (503)")
-    parser.add_argument("--attention_chunk", type=int, default=2048,
+    parser.add_argument("--attention_chunk", type=int, default=ATTENTION_CHUNK,
                         help="as infer.py --attention_chunk")
     parser.add_argument("--precision", default="highest", choices=["highest", "high", "default"],
                         help="as infer.py --precision")
