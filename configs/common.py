@@ -84,6 +84,8 @@ def input_pipeline(records: str, batch_size: int, crop_size: int, size: str
         degrade_full_image=not cpu_run,           # CPU runs degrade the crop only
         scale_range=placeholder(tuple),           # e.g. (0.5, 1.0): multi-scale crops
         domain_a_local_damage=False,
+        paint_holes=False,                        # mapping_mask: mask painted white, as inference
+        hole_dilation=0,                          # ... after 3x3 dilations (HR inference: 3)
         detection_channels=1,
         output_dtype="float32",
         num_workers=0 if cpu_run else 4,          # grain worker processes

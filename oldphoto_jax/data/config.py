@@ -57,6 +57,12 @@ class InputConfig:
     drawn uniformly from it (Lanczos; never below the crop size on its short side), so crops
     show content at several scales; ``None`` (default, the release) crops at the photo's own
     scale. Every kind of records but ``faces``.
+    ``paint_holes``: in ``mapping_mask``, paint the damage mask white over the degraded crop,
+    as inference does before the scratch and HR mappings (``irregular_hole_synthesize`` on the
+    detected mask), after dilating it ``hole_dilation`` times with a 3x3 square (``--HR``
+    inference dilates 3 times); the network is given the dilated mask. Off (the release: only
+    its irregular holes are white), the mapping sees the damage itself, never the white bands
+    inference gives it.
     ``num_workers``: grain worker processes (0 = in the training process);
     ``read_threads`` and ``prefetch_batches`` are per process. ``cache_mb``: decoded photos kept
     in memory by each process.
@@ -75,6 +81,8 @@ class InputConfig:
     degrade_full_image: bool = True
     scale_range: tuple[float, float] | None = None
     domain_a_local_damage: bool = False
+    paint_holes: bool = False
+    hole_dilation: int = 0
     detection_channels: int = 1
     output_dtype: str = "float32"
     num_workers: int = 0
@@ -97,6 +105,10 @@ class InputConfig:
             if not 0.0 < low <= high <= 1.0:
                 raise ValueError(f"scale_range must be (low, high) with 0 < low <= high <= 1, "
                                  f"got {self.scale_range}")
+        if self.hole_dilation < 0:
+            raise ValueError("hole_dilation must be >= 0")
+        if self.hole_dilation and not self.paint_holes:
+            raise ValueError("hole_dilation dilates the painted holes: set paint_holes too")
         if self.empty_mask_p is not None and not 0.0 <= self.empty_mask_p <= 1.0:
             raise ValueError("empty_mask_p must be a probability or None")
         if self.output_dtype not in ("float32", "uint8"):

@@ -217,7 +217,10 @@ class TrainingRecords:
         photo = self._at_scale(self._indexed_photo(index), index)
         recipe = self._masked_recipe(rng)
         degraded, clean, mask, gray = self._degraded_pair(photo, index, rng, recipe, False)
-        return {"degraded": degraded, "clean": clean, "mask": transforms.binary_mask(mask),
+        mask = transforms.binary_mask(mask)
+        if self.config.paint_holes:
+            degraded, mask = transforms.paint_mask_holes(degraded, mask, self.config.hole_dilation)
+        return {"degraded": degraded, "clean": clean, "mask": mask,
                 "grayscale": np.float32(gray)}
 
     def _detection(self, index: int) -> dict[str, np.ndarray]:

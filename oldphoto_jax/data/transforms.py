@@ -87,6 +87,22 @@ def binary_mask(mask: np.ndarray) -> np.ndarray:
     return (np.asarray(mask) >= 0.5).astype(np.uint8)[..., None]
 
 
+def paint_mask_holes(degraded: np.ndarray, mask: np.ndarray, dilation: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The degraded image with its damage mask painted white, and the mask, as inference prepares
+    them for the scratch and HR mappings: the mask (uint8 {0, 1} ``H x W x 1``) dilated
+    ``dilation`` times by a 3x3 square (``--HR`` inference: 3), then ``irregular_hole_synthesize``.
+    The same functions as ``oldphoto_jax.pipeline.preprocess``, so training sees what the mapping
+    is given at inference."""
+    from oldphoto_jax.pipeline import preprocess  # numpy/PIL only; cv2 only when dilating
+
+    mask_u8 = np.asarray(mask, dtype=np.uint8)[..., 0] * np.uint8(255)
+    if dilation:
+        mask_u8 = preprocess.dilate_mask(mask_u8, dilation)
+    painted = preprocess.paint_holes(degraded, np.repeat(mask_u8[..., None], 3, axis=-1))
+    return painted, (mask_u8 > 0).astype(np.uint8)[..., None]
+
+
 IMAGE_KEYS = frozenset({"image", "degraded", "clean"})
 MASK_KEYS = frozenset({"mask"})
 

@@ -164,6 +164,27 @@ def test_extended_masked_pairs_drop_local_damage_with_empty_mask_p(photos, confi
     assert config_for("mapping_mask", preset="official").resolved_empty_mask_p() == 0.0
 
 
+def test_painted_holes_are_the_dilated_mask_in_white_as_inference_gives_them(photos, config_for):
+    import cv2
+
+    plain = TrainingRecords(config_for("mapping_mask", preset="extended", empty_mask_p=0.0), photos)
+    painted = TrainingRecords(config_for("mapping_mask", preset="extended", empty_mask_p=0.0,
+                                         paint_holes=True, hole_dilation=3), photos)
+    damaged = 0
+    for index in range(12):
+        before, after = plain(index), painted(index)
+        expected = cv2.dilate(before["mask"][..., 0], np.ones((7, 7), np.uint8))
+        np.testing.assert_array_equal(after["mask"][..., 0], expected)
+        holes = expected == 1
+        damaged += holes.any()
+        assert (after["degraded"][holes] == 255).all()
+        np.testing.assert_array_equal(after["degraded"][~holes], before["degraded"][~holes])
+        np.testing.assert_array_equal(after["clean"], before["clean"])
+    assert damaged >= 6
+    with pytest.raises(ValueError, match="paint_holes"):
+        config_for("mapping_mask", hole_dilation=3)
+
+
 def test_detection_records_are_luma_or_rgb_with_a_mask(photos, config_for):
     grey = TrainingRecords(config_for("detection"), photos)(3)
     assert set(grey) == {"image", "mask", "grayscale"}

@@ -41,7 +41,10 @@ ADDED = {"vae_a": {"model.name", "loss.latent_gan"} | INIT_FROM,
          "mapping": INIT_FROM | {"loss.image_l1", "model.stats_residual",
                              "model.stats_correction"}}
 # param_sharding / fsdp_min_size: parameters sharded over the data axis (issue 17), off by default.
-ADDED_TO_EVERY_STAGE = {"model.name", "param_sharding", "fsdp_min_size"}
+# input.paint_holes / input.hole_dilation: scratch/HR mapping crops with the mask painted white
+# as inference paints it (issue 14), off as before.
+PAINTED_HOLES = {"input.paint_holes", "input.hole_dilation"}
+ADDED_TO_EVERY_STAGE = {"model.name", "param_sharding", "fsdp_min_size"} | PAINTED_HOLES
 MOVED = {"model.query_chunk": "attention_chunk"}
 RENAMED = {"stage": "task", "input.stage": "input.records"}
 MORE_DATA = ",<repo>/../shared/photos/clean_more"
@@ -143,6 +146,8 @@ def test_config_resolves_to_the_values_of_before(case):
         assert new["model.stats_correction"] == "gate"
     if name == "vae_a":
         assert new["loss.latent_gan"] == 1.0
+    if "input.paint_holes" in new:
+        assert new["input.paint_holes"] is False and new["input.hole_dilation"] == 0
     assert new == expected
 
 
