@@ -30,14 +30,12 @@ def _size_mb(folder: pathlib.Path) -> float:
     return sum(p.stat().st_size for p in files if p.is_file()) / 2 ** 20
 
 
-def test_bundled_model_runs_quality_and_scratch_mode_and_says_how_it_was_made():
-    """Quality (the official default command) and scratch mode (issue 14). Bundled model 6 has
-    no HR mapping (the one trained scored below the input; weights/README.md). It keeps colours:
-    colour-carrying VAE_Bs whose output is re-standardised to the carried statistics and written
-    clamped, not min-max stretched."""
+def test_bundled_model_runs_every_mode_and_says_how_it_was_made():
+    """Quality (the official default command), scratch and HR mode (issue 14; bundled model 7
+    has an HR mapping). It keeps colours: colour-carrying VAE_Bs whose output is re-standardised
+    to the carried statistics and written clamped, not min-max stretched."""
     model = model_files.load_model(bundled.DEFAULT_DIR)
-    assert set(runnable_modes(model)) >= {"quality", "scratch"}
-    assert set(runnable_modes(model)) <= set(MODES)
+    assert set(runnable_modes(model)) == set(MODES)
     assert "train.py" in model.source and "weights/README.md" in model.source
     for role in ("vae_b_quality", "vae_b_scratch"):
         config = model_files.read_network_config(bundled.DEFAULT_DIR / role)
@@ -80,6 +78,22 @@ def test_make_restore_command_restores_the_samples(tmp_path):
         mask = photo_files.read_photo(
             tmp_path / "stage_1_restore_output" / "masks" / "mask" / photo.name).rgb
         assert mask.any(), f"no scratch found on {photo.name}"
+
+
+def test_hr_command_restores_a_scratched_sample(tmp_path):
+    """``infer.py --with_scratch --HR``: the patch-attention mapping on the dilated, painted
+    mask of one scratched sample."""
+    photo = REPO / "samples" / "old_w_scratch" / "b.png"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / photo.name).write_bytes(photo.read_bytes())
+    completed = subprocess.run(
+        [sys.executable, "infer.py", f"--input_folder={tmp_path / 'in'}",
+         f"--output_folder={tmp_path / 'out'}", "--with_scratch", "--HR"],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    out = photo_files.read_photo(tmp_path / "out" / FINAL / photo.name).rgb
+    source = photo_files.read_photo(photo).rgb
+    assert out.shape[2] == 3 and abs(out.shape[0] - source.shape[0]) < 32 and out.std() > 5
 
 
 def test_official_default_command_restores_the_unscratched_samples(tmp_path):

@@ -51,10 +51,15 @@ STATS=$(( ${#VAE_VARIANT} > 0 ? 6 : 0 ))
 # ... learned per photo from pooled features (model.stats_correction; "gate" is the older kind).
 STATS_CORRECTION=${STATS_CORRECTION:-pooled}
 NC=$(( LATENT + STATS ))  # the mapping's nc = the VAEs' latent channels
-# The mappings see each photo downscaled by a random factor in this range first (bundled model
-# 6's scratch mapping, trained on with it: 17.25 -> 17.81 dB in scratch mode over five seeds;
-# weights/README.md); "" = full scale only.
+# The scratch and HR mappings see each photo downscaled by a random factor in this range first
+# (bundled model 6's scratch mapping, trained on with it: 17.25 -> 17.81 dB in scratch mode over
+# five seeds; the quality mapping lost with it, 19.10 -> 18.42 dB: weights/README.md); "" = full
+# scale only.
 SCALE_RANGE=${SCALE_RANGE-(0.5, 1.0)}
+# ... and their crops' damage painted white as inference paints the detected mask, the HR one
+# dilated 3 times as --HR inference does (bundled model 7: scratch mode 17.81 -> 18.10 dB, HR
+# mode 15.50 -> 17.49 dB after 900 steps); 0 = the damage as drawn.
+PAINT_HOLES=${PAINT_HOLES:-1}
 
 train() {  # train <run> <config> <workers> <time limit s> [overrides...]
   local run=$1 config=$2 workers=${WORKERS:-$3} limit=$(( $4 > 10 ? $4 : 10 ))
@@ -93,10 +98,17 @@ if [[ $A == 0 && $B == 0 ]]; then
   for m in "${MAPPING_LIST[@]}"; do
     run=mapping_${SIZE}_$m$SUFFIX
     MAPPING_RUNS+=("$RUNS/$run/export")
+    masked=()  # the scratch and HR mappings' input settings
+    if [[ $m != quality ]]; then
+      if [[ -n $SCALE_RANGE ]]; then masked+=("--config.input.scale_range=$SCALE_RANGE"); fi
+      if [[ $PAINT_HOLES == 1 ]]; then
+        masked+=(--config.input.paint_holes=True)
+        if [[ $m == hr ]]; then masked+=(--config.input.hole_dilation=3); fi
+      fi
+    fi
     train $run configs/mapping.py:${SIZE}_$m $MAPPING_WORKERS $MAPPING_LIMIT \
         --config.model.nc=$NC --config.model.stats_residual=$STATS \
-        --config.model.stats_correction=$STATS_CORRECTION \
-        ${SCALE_RANGE:+"--config.input.scale_range=$SCALE_RANGE"} \
+        --config.model.stats_correction=$STATS_CORRECTION ${masked[@]+"${masked[@]}"} \
         --config.vae_a_checkpoint="$RUNS/$VAE_A_RUN/export" \
         --config.vae_b_checkpoint="$RUNS/$VAE_B_RUN/export" &
   done
