@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from data_synth import pixels, unstructured
+from oldphoto_jax.pipeline import preprocess
 
 
 def upscale_short_side(image: np.ndarray, size: int) -> np.ndarray:
@@ -94,12 +95,10 @@ def paint_mask_holes(degraded: np.ndarray, mask: np.ndarray, dilation: int
     ``dilation`` times by a 3x3 square (``--HR`` inference: 3), then ``irregular_hole_synthesize``.
     The same functions as ``oldphoto_jax.pipeline.preprocess``, so training sees what the mapping
     is given at inference."""
-    from oldphoto_jax.pipeline import preprocess  # numpy/PIL only; cv2 only when dilating
-
     mask_u8 = np.asarray(mask, dtype=np.uint8)[..., 0] * np.uint8(255)
     if dilation:
         mask_u8 = preprocess.dilate_mask(mask_u8, dilation)
-    painted = preprocess.paint_holes(degraded, np.repeat(mask_u8[..., None], 3, axis=-1))
+    painted = preprocess.paint_holes(degraded, mask_u8[..., None])  # broadcast over RGB
     return painted, (mask_u8 > 0).astype(np.uint8)[..., None]
 
 

@@ -146,8 +146,7 @@ def test_config_resolves_to_the_values_of_before(case):
         assert new["model.stats_correction"] == "gate"
     if name == "vae_a":
         assert new["loss.latent_gan"] == 1.0
-    if "input.paint_holes" in new:
-        assert new["input.paint_holes"] is False and new["input.hole_dilation"] == 0
+    assert new["input.paint_holes"] is False and new["input.hole_dilation"] == 0
     assert new == expected
 
 
