@@ -285,15 +285,39 @@ def _child(queue, *args) -> None:
 
 
 def run_in_subprocess(*args, timeout: float | None = None) -> dict:
+    """:func:`run_case` in a fresh process: its result, or ``{"error": ...}``."""
+    return result_of_worker(_child, args, timeout)
+
+
+def result_of_worker(target, args, timeout: float | None = None,
+                     poll_s: float = 1.0) -> dict:
+    """Runs ``target(queue, *args)`` in a spawned process and returns what it put on the queue.
+
+    A worker that dies without a result (a crash in XLA, a fatal flag error, the kernel's OOM
+    killer) is reported as ``{"error": "worker died (exit code N)"}`` once it has exited, instead
+    of leaving the table waiting for a result that will never come; one that is still running
+    after ``timeout`` seconds is killed and reported."""
+    import queue as queue_module
+
     context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_child, args=(queue, *args))
+    results = context.Queue()
+    process = context.Process(target=target, args=(results, *args))
     process.start()
-    try:
-        result = queue.get(timeout=timeout)
-    except Exception:
-        process.kill()
-        result = {"error": f"no result within {timeout} s" if timeout else "worker died"}
+    deadline = None if timeout is None else time.monotonic() + timeout
+    result = None
+    while result is None:
+        try:
+            result = results.get(timeout=poll_s)
+        except queue_module.Empty:
+            if not process.is_alive():
+                try:  # a result put just before the worker exited
+                    result = results.get(timeout=poll_s)
+                except queue_module.Empty:
+                    process.join()
+                    result = {"error": f"worker died (exit code {process.exitcode})"}
+            elif deadline is not None and time.monotonic() > deadline:
+                process.kill()
+                result = {"error": f"no result within {timeout} s"}
     process.join()
     if process.exitcode not in (0, None) and "error" not in result:
         result["error"] = f"worker exit code {process.exitcode}"

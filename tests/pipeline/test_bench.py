@@ -2,6 +2,8 @@
 timing is asserted: it is a benchmark, not a timed test)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -108,3 +110,13 @@ def test_the_official_times_of_the_machine_kind_are_chosen():
     case = {"stage": "detect", "size": 256, "run_s": 0.56, "peak_rss_mib": 307.0}
     assert bench.official_comparison(case, bench.OFFICIAL_EPYC)["vs_official"] == (
         pytest.approx(0.5))
+
+
+def _exit_without_a_result(results, code):
+    del results
+    os._exit(code)  # as a worker killed by a fatal XLA error or the OOM killer
+
+
+def test_a_worker_that_dies_without_a_result_is_reported_not_waited_for():
+    result = bench.result_of_worker(_exit_without_a_result, (3,), timeout=120, poll_s=0.2)
+    assert result == {"error": "worker died (exit code 3)"}
