@@ -38,6 +38,7 @@ import json
 import multiprocessing
 import os
 import pathlib
+import queue
 import resource
 import statistics
 import sys
@@ -277,11 +278,11 @@ def official_comparison(result: dict, table: dict | None = None) -> dict:
             "peak_vs_official": result["peak_rss_mib"] / peak}
 
 
-def _child(queue, *args) -> None:
+def _child(results, *args) -> None:
     try:
-        queue.put(run_case(*args))
+        results.put(run_case(*args))
     except Exception as error:  # reported by the parent, the table goes on
-        queue.put({"error": f"{type(error).__name__}: {error}"})
+        results.put({"error": f"{type(error).__name__}: {error}"})
 
 
 def run_in_subprocess(*args, timeout: float | None = None) -> dict:
@@ -297,8 +298,6 @@ def result_of_worker(target, args, timeout: float | None = None,
     killer) is reported as ``{"error": "worker died (exit code N)"}`` once it has exited, instead
     of leaving the table waiting for a result that will never come; one that is still running
     after ``timeout`` seconds is killed and reported."""
-    import queue as queue_module
-
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     process = context.Process(target=target, args=(results, *args))
@@ -308,11 +307,11 @@ def result_of_worker(target, args, timeout: float | None = None,
     while result is None:
         try:
             result = results.get(timeout=poll_s)
-        except queue_module.Empty:
+        except queue.Empty:
             if not process.is_alive():
                 try:  # a result put just before the worker exited
                     result = results.get(timeout=poll_s)
-                except queue_module.Empty:
+                except queue.Empty:
                     process.join()
                     result = {"error": f"worker died (exit code {process.exitcode})"}
             elif deadline is not None and time.monotonic() > deadline:

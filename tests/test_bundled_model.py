@@ -30,6 +30,16 @@ def _size_mb(folder: pathlib.Path) -> float:
     return sum(p.stat().st_size for p in files if p.is_file()) / 2 ** 20
 
 
+def _infer(input_folder: pathlib.Path, output_folder: pathlib.Path, *flags: str):
+    """``infer.py`` from the repository root as a user runs it; fails the test if it fails."""
+    completed = subprocess.run(
+        [sys.executable, "infer.py", f"--input_folder={input_folder}",
+         f"--output_folder={output_folder}", *flags],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return completed
+
+
 def test_bundled_model_runs_every_mode_and_says_how_it_was_made():
     """Quality (the official default command), scratch and HR mode (issue 14; bundled model 7
     has an HR mapping). It keeps colours: colour-carrying VAE_Bs whose output is re-standardised
@@ -65,11 +75,7 @@ def test_bundled_files_fit_in_git():
 def test_make_restore_command_restores_the_samples(tmp_path):
     """What ``make restore`` runs, on the scratched sample photos."""
     samples = REPO / "samples" / "old_w_scratch"
-    completed = subprocess.run(
-        [sys.executable, "infer.py", f"--input_folder={samples}",
-         f"--output_folder={tmp_path}", "--with_scratch"],
-        cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert completed.returncode == 0, completed.stderr[-2000:]
+    completed = _infer(samples, tmp_path, "--with_scratch")
     assert str(bundled.DEFAULT_DIR) in completed.stdout
     for photo in sorted(samples.glob("*.png")):
         out = photo_files.read_photo(tmp_path / FINAL / photo.name).rgb
@@ -86,11 +92,7 @@ def test_hr_command_restores_a_scratched_sample(tmp_path):
     photo = REPO / "samples" / "old_w_scratch" / "b.png"
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / photo.name).write_bytes(photo.read_bytes())
-    completed = subprocess.run(
-        [sys.executable, "infer.py", f"--input_folder={tmp_path / 'in'}",
-         f"--output_folder={tmp_path / 'out'}", "--with_scratch", "--HR"],
-        cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert completed.returncode == 0, completed.stderr[-2000:]
+    _infer(tmp_path / "in", tmp_path / "out", "--with_scratch", "--HR")
     out = photo_files.read_photo(tmp_path / "out" / FINAL / photo.name).rgb
     source = photo_files.read_photo(photo).rgb
     assert out.shape[2] == 3 and abs(out.shape[0] - source.shape[0]) < 32 and out.std() > 5
@@ -100,10 +102,7 @@ def test_official_default_command_restores_the_unscratched_samples(tmp_path):
     """``infer.py --input_folder in --output_folder out``: quality mode, what ``make restore``
     runs on ``samples/old``."""
     samples = REPO / "samples" / "old"
-    completed = subprocess.run(
-        [sys.executable, "infer.py", f"--input_folder={samples}", f"--output_folder={tmp_path}"],
-        cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert completed.returncode == 0, completed.stderr[-2000:]
+    _infer(samples, tmp_path)
     for photo in sorted(samples.glob("*.png")):
         out = photo_files.read_photo(tmp_path / FINAL / photo.name).rgb
         assert out.shape[2] == 3 and out.std() > 5  # a picture, not a flat image
