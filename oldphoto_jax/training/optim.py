@@ -16,11 +16,17 @@ epoch e, and the two-time-scale update rule (TTUR) of 10.4 / 10.5 #2 / 10.6: gen
 * ``steps_per_epoch``: steps of one epoch (``oldphoto_jax.data.steps_per_epoch(N, B)``, the
   official ``floor(N/B)``); the trainer sets it from the data. The epoch of step s (0-based) is
   ``s // steps_per_epoch + 1``, so the lr changes exactly at the official epoch boundaries.
+* ``frozen`` (""): parameters held at their starting values, as comma-separated
+  ``NETWORK/PATH`` prefixes of the trained networks' parameter trees (``mapping/stats``: a
+  mapping's colour-statistics correction; ``mapping/head,mapping/trunk``); every prefix must
+  name parameters. Not in the release (which trains everything); for fine-tuning part of a
+  network from ``init_from``.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -80,3 +86,47 @@ def optimizer_for(optim_config, side: str) -> optax.GradientTransformation:
     """Adam with the schedule and betas of ``side`` for a task's ``config.optim``."""
     return adam(schedule_for(optim_config, side), optim_config.b1, optim_config.b2,
                 optim_config.eps)
+
+
+def frozen_prefixes(optim_config) -> dict[str, tuple[str, ...]]:
+    """``optim.frozen`` as ``{network: (path prefix inside its parameters, ...)}``."""
+    spec = optim_config.get("frozen", "") or ""  # configs older than the field have none
+    prefixes: dict[str, tuple[str, ...]] = {}
+    for item in (part.strip().strip("/") for part in spec.split(",")):
+        if not item:
+            continue
+        network, sep, path = item.partition("/")
+        if not sep or not path:
+            raise ValueError(f"optim.frozen expects NETWORK/PATH prefixes (e.g. mapping/stats), "
+                             f"got {item!r}")
+        prefixes[network] = prefixes.get(network, ()) + (path,)
+    return prefixes
+
+
+def _path_name(path) -> str:
+    return "/".join(str(getattr(key, "key", key)) for key in path)
+
+
+def freeze(optimizer: optax.GradientTransformation, prefixes: Sequence[str],
+           network: str = "") -> optax.GradientTransformation:
+    """``optimizer`` with the parameters under ``prefixes`` (``head``, ``stats/correction``)
+    held fixed: zero updates and no optimiser moments for them. A prefix that names no
+    parameter is an error (at ``init``), so a typo cannot silently train everything."""
+    prefixes = tuple(prefixes)
+    if not prefixes:
+        return optimizer
+
+    def is_frozen(name: str) -> bool:
+        return any(name == p or name.startswith(p + "/") for p in prefixes)
+
+    def labels(params):
+        names = [_path_name(path) for path, _ in jax.tree_util.tree_leaves_with_path(params)]
+        unmatched = [p for p in prefixes
+                     if not any(n == p or n.startswith(p + "/") for n in names)]
+        if unmatched:
+            raise ValueError(f"optim.frozen: {network or 'the network'} has no parameters under "
+                             f"{', '.join(unmatched)}")
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: "frozen" if is_frozen(_path_name(path)) else "trained", params)
+
+    return optax.multi_transform({"trained": optimizer, "frozen": optax.set_to_zero()}, labels)

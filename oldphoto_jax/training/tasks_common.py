@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import optax
 
 from oldphoto_jax.training import losses
+from oldphoto_jax.training import optim
 from oldphoto_jax.training.optim import Schedule
 
 Array = jax.Array
@@ -192,6 +193,23 @@ class Trainable:
 
     optimizer: optax.GradientTransformation
     schedule: Schedule
+
+
+def with_frozen_parameters(trainables: Mapping[str, Trainable], optim_config
+                           ) -> dict[str, Trainable]:
+    """``trainables`` with the parameters ``optim_config.frozen`` names held fixed."""
+    prefixes = optim.frozen_prefixes(optim_config)
+    unknown = sorted(set(prefixes) - set(trainables))
+    if unknown:
+        raise ValueError(f"optim.frozen names {', '.join(unknown)}; this task trains "
+                         f"{', '.join(sorted(trainables))}")
+    for name in sorted(prefixes):
+        print(f"{name}: parameters under {', '.join(prefixes[name])} held fixed (optim.frozen)",
+              flush=True)
+    return {name: dataclasses.replace(
+                trainable, optimizer=optim.freeze(trainable.optimizer, prefixes[name], name))
+            if name in prefixes else trainable
+            for name, trainable in trainables.items()}
 
 
 def split_variables(variables: Mapping) -> tuple[dict, dict]:

@@ -36,10 +36,9 @@ from oldphoto_jax.training import losses
 from oldphoto_jax.training.optim import DISCRIMINATOR, GENERATOR, optimizer_for, schedule_for
 from oldphoto_jax.training.task import Task
 from oldphoto_jax.training.tasks_common import (InitSpec, Trainable, build_state, discriminate,
-                                                 example_shapes, frozen_vgg,
-                                                 image_discriminator, init_networks,
-                                                 make_train_step, prepare_batch, variables_of,
-                                                 vgg_term)
+                                                example_shapes, frozen_vgg, image_discriminator,
+                                                init_networks, make_train_step, prepare_batch,
+                                                variables_of, vgg_term, with_frozen_parameters)
 
 
 def generator_module(config, spectral_norm: bool = True, precision=None):
@@ -76,6 +75,7 @@ def build_face_task(config) -> Task:
         "D": Trainable(optimizer_for(config.optim, DISCRIMINATOR),
                        schedule_for(config.optim, DISCRIMINATOR)),
     }
+    trainables = with_frozen_parameters(trainables, config.optim)
     vgg = frozen_vgg(config)
     lambda_feat, lambda_vgg = config.loss.lambda_feat, config.loss.lambda_vgg
 

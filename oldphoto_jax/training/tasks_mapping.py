@@ -35,11 +35,11 @@ from oldphoto_jax.training import losses
 from oldphoto_jax.training.optim import DISCRIMINATOR, GENERATOR, optimizer_for, schedule_for
 from oldphoto_jax.training.task import Task
 from oldphoto_jax.training.tasks_common import (InitSpec, Trainable, build_state, discriminate,
-                                                 example_shapes, frozen_vgg,
-                                                 image_discriminator, init_from_params,
-                                                 init_networks, lsgan_terms, make_train_step,
-                                                 mask_image, prepare_batch, vgg_term,
-                                                 warm_start_network)
+                                                example_shapes, frozen_vgg, image_discriminator,
+                                                init_from_params, init_networks, lsgan_terms,
+                                                make_train_step, mask_image, prepare_batch,
+                                                vgg_term, warm_start_network,
+                                                with_frozen_parameters)
 
 VARIANTS = tuple(MAPPING_ROLES)  # quality, scratch, hr
 
@@ -124,6 +124,7 @@ def build_mapping_task(config, pretrained: dict | None = None) -> Task:
         "D": Trainable(optimizer_for(config.optim, DISCRIMINATOR),
                        schedule_for(config.optim, DISCRIMINATOR)),
     }
+    trainables = with_frozen_parameters(trainables, config.optim)
     frozen = {"vae_a": vae_a_vars, "vae_b": vae_b_vars}
     vgg = frozen_vgg(config)
     if vgg:

@@ -22,9 +22,9 @@ from oldphoto_jax.training import losses
 from oldphoto_jax.training.optim import GENERATOR, optimizer_for, schedule_for
 from oldphoto_jax.training.task import Task
 from oldphoto_jax.training.tasks_common import (InitSpec, Trainable, as_rgb, build_state,
-                                                 example_shapes, init_networks,
-                                                 make_train_step, mask_image, prepare_batch,
-                                                 variables_of)
+                                                example_shapes, init_networks, make_train_step,
+                                                mask_image, prepare_batch, variables_of,
+                                                with_frozen_parameters)
 
 
 def unet_module(config, precision=None):
@@ -37,6 +37,7 @@ def build_scratch_task(config) -> Task:
     unet = unet_module(config)
     trainables = {"unet": Trainable(optimizer_for(config.optim, GENERATOR),
                                     schedule_for(config.optim, GENERATOR))}
+    trainables = with_frozen_parameters(trainables, config.optim)
     loss_cfg = config.loss
     kind = loss_cfg.detection
     if kind not in losses.DETECTION_LOSSES:

@@ -36,11 +36,11 @@ from oldphoto_jax.training import losses
 from oldphoto_jax.training.optim import DISCRIMINATOR, GENERATOR, optimizer_for, schedule_for
 from oldphoto_jax.training.task import Task
 from oldphoto_jax.training.tasks_common import (InitSpec, Trainable, apply_discriminator,
-                                                 build_state, discriminate, example_shapes,
-                                                 frozen_vgg, image_discriminator,
-                                                 init_from_params, init_networks, lsgan_terms,
-                                                 make_train_step, prepare_batch, vgg_term,
-                                                 warm_start_network)
+                                                build_state, discriminate, example_shapes,
+                                                frozen_vgg, image_discriminator, init_from_params,
+                                                init_networks, lsgan_terms, make_train_step,
+                                                prepare_batch, vgg_term, warm_start_network,
+                                                with_frozen_parameters)
 
 
 def vae_module(config, precision=None):
@@ -82,6 +82,7 @@ def build_vae_task(config) -> Task:
     if latent_gan:
         trainables["feat_D"] = Trainable(optimizer_for(config.optim, DISCRIMINATOR),
                                          schedule_for(config.optim, DISCRIMINATOR))
+    trainables = with_frozen_parameters(trainables, config.optim)
     vgg = frozen_vgg(config)
     loss_cfg = config.loss
     lambda_feat, kl_weight, image_l1 = loss_cfg.lambda_feat, loss_cfg.kl, loss_cfg.image_l1

@@ -44,7 +44,9 @@ ADDED = {"vae_a": {"model.name", "loss.latent_gan"} | INIT_FROM,
 # input.paint_holes / input.hole_dilation: scratch/HR mapping crops with the mask painted white
 # as inference paints it (issue 14), off as before.
 PAINTED_HOLES = {"input.paint_holes", "input.hole_dilation"}
-ADDED_TO_EVERY_STAGE = {"model.name", "param_sharding", "fsdp_min_size"} | PAINTED_HOLES
+# optim.frozen: parameters held fixed while the rest trains (issue 14); empty = all trained as before.
+ADDED_TO_EVERY_STAGE = ({"model.name", "param_sharding", "fsdp_min_size", "optim.frozen"}
+                        | PAINTED_HOLES)
 MOVED = {"model.query_chunk": "attention_chunk"}
 RENAMED = {"stage": "task", "input.stage": "input.records"}
 MORE_DATA = ",<repo>/../shared/photos/clean_more"

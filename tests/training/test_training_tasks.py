@@ -630,3 +630,32 @@ def test_mapping_image_l1_adds_its_weight_times_the_image_l1_to_the_objective():
     assert weighted["metric/l1"] == pytest.approx(plain["metric/l1"], rel=1e-6)
     assert weighted["loss/mapping"] - plain["loss/mapping"] == pytest.approx(
         5.0 * plain["metric/l1"], rel=1e-4)
+
+
+def test_frozen_parameters_keep_their_values_while_the_rest_trains():
+    config = small_config("mapping", "quality")
+    config.optim.frozen = "mapping/head, mapping/trunk/blocks_0"
+    run = Run(config, pretrained_vaes()).advance(1)
+    before, after = run.states[0]["params"], run.states[1]["params"]
+
+    def moved(tree_a, tree_b):
+        return any(not np.array_equal(np.asarray(a), np.asarray(b))
+                   for a, b in zip(jax.tree.leaves(tree_a), jax.tree.leaves(tree_b)))
+
+    assert not moved(before["mapping"]["head"], after["mapping"]["head"])
+    assert not moved(before["mapping"]["trunk"], after["mapping"]["trunk"])  # its one block
+    assert moved(before["mapping"]["tail"], after["mapping"]["tail"])
+    assert moved(before["D"], after["D"])
+
+
+@pytest.mark.parametrize("frozen, message", [
+    ("mapping/no_such_layer", "mapping has no parameters under no_such_layer"),
+    ("vae/encoder", "optim.frozen names vae; this task trains D, mapping"),
+    ("mapping", "NETWORK/PATH"),
+])
+def test_frozen_prefixes_that_name_nothing_are_errors(frozen, message):
+    config = small_config("mapping", "quality")
+    config.optim.frozen = frozen
+    with pytest.raises(ValueError, match=message):
+        task = build_task(config, pretrained_vaes())
+        task.init_state(jax.random.PRNGKey(0), make_batch(config))
