@@ -40,7 +40,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # TTUR: generator lr/2, discriminator 2 lr, betas (0, 0.9); 50 epochs without decay.
     config.optim = dict(lr=2e-4, ttur=True, b1=0.0, b2=0.9, eps=1e-8, niter=50, niter_decay=0,
                         steps_per_epoch=0,  # 0 = floor(N / batch_size) of the faces
-                        # parameters held fixed: NETWORK/PATH prefixes (oldphoto_jax/training/optim.py)
+                        # held fixed: NETWORK/PATH prefixes (training/optim.py)
                         frozen="")
     config.input = common.input_pipeline("faces", 2 if tiny else 16, load_size, size)
     config.data = dict(faces=str(common.PHOTOS / "clean") if tiny else "",

@@ -73,7 +73,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optim = dict(lr=2e-4, ttur=quality, b1=0.0 if quality else 0.5,
                         b2=0.9 if quality else 0.999, eps=1e-8, niter=150, niter_decay=100,
                         steps_per_epoch=0,  # 0 = floor(N / batch_size) of the clean photos
-                        # parameters held fixed: NETWORK/PATH prefixes (oldphoto_jax/training/optim.py)
+                        # held fixed: NETWORK/PATH prefixes (training/optim.py)
                         frozen="")
     batch, crop = {"": (80 if quality else 36, 256), "tiny": (2, 32), "small": (16, 256)}[size]
     config.input = common.input_pipeline("mapping" if quality else "mapping_mask", batch, crop,

@@ -107,6 +107,10 @@ def _path_name(path) -> str:
     return "/".join(str(getattr(key, "key", key)) for key in path)
 
 
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + "/")
+
+
 def freeze(optimizer: optax.GradientTransformation, prefixes: Sequence[str],
            network: str = "") -> optax.GradientTransformation:
     """``optimizer`` with the parameters under ``prefixes`` (``head``, ``stats/correction``)
@@ -116,17 +120,14 @@ def freeze(optimizer: optax.GradientTransformation, prefixes: Sequence[str],
     if not prefixes:
         return optimizer
 
-    def is_frozen(name: str) -> bool:
-        return any(name == p or name.startswith(p + "/") for p in prefixes)
-
     def labels(params):
         names = [_path_name(path) for path, _ in jax.tree_util.tree_leaves_with_path(params)]
-        unmatched = [p for p in prefixes
-                     if not any(n == p or n.startswith(p + "/") for n in names)]
+        unmatched = [p for p in prefixes if not any(_under(n, p) for n in names)]
         if unmatched:
             raise ValueError(f"optim.frozen: {network or 'the network'} has no parameters under "
                              f"{', '.join(unmatched)}")
         return jax.tree_util.tree_map_with_path(
-            lambda path, _: "frozen" if is_frozen(_path_name(path)) else "trained", params)
+            lambda path, _: ("frozen" if any(_under(_path_name(path), p) for p in prefixes)
+                             else "trained"), params)
 
     return optax.multi_transform({"trained": optimizer, "frozen": optax.set_to_zero()}, labels)

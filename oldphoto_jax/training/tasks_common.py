@@ -32,8 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from oldphoto_jax.training import losses
-from oldphoto_jax.training import optim
+from oldphoto_jax.training import losses, optim
 from oldphoto_jax.training.optim import Schedule
 
 Array = jax.Array
