@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-import jax
+from flax import traverse_util
 import jax.numpy as jnp
 import optax
 
@@ -103,10 +103,6 @@ def frozen_prefixes(optim_config) -> dict[str, tuple[str, ...]]:
     return prefixes
 
 
-def _path_name(path) -> str:
-    return "/".join(str(getattr(key, "key", key)) for key in path)
-
-
 def _under(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + "/")
 
@@ -121,13 +117,14 @@ def freeze(optimizer: optax.GradientTransformation, prefixes: Sequence[str],
         return optimizer
 
     def labels(params):
-        names = [_path_name(path) for path, _ in jax.tree_util.tree_leaves_with_path(params)]
+        # Parameter names as the warm start names them (tasks_common.warm_start).
+        names = traverse_util.flatten_dict(dict(params), sep="/")
         unmatched = [p for p in prefixes if not any(_under(n, p) for n in names)]
         if unmatched:
             raise ValueError(f"optim.frozen: {network or 'the network'} has no parameters under "
                              f"{', '.join(unmatched)}")
-        return jax.tree_util.tree_map_with_path(
-            lambda path, _: ("frozen" if any(_under(_path_name(path), p) for p in prefixes)
-                             else "trained"), params)
+        return traverse_util.unflatten_dict(
+            {n: "frozen" if any(_under(n, p) for p in prefixes) else "trained" for n in names},
+            sep="/")
 
     return optax.multi_transform({"trained": optimizer, "frozen": optax.set_to_zero()}, labels)
