@@ -22,10 +22,15 @@
 # left by another recipe is resumed too, so remove it first). Logs go to $RUNS/<run>.log.
 # Data workers: 16 CPU cores assumed (--config.input.num_workers; WORKERS=0 makes every run read
 # in its own process, for a CPU dry run). At the end the exports are assembled into $OUTPUT
-# (default weights/default; with the plain-BCE detector of $RUNS, or DETECTOR_DIR; ASSEMBLE=0
-# skips this). ON_RUN_END, if set, is a command run with each run's name as it ends (e.g. to
-# copy its results away early). A run resumed with another worker count than its checkpoint's
-# reads the same batches.
+# (default weights/default; with the plain-BCE detector of $RUNS, or with DETECTORS=0 the one of
+# weights/default, or DETECTOR_DIR's; ASSEMBLE=0 skips this). ON_RUN_END, if set, is a command
+# run with each run's name as it ends (e.g. to copy its results away early). A run resumed with
+# another worker count than its checkpoint's reads the same batches.
+#
+# Where the time goes: each run's progress lines (in $RUNS/<run>.log) give the shares of its
+# loop's time spent waiting for input, dispatching and waiting for the GPU (LoopTimes in
+# oldphoto_jax/training/reporting.py); where nvidia-smi exists, the GPU's utilisation is sampled
+# every 500 ms into $RUNS/gpu_utilisation.csv and summarised per phase at the end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
@@ -40,6 +45,33 @@ START=$(date +%s)
 elapsed() { echo $(( $(date +%s) - START )); }
 mkdir -p "$RUNS"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
+
+UTILISATION="$RUNS/gpu_utilisation.csv"
+SAMPLER=
+PHASE_NAMES=(); PHASE_STARTS=()  # each phase, and the sample line at which it began
+if command -v nvidia-smi > /dev/null; then
+  nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader,nounits \
+      -lms 500 > "$UTILISATION" 2> /dev/null & SAMPLER=$!
+  disown "$SAMPLER"  # not one of the runs the script's `wait`s wait for
+fi
+phase() {  # phase <name>: mark where a phase begins in the utilisation samples
+  echo "[$(elapsed) s] phase $1"
+  if [[ -n $SAMPLER ]]; then PHASE_NAMES+=("$1"); PHASE_STARTS+=("$(wc -l < "$UTILISATION")"); fi
+}
+utilisation_summary() {  # mean GPU utilisation and the largest memory used, per phase
+  [[ -n $SAMPLER ]] || return 0
+  kill "$SAMPLER" 2> /dev/null
+  local i from to
+  for i in "${!PHASE_STARTS[@]}"; do
+    from=${PHASE_STARTS[$i]}
+    to=$(wc -l < "$UTILISATION")
+    if (( i + 1 < ${#PHASE_STARTS[@]} )); then to=${PHASE_STARTS[$((i + 1))]}; fi
+    awk -F', *' -v name="${PHASE_NAMES[$i]}" -v from="$from" -v to="$to" \
+        'NR > from && NR <= to && $2 ~ /^[0-9]+$/ {n++; u += $2; if ($3 > m) m = $3}
+         END {if (n) printf "GPU utilisation, phase %s: mean %.0f %% over %d samples, memory used up to %d MiB\n", name, u / n, n, m}' \
+        "$UTILISATION"
+  done
+}
 
 case $SIZE in small|tiny) ;; *) echo "SIZE must be small or tiny, not $SIZE"; exit 2;; esac
 case $VAE_VARIANT in ""|colour) ;; *) echo "VAE_VARIANT must be empty or colour"; exit 2;; esac
@@ -60,6 +92,8 @@ SCALE_RANGE=${SCALE_RANGE-(0.5, 1.0)}
 # dilated 3 times as --HR inference does (bundled model 7: scratch mode 17.81 -> 18.10 dB, HR
 # mode 15.50 -> 17.49 dB after 900 steps); 0 = the damage as drawn.
 PAINT_HOLES=${PAINT_HOLES:-1}
+HR_DILATION=$($PY -c 'from oldphoto_jax.pipeline.preprocess import HR_MASK_DILATION; print(HR_MASK_DILATION)') \
+    || { echo "cannot import oldphoto_jax with $PY"; exit 2; }
 
 train() {  # train <run> <config> <workers> <time limit s> [overrides...]
   local run=$1 config=$2 workers=${WORKERS:-$3} limit=$(( $4 > 10 ? $4 : 10 ))
@@ -79,6 +113,7 @@ for m in "${MAPPING_LIST[@]}"; do
   case $m in quality|scratch|hr) ;; *) echo "MAPPINGS: unknown mapping $m"; exit 2;; esac
 done
 VAE_LIMIT=$(( BUDGET * 47 / 100 - MARGIN ))
+phase "1 ($([[ ${DETECTORS:-1} == 1 ]] && echo "VAEs and detectors" || echo VAEs))"
 if [[ ${DETECTORS:-1} == 1 ]]; then
   VAE_WORKERS=(4 1); MAPPING_WORKERS=$(( 5 / ${#MAPPING_LIST[@]} ))
   train scratch_$SIZE configs/scratch.py:$SIZE 3 $(( BUDGET - MARGIN - 30 )) &
@@ -95,6 +130,7 @@ wait $VAE_B; B=$?
 MAPPING_RUNS=()
 if [[ $A == 0 && $B == 0 ]]; then
   MAPPING_LIMIT=$(( BUDGET - $(elapsed) - MARGIN - 30 ))
+  phase "2 (mappings: $MAPPINGS)"
   for m in "${MAPPING_LIST[@]}"; do
     run=mapping_${SIZE}_$m$SUFFIX
     MAPPING_RUNS+=("$RUNS/$run/export")
@@ -103,7 +139,7 @@ if [[ $A == 0 && $B == 0 ]]; then
       if [[ -n $SCALE_RANGE ]]; then masked+=("--config.input.scale_range=$SCALE_RANGE"); fi
       if [[ $PAINT_HOLES == 1 ]]; then
         masked+=(--config.input.paint_holes=True)
-        if [[ $m == hr ]]; then masked+=(--config.input.hole_dilation=3); fi
+        if [[ $m == hr ]]; then masked+=(--config.input.hole_dilation=$HR_DILATION); fi
       fi
     fi
     train $run configs/mapping.py:${SIZE}_$m $MAPPING_WORKERS $MAPPING_LIMIT \
@@ -117,12 +153,16 @@ else
 fi
 wait
 echo "[$(elapsed) s] all runs ended"
+utilisation_summary
 
 if [[ ${ASSEMBLE:-1} == 1 && ${#MAPPING_RUNS[@]} -gt 0 ]]; then
+  # The plain-BCE detector trained here, or without DETECTORS the bundled one.
+  DETECTOR_DIR=${DETECTOR_DIR:-$([[ ${DETECTORS:-1} == 1 ]] && echo "$RUNS/scratch_$SIZE/export" \
+      || echo weights/default)}
   COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   $PY -m oldphoto_jax.training.assemble --output "$OUTPUT" --overwrite \
       --description "bundled model: train.py with configs/*.py:$SIZE$SUFFIX (weights/train_gpu.sh $BUDGET, MAPPINGS=\"$MAPPINGS\") at commit $COMMIT; see weights/README.md" \
       "$RUNS/$VAE_A_RUN/export" "$RUNS/$VAE_B_RUN/export" "${MAPPING_RUNS[@]}" \
-      --network scratch_detector="${DETECTOR_DIR:-$RUNS/scratch_$SIZE/export}" \
+      --network scratch_detector="$DETECTOR_DIR" \
       ${VAE_VARIANT:+--set vae_b_quality.restandardise=true --set vae_b_scratch.restandardise=true}
 fi

@@ -19,7 +19,9 @@ runs jitted train steps until ``config.num_steps``:
   and checkpoints (no per-step synchronisation), so a NaN is noticed at the next of those, and
   reported with the step where it first appeared;
 * every ``log_every`` steps the mean metrics go to TensorBoard (``<workdir>/tb``) and to a
-  progress line with steps/s, images/s and ETA; every ``sample_every`` steps an image grid of
+  progress line with steps/s, images/s, ETA and the shares of the loop's time spent waiting for
+  the input pipeline, dispatching steps and waiting for the devices
+  (:class:`~oldphoto_jax.training.reporting.LoopTimes`; ``perf/*_fraction`` in TensorBoard); every ``sample_every`` steps an image grid of
   ``task.samples`` on a fixed batch (the run's first); at the end (and every ``export_every``
   steps if > 0) the inference networks are written with ``oldphoto_jax.model_files.save_model``
   to ``<workdir>/export``, the directory ``infer.py --checkpoint_dir`` reads.
@@ -329,6 +331,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     writer = reporting.MetricWriter(str(workdir / "tb"), purge_step=start_step or None)
     buffer = reporting.MetricBuffer()
     progress = reporting.Progress(num_steps, batch_size)
+    loop_times = reporting.LoopTimes()
     num_samples = config.num_samples
 
     def check_finite(step: int) -> None:
@@ -348,29 +351,43 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         if start_step == 0 and sample_every:
             write_samples(0)
         for step in range(start_step + 1, num_steps + 1):
+            waited = time.perf_counter()
             host_batch = next(iterator)
             began = time.perf_counter()
+            loop_times.add("input", began - waited)
             if step == nan_step:
                 host_batch = poison(host_batch)
             state, step_metrics = train_step(state, sharding.global_batch(mesh, host_batch),
                                              jnp.asarray(step - 1, jnp.int32))
+            dispatched = time.perf_counter()
+            loop_times.add("dispatch", dispatched - began)
             buffer.add(step, step_metrics)
             in_flight.append(step_metrics)
             if len(in_flight) > STEPS_IN_FLIGHT:
                 jax.block_until_ready(in_flight.popleft())
+                loop_times.add("device", time.perf_counter() - dispatched)
             if step == start_step + 1:
                 jax.block_until_ready(step_metrics)
                 log(f"step {step}: compiled and ran the first step in "
                     f"{time.perf_counter() - began:.1f} s")
+                in_flight.clear()
+                loop_times.pop()
                 progress.start(step)
             if step % log_every == 0 or step == num_steps:
+                waited = time.perf_counter()
+                jax.block_until_ready(list(in_flight))  # the metrics below need them
+                in_flight.clear()
+                loop_times.add("device", time.perf_counter() - waited)
                 means = buffer.pop_means()
                 line = progress.line(
-                    step, reporting.shown_metrics(means, task.reconstruction_metric))
+                    step, reporting.shown_metrics(means, task.reconstruction_metric),
+                    loop_times.pop())
                 writer.scalars(step, means)
                 history.append((step, means))
                 if math.isfinite(progress.steps_per_second):
                     writer.scalars(step, {"perf/steps_per_second": progress.steps_per_second})
+                    writer.scalars(step, {f"perf/{part}_fraction": share
+                                          for part, share in progress.fractions.items()})
                 log(line)
             if step % checkpoint_every == 0 or step == num_steps:
                 check_finite(step)

@@ -8,7 +8,8 @@
   entry such as input / output / target) as one uint8 picture.
 * :class:`MetricWriter` writes scalars and images as TensorBoard event files with tensorboardX
   (no TensorFlow); on hosts other than process 0 it writes nothing.
-* :class:`Progress` makes the progress line (steps/s, images/s, ETA).
+* :class:`Progress` makes the progress line (steps/s, images/s, ETA, and where the loop's time
+  went: :class:`LoopTimes`).
 """
 from __future__ import annotations
 
@@ -194,12 +195,43 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
+class LoopTimes:
+    """Where the training loop's wall time goes between two log lines.
+
+    The loop adds the seconds it spends in each of :data:`PARTS` (``add(part, seconds)``);
+    ``pop()`` returns them and starts again. What they tell, on any device:
+
+    * ``input``: waiting for the next batch of the input pipeline (its workers are behind);
+    * ``dispatch``: the host handing the batch to the devices and launching the step;
+    * ``device``: waiting for the devices to finish steps (the bound on steps in flight, and
+      the wait for the last steps' metrics before a log line).
+
+    The rest of the wall time (checkpoints, sample grids, exports, the log line itself) is
+    ``other``. A run held by its accelerator spends nearly all its time in ``device``; where
+    ``input`` or ``dispatch`` dominate, the host is what limits the steps/s.
+    """
+
+    PARTS = ("input", "dispatch", "device")
+
+    def __init__(self):
+        self._seconds = dict.fromkeys(self.PARTS, 0.0)
+
+    def add(self, part: str, seconds: float) -> None:
+        self._seconds[part] += seconds
+
+    def pop(self) -> dict[str, float]:
+        seconds, self._seconds = self._seconds, dict.fromkeys(self.PARTS, 0.0)
+        return seconds
+
+
 class Progress:
     """Throughput between log lines and the remaining time of the run.
 
-    ``start(step)`` marks the first measured step (after compilation); ``line(step, means)`` gives
-    ``step 120/400 | 3.10 steps/s | 12.4 img/s | ETA 0:01:30 | loss/l1 0.1234 ...`` and rates
-    measured since the previous line (everything the loop did in between included).
+    ``start(step)`` marks the first measured step (after compilation); ``line(step, means,
+    loop_seconds)`` gives ``step 120/400 | 3.10 steps/s | 12.4 img/s | ETA 0:01:30 | input 2%
+    dispatch 1% device 95% | loss/l1 0.1234 ...``: rates measured since the previous line
+    (everything the loop did in between included) and, given :meth:`LoopTimes.pop`'s seconds,
+    each part's share of that time (``fractions``; also kept for TensorBoard).
     :func:`shown_metrics` picks what a line shows (TensorBoard gets everything).
     """
 
@@ -210,15 +242,21 @@ class Progress:
         self._step = None
         self._time = None
         self.steps_per_second = float("nan")
+        self.fractions: dict[str, float] = {}
 
     def start(self, step: int) -> None:
         self._step, self._time = step, self.clock()
 
-    def line(self, step: int, means: Mapping[str, float]) -> str:
+    def line(self, step: int, means: Mapping[str, float],
+             loop_seconds: Mapping[str, float] | None = None) -> str:
         """The progress line with ``means`` (the metrics to show) appended."""
         now = self.clock()
+        self.fractions = {}
         if self._step is not None and step > self._step and now > self._time:
             self.steps_per_second = (step - self._step) / (now - self._time)
+            if loop_seconds:
+                self.fractions = {part: seconds / (now - self._time)
+                                  for part, seconds in loop_seconds.items()}
         self._step, self._time = step, now
         rate = self.steps_per_second
         parts = [f"step {step}/{self.total_steps}"]
@@ -226,6 +264,9 @@ class Progress:
             eta = (self.total_steps - step) / rate if rate > 0 else float("inf")
             parts += [f"{rate:.2f} steps/s", f"{rate * self.global_batch:.1f} img/s",
                       f"ETA {format_duration(eta) if math.isfinite(eta) else '?'}"]
+        if self.fractions:
+            parts.append(" ".join(f"{part} {100 * share:.0f}%"
+                                  for part, share in self.fractions.items()))
         parts += [f"{name} {value:.4g}" for name, value in means.items()]
         return " | ".join(parts)
 

@@ -1,6 +1,8 @@
 """The training loop on a small real task: resume, export, TensorBoard, the NaN stop, meshes."""
 from __future__ import annotations
 
+import re
+
 import jax
 import numpy as np
 import pytest
@@ -12,8 +14,14 @@ from oldphoto_jax.training import inputs, keys, loop, train_checkpoints
 def test_resume_matches_an_uninterrupted_run(tmp_path, test_task, make_config,
                                              read_event_tags):
     config = make_config(num_steps=8, checkpoint_every=4, sample_every=4)
-    straight = loop.train(config, tmp_path / "straight", task=test_task, log=lambda _: None)
+    straight_lines = []
+    straight = loop.train(config, tmp_path / "straight", task=test_task,
+                          log=straight_lines.append)
     assert (straight.start_step, straight.step) == (0, 8)
+    progress_lines = [line for line in straight_lines if "steps/s" in line]
+    assert [line.split(" | ")[0] for line in progress_lines] == ["step 4/8", "step 8/8"]
+    for line in progress_lines:   # where the loop's time went, in shares of it
+        assert re.search(r" \| input \d+% dispatch \d+% device \d+% \| ", line), line
 
     lines = []
     first = loop.train(make_config(num_steps=4, checkpoint_every=4), tmp_path / "resumed",
@@ -42,6 +50,7 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, test_task, make_config,
 
     tags = read_event_tags(tmp_path / "straight" / "tb")
     assert tags["loss/l1"] == [4, 8] and tags["samples"] == [0, 4, 8]
+    assert tags["perf/device_fraction"] == tags["perf/input_fraction"] == [4, 8]
 
 
 def test_resume_with_another_worker_count_reads_the_same_batches(tmp_path, test_task,

@@ -54,6 +54,24 @@ def test_progress_line_rates_and_eta():
     assert "ETA 0:00:40" in line and "loss/l1 0.5" in line
 
 
+def test_progress_line_says_where_the_loop_time_went():
+    now = [0.0]
+    progress = reporting.Progress(total_steps=100, global_batch=4, clock=lambda: now[0])
+    times = reporting.LoopTimes()
+    progress.start(10)
+    times.add("input", 1.0)
+    times.add("dispatch", 0.5)
+    times.add("device", 3.0)
+    times.add("device", 0.25)
+    now[0] = 5.0
+    line = progress.line(20, {"loss/l1": 0.5}, times.pop())
+    assert "input 20% dispatch 10% device 65%" in line
+    assert progress.fractions == {"input": 0.2, "dispatch": 0.1, "device": 0.65}
+    assert times.pop() == {"input": 0.0, "dispatch": 0.0, "device": 0.0}   # popped: anew
+    now[0] = 6.0
+    assert "%" not in progress.line(30, {}) and progress.fractions == {}
+
+
 def test_writer_makes_event_files(tmp_path, read_event_tags):
     writer = reporting.MetricWriter(str(tmp_path))
     writer.scalars(3, {"loss/l1": 0.25})
