@@ -138,12 +138,19 @@ def _one_process_checkpointer():
 
 
 def _write_network(directory: pathlib.Path, module: nn.Module, variables: Mapping,
-                   source: str, record_checksums: bool = False) -> None:
-    """Write params/ then config.json (with the params' checksums if ``record_checksums``)."""
+                   source: str, record_checksums: bool = False,
+                   params_from: pathlib.Path | None = None) -> None:
+    """Write params/ then config.json (with the params' checksums if ``record_checksums``).
+
+    ``params_from``: a network's ``params`` folder holding exactly ``variables``, copied byte
+    for byte instead of written anew (orbax lays the same arrays out in new files each time)."""
     directory.mkdir(parents=True)
-    checkpointer = _one_process_checkpointer()
-    checkpointer.save(directory / "params", _to_numpy(variables))
-    checkpointer.wait_until_finished()
+    if params_from is not None:
+        shutil.copytree(params_from, directory / "params")
+    else:
+        checkpointer = _one_process_checkpointer()
+        checkpointer.save(directory / "params", _to_numpy(variables))
+        checkpointer.wait_until_finished()
     config = {
         "format": NETWORK_FORMAT,
         "version": NETWORK_VERSION,
@@ -267,12 +274,16 @@ def _build_network(config_path: pathlib.Path, config: Mapping) -> nn.Module:
 
 def save_model(directory: str | os.PathLike,
                networks: Mapping[str, tuple[nn.Module, Mapping]], *, source: str = "",
-               overwrite: bool = False, restored_range: str = RESTORED_RANGES[0]
-               ) -> pathlib.Path:
+               overwrite: bool = False, restored_range: str = RESTORED_RANGES[0],
+               params_from: Mapping[str, pathlib.Path] | None = None) -> pathlib.Path:
     """Write a model: each ``role -> (module, variables)`` in its own subdirectory, plus manifest.
 
     All or nothing: the directory appears only once every network has been written.
     ``restored_range`` is recorded only when it is not the default (module docstring).
+    ``params_from``: ``{role: params folder}`` for networks whose variables were loaded from
+    that folder unchanged (:meth:`Model.params_directory`): their files are copied as they are,
+    so a model assembled again from the same networks has the same bytes (a repository that
+    tracks model directories then stores each network once).
     """
     unknown = sorted(set(networks) - set(ROLES))
     if unknown:
@@ -282,8 +293,10 @@ def save_model(directory: str | os.PathLike,
                          f"got {restored_range!r}")
     with _AtomicDirectory(pathlib.Path(directory), overwrite) as tmp:
         tmp.mkdir()
+        params_from = params_from or {}
         for role, (module, variables) in networks.items():
-            _write_network(tmp / role, module, variables, source)
+            _write_network(tmp / role, module, variables, source,
+                           params_from=params_from.get(role))
         manifest = {
             "format": MODEL_FORMAT,
             "version": MODEL_VERSION,
@@ -340,6 +353,12 @@ class Model:
 
     def has(self, role: str) -> bool:
         return role in self.manifest["networks"]
+
+    def params_directory(self, role: str) -> pathlib.Path:
+        """The folder holding ``role``'s parameters (orbax files)."""
+        if not self.has(role):
+            raise CheckpointError(f"model {self.directory} has no '{role}' network")
+        return self.directory / self.manifest["networks"][role] / "params"
 
     def network(self, role: str) -> tuple[nn.Module, dict]:
         if not self.has(role):

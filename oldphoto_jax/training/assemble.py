@@ -14,8 +14,9 @@ Positional arguments are model directories whose networks are all taken; a later
 replaces the roles an earlier one had (so ``models/official runs/mapping_quality/export`` swaps
 one network of the converted official model). ``--network ROLE=DIR[:SOURCE_ROLE]`` adds one
 network under ``ROLE`` (for instance the same VAE_B for quality and scratch restoration).
-Networks are loaded and written again through ``oldphoto_jax.model_files``, so the result is
-checked and written atomically. ``--set ROLE.FIELD=VALUE`` changes a field that holds no
+Networks are loaded (so checked against their checksums) and written through
+``oldphoto_jax.model_files``, atomically; each network's parameter files are copied as they are,
+so assembling again from the same networks gives the same bytes. ``--set ROLE.FIELD=VALUE`` changes a field that holds no
 parameters (``vae_colour``'s ``restandardise``). ``--restored_range`` (default ``auto``:
 ``clamp`` when the VAE_Bs are ``vae_colour``, else the official ``minmax``) is recorded in the
 manifest. Which roles each ``infer.py`` mode needs:
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import sys
 from typing import Iterable, Sequence
 
@@ -48,9 +50,11 @@ def parse_network(spec: str) -> tuple[str, str, str | None]:
 
 
 def gather(models: Iterable[str], networks: Iterable[tuple[str, str, str | None]],
-           log=print) -> dict[str, tuple]:
-    """``{role: (module, variables)}`` from whole model directories, then single networks."""
+           log=print) -> tuple[dict[str, tuple], dict[str, pathlib.Path]]:
+    """``{role: (module, variables)}`` from whole model directories, then single networks, and
+    ``{role: the params folder its variables were read from}``."""
     chosen: dict[str, tuple] = {}
+    params_from: dict[str, pathlib.Path] = {}
     origin: dict[str, str] = {}
     for directory in models:
         model = model_files.load_model(directory)
@@ -60,15 +64,17 @@ def gather(models: Iterable[str], networks: Iterable[tuple[str, str, str | None]
             if role in chosen:
                 log(f"{role}: {directory} replaces {origin[role]}")
             chosen[role], origin[role] = model.network(role), directory
+            params_from[role] = model.params_directory(role)
     for role, directory, source in networks:
         model = model_files.load_model(directory)
         source = source or role
         if role in chosen:
             log(f"{role}: {directory}:{source} replaces {origin[role]}")
         chosen[role], origin[role] = model.network(source), f"{directory}:{source}"
+        params_from[role] = model.params_directory(source)
     for role in sorted(chosen):
         log(f"{role:18s} <- {origin[role]}")
-    return chosen
+    return chosen, params_from
 
 
 def parse_setting(spec: str) -> tuple[str, str, object]:
@@ -138,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.models and not args.network:
         parser.error("give at least one model directory or --network")
     try:
-        networks = gather(args.models, [parse_network(spec) for spec in args.network])
+        networks, params_from = gather(args.models,
+                                       [parse_network(spec) for spec in args.network])
         networks = apply_settings(networks, [parse_setting(spec) for spec in args.set])
         unknown = sorted(set(networks) - set(ROLES))
         if unknown:
@@ -150,8 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if restored_range == "auto":
             restored_range = auto_restored_range(networks)
             print(f"restored_range: {restored_range}")
+        # The variables are as read (--set changes only parameter-free fields), so each
+        # network's files are copied byte for byte: re-assembling a model adds to a git
+        # history only the networks that changed.
         model_files.save_model(args.output, networks, overwrite=args.overwrite, source=source,
-                               restored_range=restored_range)
+                               restored_range=restored_range, params_from=params_from)
     except (model_files.CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -99,3 +99,37 @@ def test_assemble_sets_parameter_free_fields_only(tmp_path):
         assert assemble.main([str(tmp_path / "colour"), "--output", str(tmp_path / "bad"),
                               "--set", bad]) == 2
         assert not (tmp_path / "bad").exists()
+
+
+def test_assembling_again_keeps_each_networks_files(tmp_path):
+    """A network taken from a model keeps its parameter files byte for byte (orbax would lay
+    the same arrays out in new files), so a re-assembled model, in place and with one network
+    replaced, differs in git only where a network changed; a damaged source still fails."""
+    _export(tmp_path / "vae_a", "vae_a", 0)
+    _export(tmp_path / "vae_b", "vae_b_quality", 1)
+    model = tmp_path / "model"
+    assert assemble.main([str(tmp_path / "vae_a"), str(tmp_path / "vae_b"),
+                          "--output", str(model)]) == 0
+    before = model_files.tree_checksums(model)
+    del before["manifest.json"]
+    assert before == {path: digest for path, digest in
+                      json.loads((model / "manifest.json").read_text())["checksums"].items()}
+    _export(tmp_path / "vae_b_newer", "vae_b_quality", 2)
+    assert assemble.main([str(model), str(tmp_path / "vae_b_newer"), "--output", str(model),
+                          "--overwrite", "--description", "again"]) == 0
+    after = model_files.tree_checksums(model)
+    params = [path for path in before if "/params/" in path]
+    assert {p for p in params if p.startswith("vae_a/")} and all(
+        after[p] == before[p] for p in params if p.startswith("vae_a/"))
+    assert model_files.tree_checksums(tmp_path / "vae_b_newer" / "vae_b_quality" / "params") \
+        == {p.removeprefix("vae_b_quality/params/"): d for p, d in after.items()
+            if p.startswith("vae_b_quality/params/")}
+    jax.tree.map(np.testing.assert_array_equal,
+                 model_files.load_model(model).network("vae_b_quality")[1],
+                 model_files.load_model(tmp_path / "vae_b_newer").network("vae_b_quality")[1])
+
+    damaged = sorted((tmp_path / "vae_a" / "vae_a" / "params").rglob("*"))
+    blob = max((p for p in damaged if p.is_file()), key=lambda p: p.stat().st_size)
+    blob.write_bytes(blob.read_bytes()[:-1] + bytes([blob.read_bytes()[-1] ^ 1]))
+    assert assemble.main([str(tmp_path / "vae_a"), "--output", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
