@@ -26,6 +26,10 @@ the clean photos (one number per method over the whole set; lower is better). FI
 2 photos, and with a handful it is dominated by estimation noise (thousands make it meaningful):
 read it as a comparison of the methods on the same photos.
 
+``--given_mask`` (scratch modes) gives the model the true damage mask instead of its own
+detection (``infer.py --mask_folder``), as the classical baseline is given it: the difference to
+a run without it is what the scratch detector costs. A diagnosis, not a score of the product.
+
 ``--seeds 0,1,2,3,4`` repeats the evaluation for each degradation seed and reports the mean
 scores per seed and over the seeds (with five photos, one seed's draw of degradations moves the
 comparison by dB).
@@ -87,6 +91,10 @@ _MODE = flags.DEFINE_enum(
     "cracks, holes, tears), the model as plain infer.py (quality mapping), the classical "
     "baseline non-local means alone; scratch_hr: as scratch, the model as infer.py "
     "--with_scratch --HR (the HR mapping's patch attention).")
+_GIVEN_MASK = flags.DEFINE_bool(
+    "given_mask", False, "Scratch modes: give the model the true damage mask (as the classical "
+    "baseline is given it) instead of its own detection (infer.py --mask_folder): a diagnosis "
+    "of how much of the model's result its detector costs, not a score of the product.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Also print library logs.")
 
 
@@ -112,7 +120,12 @@ def main(argv):
     settings = dict(preset=_PRESET.value, max_side=_MAX_SIDE.value or None,
                     attention_chunk=_ATTENTION_CHUNK.value,
                     lpips_weights=_LPIPS_WEIGHTS.value or None,
-                    fid_weights=_FID_WEIGHTS.value or None, mode=_MODE.value)
+                    fid_weights=_FID_WEIGHTS.value or None, mode=_MODE.value,
+                    given_mask=_GIVEN_MASK.value)
+    if _GIVEN_MASK.value and _MODE.value == "quality":
+        print("error: --given_mask needs a scratch mode (quality mode has no damage mask)",
+              file=sys.stderr)
+        return 2
     try:
         seeds = [int(s) for s in _SEEDS.value]
     except ValueError:

@@ -3,6 +3,7 @@
 
     python infer.py --input_folder photos/ --output_folder restored/ [--with_scratch] [--HR]
         [--checkpoint_dir models/official] [--no_faces] [--max_side 2048] [--overwrite]
+        [--mask_folder masks/]   # with --with_scratch: hand-drawn damage masks
 
 Stages and the output layout follow the official code (stage_1_restore_output/...,
 stage_2_detection_output/, stage_3_face_output/, final_output/). Every photo ends as a file in
@@ -56,6 +57,12 @@ _PRECISION = flags.DEFINE_enum(
     "Matmul/convolution precision on GPU/TPU ('highest' = float32, as the official results; "
     "'default' is faster on accelerators). No effect on CPU.")
 
+_MASK_FOLDER = flags.DEFINE_string(
+    "mask_folder", None, "With --with_scratch: a folder of damage masks drawn by hand, each "
+    "named like its photo (portrait.png for portrait.jpg), white where the photo is damaged, at "
+    "any size with the photo's aspect ratio. A photo with a mask is restored with it instead of "
+    "the detected one; photos without one are detected as usual.")
+
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Also print library logs (checkpoint loading...).")
 distributed.define_flags()
 
@@ -78,7 +85,8 @@ def main(argv):
     options = Options(with_scratch=_WITH_SCRATCH.value, hr=_HR.value,
                       faces=not _NO_FACES.value, max_side=_MAX_SIDE.value,
                       overwrite=_OVERWRITE.value, batch_size=_BATCH_SIZE.value,
-                      attention_chunk=_ATTENTION_CHUNK.value, precision=_PRECISION.value)
+                      attention_chunk=_ATTENTION_CHUNK.value, precision=_PRECISION.value,
+                      mask_folder=_MASK_FOLDER.value)
     return restore_folder(_INPUT.value, _OUTPUT.value, _CHECKPOINT_DIR.value, options,
                           out=sys.stdout, err=sys.stderr)
 

@@ -14,7 +14,7 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
              preset: str = "extended", max_side: int | None = 512,
              attention_chunk: int = ATTENTION_CHUNK,
              lpips_weights: str | None = None, fid_weights: str | None = None,
-             mode: str = "scratch", log=print) -> dict:
+             mode: str = "scratch", given_mask: bool = False, log=print) -> dict:
     """Runs the evaluation described in ``oldphoto_jax.evaluate``'s docstring; returns
     ``{"scores": scores[photo][method][metric], "mean": ..., "settings": ...}`` (and, when
     ``fid_weights`` is given, ``"fid": {method: FID against the clean photos}``) and writes it
@@ -23,7 +23,9 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     the clean photo) and, when ``lpips_weights`` (an ``.npz`` path) is given, "lpips".
     ``mode`` "scratch": the whole recipe, the model as ``infer.py --with_scratch``; "quality":
     the recipe without its local damage (empty masks), the model as plain ``infer.py``;
-    "scratch_hr": the whole recipe, the model as ``infer.py --with_scratch --HR``."""
+    "scratch_hr": the whole recipe, the model as ``infer.py --with_scratch --HR``.
+    ``given_mask`` (scratch modes): the model is given the true mask (``infer.py
+    --mask_folder``) instead of detecting the damage."""
     from oldphoto_jax import model_files, photo_files
     from oldphoto_jax.evaluation import (classical, contact_sheet, degraded_set, fid,
                                          image_scores, lpips, report)
@@ -33,6 +35,8 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     with_scratch = mode_options(mode)["with_scratch"]
+    if given_mask and not with_scratch:
+        raise ValueError("given_mask needs a scratch mode (quality mode has no damage mask)")
     output = pathlib.Path(output_dir)
     began = time.perf_counter()
     lpips_params = lpips.load_lpips_vgg_npz(lpips_weights) if lpips_weights else None
@@ -63,7 +67,10 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
     model = model_files.load_model(checkpoint_dir)
     log(f"model: {model.directory} ({model.source or 'no source recorded'})")
     options = Options(**mode_options(mode), faces=False, overwrite=True,
-                      attention_chunk=attention_chunk)
+                      attention_chunk=attention_chunk,
+                      mask_folder=str(output / "mask") if given_mask else None)
+    if given_mask:
+        log("the model is given the true damage mask (no detection)")
     summary = StageRunner(model, options, log=log).run(output / "degraded", output / "ours")
     if summary.failed:
         raise PipelineError("restoration failed for " + ", ".join(
@@ -96,6 +103,7 @@ def evaluate(clean_folder, names, checkpoint_dir, output_dir, *, seed: int = 0,
         "mean": report.mean_scores(scores),
         "settings": {"clean_folder": str(clean_folder), "photos": [c.name for c in cases],
                      "seed": seed, "preset": preset, "max_side": max_side, "mode": mode,
+                     "given_mask": given_mask,
                      "checkpoint_dir": str(model.directory), "model_source": model.source,
                      "lpips_weights": str(lpips_weights) if lpips_weights else None,
                      "fid_weights": str(fid_weights) if fid_weights else None,

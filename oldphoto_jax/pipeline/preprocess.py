@@ -117,6 +117,13 @@ def resize_bilinear_numpy(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return rw0[None, :, None, None] * top + rw1[None, :, None, None] * bottom
 
 
+def restoration_origin(image: Image.Image) -> np.ndarray:
+    """The photo the scratch modes restore: RGB resized to multiples of 16 with PIL bicubic
+    (uint8 ``H x W x 3``; what :func:`detection_input` returns first)."""
+    resized = resize_to_multiple(image.convert("RGB"), DETECTION_MULTIPLE, Image.BICUBIC)
+    return np.asarray(resized, dtype=np.uint8)
+
+
 def detection_input(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     """Official detection pre-processing with ``--input_size full_size`` (run.py's setting).
 
@@ -125,8 +132,7 @@ def detection_input(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     later restores) and the UNet input, float32 ``1 x h' x w' x 1`` in [-1, 1]: grayscale,
     normalised, then bilinearly rescaled to :func:`detection_network_size`.
     """
-    resized = resize_to_multiple(image.convert("RGB"), DETECTION_MULTIPLE, Image.BICUBIC)
-    rgb_x16 = np.asarray(resized, dtype=np.uint8)
+    rgb_x16 = restoration_origin(image)
     gray = to_network_input(grayscale(rgb_x16))
     size = detection_network_size(*rgb_x16.shape[:2])
     return rgb_x16, resize_bilinear_numpy(gray, size)

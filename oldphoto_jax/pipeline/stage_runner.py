@@ -30,7 +30,7 @@ from PIL import Image
 
 from oldphoto_jax import distributed, model_files, photo_files, sharding
 from oldphoto_jax.models import mapping as mapping_models
-from oldphoto_jax.pipeline import faces, postprocess, preprocess, stage1
+from oldphoto_jax.pipeline import faces, given_masks, postprocess, preprocess, stage1
 from oldphoto_jax.pipeline.engine import CompiledNetwork
 from oldphoto_jax.inference_defaults import ATTENTION_CHUNK
 from oldphoto_jax.roles import MODE_ROLES  # the networks of each restoration mode
@@ -54,6 +54,9 @@ class Options:
     attention_chunk: int = ATTENTION_CHUNK
     precision: str = "highest"
     chunk_photos: int = 16
+    # Scratch modes: a folder of damage masks named like the photos, used instead of the
+    # detector's for the photos that have one (``oldphoto_jax.pipeline.given_masks``).
+    mask_folder: str | None = None
 
     @property
     def mode(self) -> str:
@@ -266,6 +269,12 @@ class StageRunner:
             raise PipelineError(
                 f"model {model.directory} lacks {', '.join(missing)} needed for "
                 f"{options.mode} restoration (it has: {', '.join(model.roles)}){hint}")
+        if options.mask_folder is not None:
+            if not options.with_scratch:
+                raise PipelineError("a mask folder is used in the scratch modes only "
+                                    "(--mask_folder needs --with_scratch)")
+            if not pathlib.Path(options.mask_folder).is_dir():
+                raise PipelineError(f"mask folder {options.mask_folder} is not a folder")
         face_role = f"face_{options.face_size}"
         self.face_enabled = options.faces and model.has(face_role)
         if options.faces and not self.face_enabled:
@@ -372,8 +381,10 @@ class StageRunner:
             if job.rgb is None and not job.error:
                 self._guard(job, "reading", self._read, job)
         if self.options.with_scratch:
+            self._use_given_masks(jobs, output)
             progress("scratch detection")
-            self._batched("detect", [j for j in jobs if not j.error], self._detection_input,
+            self._batched("detect", [j for j in jobs if not j.error and j.mask is None],
+                          self._detection_input,
                           lambda job, prob: self._after_detection(job, prob, output))
         for job in jobs:
             if not job.error and not self.options.with_scratch:
@@ -418,15 +429,42 @@ class StageRunner:
         job.origin, unet_input = preprocess.detection_input(Image.fromarray(job.rgb))
         return (unet_input[0],)
 
+    def _use_given_masks(self, jobs: list[Job], output: pathlib.Path | None) -> None:
+        """Jobs whose photo has a mask in ``options.mask_folder`` take it (and skip detection)."""
+        if self.options.mask_folder is None:
+            return
+        try:
+            paths, notes = given_masks.mask_paths(self.options.mask_folder)
+        except OSError as error:
+            raise PipelineError(f"mask folder {self.options.mask_folder} cannot be read: "
+                                f"{error.strerror or error}") from None
+        for note in notes:
+            self.log(f"note: mask folder: {note}")
+        for job in jobs:
+            if not job.error and job.path.stem in paths:
+                self._guard(job, "reading its mask", self._given_mask, job,
+                            paths[job.path.stem], output)
+
+    def _given_mask(self, job: Job, path: pathlib.Path, output: pathlib.Path | None) -> None:
+        job.origin = preprocess.restoration_origin(Image.fromarray(job.rgb))
+        mask = given_masks.read_mask(path, job.rgb.shape[:2], job.origin.shape[:2])
+        self._use_mask(job, mask, output, f"mask {path.name}: {100 * float(mask.mean()):.1f}% "
+                                          "damaged")
+
     def _after_detection(self, job: Job, probability: np.ndarray, output: pathlib.Path) -> None:
         mask = postprocess.scratch_mask_from_probability(probability[None], job.origin.shape[:2])
+        self._use_mask(job, mask, output, f"{100 * float(mask.mean()):.1f}% scratched")
+
+    def _use_mask(self, job: Job, mask: np.ndarray, output: pathlib.Path | None,
+                  note: str) -> None:
+        """The scratch modes' inputs from a {0, 1} mask at the size of ``job.origin``."""
         mask_png = job.mask = postprocess.mask_png(mask)
         _save(output, f"{STAGE1}/masks/input/{job.stem}.png", job.origin)
         _save(output, f"{STAGE1}/masks/mask/{job.stem}.png", mask_png)
         dilation = preprocess.HR_MASK_DILATION if self.options.hr else 0
         job.net_input, job.mask_input, _ = preprocess.scratch_inputs(job.origin, mask_png,
                                                                      dilation)
-        job.notes.append(f"{100 * float(mask.mean()):.1f}% scratched")
+        job.notes.append(note)
         if self.options.hr:
             job.notes += self._unpatchable_scales(job.mask_input)
 

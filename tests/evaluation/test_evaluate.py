@@ -257,3 +257,21 @@ def test_scratch_hr_mode_restores_with_the_hr_mapping(tmp_path, eval_inputs):
                       log=lambda line: None)
     assert result["settings"]["mode"] == "scratch_hr"
     assert np.asarray(Image.open(tmp_path / "eval" / "mask" / "one.png")).any()
+
+
+def test_given_mask_restores_with_the_true_mask(tmp_path, eval_inputs):
+    """--given_mask: the model restores with the true damage mask (the one the classical
+    baseline gets), written as its stage-1 mask; quality mode has none to give."""
+    model_dir, clean = eval_inputs({"one.png": _smooth_photo(64, 64, seed=5)})
+    lines = []
+    result = evaluate(clean, None, model_dir, tmp_path / "eval", seed=0, given_mask=True,
+                      log=lines.append)
+    assert result["settings"]["given_mask"] is True
+    true = np.asarray(Image.open(tmp_path / "eval" / "mask" / "one.png").convert("L"))
+    used = np.asarray(Image.open(tmp_path / "eval" / "ours" / "stage_1_restore_output" /
+                                 "masks" / "mask" / "one.png").convert("L"))
+    assert true.any() and np.array_equal(used, true)
+    assert any("mask one.png:" in line for line in lines)
+    with pytest.raises(ValueError, match="needs a scratch mode"):
+        evaluate(clean, None, model_dir, tmp_path / "bad", mode="quality", given_mask=True,
+                 log=lambda line: None)

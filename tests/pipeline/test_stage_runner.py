@@ -102,6 +102,45 @@ def test_scratch_modes_write_masks(model, tmp_path, hr):
     assert Image.open(tmp_path / "out" / stage_runner.FINAL / "p.png").size == (64, 48)
 
 
+def test_a_given_mask_replaces_the_detected_one(model, tmp_path):
+    """--mask_folder: a photo with a mask (any size with its aspect ratio) is restored with it,
+    a photo without one is detected, a mask of another shape fails its photo by name; the masks
+    are not modified."""
+    folder, masks = tmp_path / "in", tmp_path / "masks"
+    folder.mkdir()
+    masks.mkdir()
+    for seed, stem in enumerate(("drawn", "detected", "misshapen")):
+        _photo(seed, size=(70, 50)).save(folder / f"{stem}.png")
+    drawn = np.zeros((25, 35), np.uint8)         # half size; a white band and one dot
+    drawn[10:14, :] = 255
+    drawn[3, 30] = 255
+    Image.fromarray(drawn).save(masks / "drawn.png")
+    Image.fromarray(np.full((40, 40), 255, np.uint8)).save(masks / "misshapen.jpg")
+    before = _hashes(masks)
+    lines = []
+    options = stage_runner.Options(with_scratch=True, faces=False, mask_folder=str(masks))
+    summary = stage_runner.StageRunner(model, options, log=lines.append).run(folder,
+                                                                          tmp_path / "out")
+    assert sorted(summary.restored) == ["detected.png", "drawn.png"], summary.failed
+    (name, reason), = summary.failed
+    assert name == "misshapen.png" and "misshapen.jpg" in reason and "aspect ratio" in reason
+    written = np.asarray(Image.open(tmp_path / "out" / stage_runner.STAGE1 / "masks" / "mask" /
+                                    "drawn.png").convert("L"))
+    rows = np.floor(np.arange(48) * np.float32(25 / 48)).astype(int)
+    cols = np.floor(np.arange(64) * np.float32(35 / 64)).astype(int)
+    np.testing.assert_array_equal(written, drawn[rows][:, cols])   # at the 64x48 restored size
+    assert any("drawn.png: done" in line and "mask drawn.png:" in line and "% damaged" in line
+               for line in lines)
+    assert any("detected.png: done" in line and "% scratched" in line for line in lines)
+    assert _hashes(masks) == before
+
+    with pytest.raises(stage_runner.PipelineError, match="needs --with_scratch"):
+        stage_runner.StageRunner(model, stage_runner.Options(mask_folder=str(masks)))
+    with pytest.raises(stage_runner.PipelineError, match="is not a folder"):
+        stage_runner.StageRunner(model, stage_runner.Options(
+            with_scratch=True, mask_folder=str(tmp_path / "nowhere")))
+
+
 def test_hr_mode_reports_scales_without_key_patches(model):
     restorer = stage_runner.StageRunner(model, stage_runner.Options(with_scratch=True, hr=True,
                                                                  faces=False))
