@@ -87,6 +87,8 @@ def input_pipeline(records: str, batch_size: int, crop_size: int, size: str
         paint_holes=False,                        # mapping_mask: mask painted white, as inference
         hole_dilation=0,                          # ... after 3x3 dilations (HR inference: 3)
         detection_channels=1,
+        detection_zoom_range=placeholder(tuple),  # e.g. (0.25, 1.0): damage as detection sees it
+        detection_zoom_coverage=0.25,             # ... labelled where it covers this share
         output_dtype="float32",
         num_workers=0 if cpu_run else 4,          # grain worker processes
         read_threads=0 if cpu_run else 2,

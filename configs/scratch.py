@@ -46,6 +46,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     batch, crop = {"": (16, 256), "tiny": (2, 32), "small": (16, 256)}[size]
     config.input = common.input_pipeline("detection", batch, crop, size)
     config.data = common.clean_photos(size)
+    # Start from a trained detector (a model directory, and its role; empty = its
+    # scratch_detector): every parameter and running statistic of the same place and shape.
+    config.init_from = dict(checkpoint="", role="", embed=False)
     if size == "small":
         common.fit_schedule(config, SMALL_STEPS)
     return config

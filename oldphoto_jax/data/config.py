@@ -63,6 +63,14 @@ class InputConfig:
     inference dilates 3 times); the network is given the dilated mask. Off (the release: only
     its irregular holes are white), the mapping sees the damage itself, never the white bands
     inference gives it.
+    ``detection_zoom_range``: ``(low, high)`` in (0, 1]: ``detection`` records are drawn as
+    inference's detection sees a photo, shrunk to 256 px on its short side: a window of
+    ``crop_size / zoom`` px (zoom uniform in the range; at most the photo's short side) is
+    degraded at the photo's scale, then resized to the crop with the detection input's bilinear
+    resize (no antialiasing), and a crop pixel is labelled damaged where at least
+    ``detection_zoom_coverage`` of the window pixels it covers are (area average). ``None``
+    (default): damage drawn on the crop at the scale the network sees (thicker than inference
+    shows the same damage on photos above 256 px).
     ``num_workers``: grain worker processes (0 = in the training process);
     ``read_threads`` and ``prefetch_batches`` are per process. ``cache_mb``: decoded photos kept
     in memory by each process.
@@ -84,6 +92,8 @@ class InputConfig:
     paint_holes: bool = False
     hole_dilation: int = 0
     detection_channels: int = 1
+    detection_zoom_range: tuple[float, float] | None = None
+    detection_zoom_coverage: float = 0.25
     output_dtype: str = "float32"
     num_workers: int = 0
     read_threads: int = 1
@@ -105,6 +115,13 @@ class InputConfig:
             if not 0.0 < low <= high <= 1.0:
                 raise ValueError(f"scale_range must be (low, high) with 0 < low <= high <= 1, "
                                  f"got {self.scale_range}")
+        if self.detection_zoom_range is not None:
+            low, high = self.detection_zoom_range
+            if not 0.0 < low <= high <= 1.0:
+                raise ValueError(f"detection_zoom_range must be (low, high) with "
+                                 f"0 < low <= high <= 1, got {self.detection_zoom_range}")
+        if not 0.0 < self.detection_zoom_coverage <= 1.0:
+            raise ValueError("detection_zoom_coverage must be in (0, 1]")
         if self.hole_dilation < 0:
             raise ValueError("hole_dilation must be >= 0")
         if self.hole_dilation and not self.paint_holes:

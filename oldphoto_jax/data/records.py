@@ -10,7 +10,8 @@ choice of record ``index`` comes from generators seeded with
 * stream 1: the ``data_synth.degrade`` seed, so a degradation can be replayed on its own;
 * stream 2 with the epoch instead of the index: the photo order of that epoch;
 * stream 3: the downscale factor when ``config.scale_range`` is set (its own stream, so the
-  other draws are those of a run without it).
+  other draws are those of a run without it);
+* stream 4: the zoom of a ``detection`` record when ``config.detection_zoom_range`` is set.
 
 So the record does not depend on which process makes it, on worker count or on what was made
 before; grain only decides which indices are asked for.
@@ -46,6 +47,7 @@ LAYOUT_STREAM = 0
 DEGRADE_STREAM = 1
 ORDER_STREAM = 2
 SCALE_STREAM = 3
+ZOOM_STREAM = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,11 +229,35 @@ class TrainingRecords:
         rng = self._layout_rng(index)
         photo = self._at_scale(self._indexed_photo(index), index)
         recipe = self._masked_recipe(rng)
+        if self.config.detection_zoom_range is not None:
+            return self._zoomed_detection(photo, index, rng, recipe)
         degraded, _, mask, gray = self._degraded_pair(photo, index, rng, recipe, False)
         if self.config.detection_channels == 1:
             degraded = transforms.luma(degraded)
         return {"image": degraded, "mask": transforms.binary_mask(mask),
                 "grayscale": np.float32(gray)}
+
+    def _zoomed_detection(self, photo: np.ndarray, index: int, rng: np.random.Generator,
+                          recipe) -> dict[str, np.ndarray]:
+        """A ``detection`` record as inference's detection sees damage (``InputConfig``'s
+        ``detection_zoom_range``): drawn on a larger window at the photo's scale, shrunk."""
+        size = self.config.crop_size
+        zoom = np.random.default_rng(record_seed(self.config, index, ZOOM_STREAM)).uniform(
+            *self.config.detection_zoom_range)
+        side = min(max(size, round(size / zoom)), *photo.shape[:2])
+        top, left = transforms.crop_offset(*photo.shape[:2], side, rng)
+        flip = bool(rng.random() < self.config.flip_p)
+        window = transforms.crop(photo, top, left, side)
+        sample = data_synth.degrade(window, record_seed(self.config, index, DEGRADE_STREAM),
+                                    recipe)
+        degraded = sample.degraded
+        if self.config.detection_channels == 1:
+            degraded = transforms.luma(degraded)
+        image, mask = transforms.shrink_for_detection(
+            degraded, sample.mask, size, self.config.detection_zoom_coverage)
+        if flip:
+            image, mask = transforms.hflip(image), transforms.hflip(mask)
+        return {"image": image, "mask": mask, "grayscale": np.float32(sample.grayscale)}
 
     def _faces(self, index: int) -> dict[str, np.ndarray]:
         rng = self._layout_rng(index)

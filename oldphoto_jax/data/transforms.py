@@ -74,6 +74,25 @@ def luma(image: np.ndarray) -> np.ndarray:
     return pixels.luma_uint8(image)[..., None]
 
 
+def shrink_for_detection(image: np.ndarray, mask: np.ndarray, size: int,
+                         coverage: float) -> tuple[np.ndarray, np.ndarray]:
+    """A degraded square window and its damage mask brought to ``size`` px as the scratch
+    detector's input is: the image (uint8 ``S x S x C``) with the bilinear resize of
+    ``preprocess.resize_bilinear_numpy`` (no antialiasing, as ``detection_input``), rounded
+    to uint8; the mask (float in [0, 1], ``S x S``) area-averaged, a pixel damaged (1) where
+    the average is at least ``coverage``; returned as uint8 {0, 1} ``size x size x 1``."""
+    if image.shape[0] == size:
+        return image, binary_mask(mask)
+    shrunk = preprocess.resize_bilinear_numpy(
+        image[None].astype(np.float32), (size, size))[0]
+    shrunk = np.clip(np.rint(shrunk), 0, 255).astype(np.uint8)
+    import cv2  # here: only zoomed detection records need it
+
+    covered = cv2.resize(np.asarray(mask, np.float32), (size, size),
+                         interpolation=cv2.INTER_AREA)
+    return shrunk, (covered >= np.float32(coverage)).astype(np.uint8)[..., None]
+
+
 def to_signed_unit(image: np.ndarray) -> np.ndarray:
     """uint8 to float32 in [-1, 1]: ``u8 / 127.5 - 1``."""
     return image.astype(np.float32) * np.float32(1.0 / 127.5) - np.float32(1.0)

@@ -146,10 +146,11 @@ def warm_start(params: Mapping, source: Mapping, embed: bool = False
     return traverse_util.unflatten_dict(flat, sep="/"), taken, fresh, embedded
 
 
-def init_from_params(config, default_roles: tuple[str, ...]) -> dict | None:
-    """The trained parameters ``config.init_from`` names (``checkpoint``: a model directory;
-    ``role``: one of its roles, empty = the first of ``default_roles`` it has), or None when the
-    config has no ``init_from`` or its ``checkpoint`` is empty (a fresh start)."""
+def init_from_variables(config, default_roles: tuple[str, ...]) -> dict | None:
+    """The trained variables (``params`` and any other collection, e.g. batch-norm statistics)
+    that ``config.init_from`` names (``checkpoint``: a model directory; ``role``: one of its
+    roles, empty = the first of ``default_roles`` it has), or None when the config has no
+    ``init_from`` or its ``checkpoint`` is empty (a fresh start)."""
     from oldphoto_jax import model_files
 
     init_from = config.get("init_from")
@@ -159,9 +160,15 @@ def init_from_params(config, default_roles: tuple[str, ...]) -> dict | None:
     model = model_files.load_model(init_from.checkpoint)
     for role in roles:
         if model.has(role):
-            return dict(model.network(role)[1]["params"])
+            return dict(model.network(role)[1])
     raise model_files.CheckpointError(f"model {init_from.checkpoint} has none of the roles "
                                       f"{roles}; it has {model.roles}")
+
+
+def init_from_params(config, default_roles: tuple[str, ...]) -> dict | None:
+    """The ``params`` of :func:`init_from_variables` (None for a fresh start)."""
+    variables = init_from_variables(config, default_roles)
+    return None if variables is None else dict(variables["params"])
 
 
 def warm_start_network(params: Mapping, source: Mapping, what: str, config,

@@ -5,6 +5,10 @@ input, depth 4, wf 6), trained with batch statistics (synchronised over the glob
 the official sync-BN) and PyTorch's running-statistics update; the running statistics are the
 ``batch_stats`` collection of the state and go into the exported checkpoint.
 
+``config.init_from`` (``checkpoint``: a model directory, ``role``: default ``scratch_detector``)
+starts from a trained detector: every parameter and running statistic of the same place and
+shape.
+
 Loss (``config.loss.detection``): ``"balanced_bce"`` (default) — each class present in the
 batch carries half of the BCE, because scratch pixels are only a few percent of a photo and plain
 BCE would learn "no scratch"; ``"bce"`` with ``config.loss.positive_weight``; ``"focal"``
@@ -22,9 +26,10 @@ from oldphoto_jax.training import losses
 from oldphoto_jax.training.optim import GENERATOR, optimizer_for, schedule_for
 from oldphoto_jax.training.task import Task
 from oldphoto_jax.training.tasks_common import (InitSpec, Trainable, as_rgb, build_state,
-                                                example_shapes, init_networks, make_train_step,
-                                                mask_image, prepare_batch, variables_of,
-                                                with_frozen_parameters)
+                                                example_shapes, init_from_variables,
+                                                init_networks, make_train_step, mask_image,
+                                                prepare_batch, variables_of, warm_start,
+                                                warm_start_network, with_frozen_parameters)
 
 
 def unet_module(config, precision=None):
@@ -43,11 +48,23 @@ def build_scratch_task(config) -> Task:
     if kind not in losses.DETECTION_LOSSES:
         raise ValueError(f"config.loss.detection must be one of {losses.DETECTION_LOSSES}")
     threshold = loss_cfg.detection_threshold
+    # config.init_from: start from a trained detector, its parameters and running statistics.
+    start_from = init_from_variables(config, ("scratch_detector",))
+    reported = []
 
     def init_state(rng, batch):
         batch = prepare_batch(batch)
         specs = {"unet": InitSpec(unet, tuple(example_shapes(batch, "image")))}
-        return build_state(trainables, init_networks(specs, rng))
+        variables = init_networks(specs, rng)
+        if start_from is not None:
+            unet_variables = dict(variables["unet"])
+            unet_variables["params"] = warm_start_network(
+                unet_variables["params"], start_from["params"], config.task, config, reported)
+            if "batch_stats" in unet_variables and "batch_stats" in start_from:
+                unet_variables["batch_stats"] = warm_start(unet_variables["batch_stats"],
+                                                           start_from["batch_stats"])[0]
+            variables["unet"] = unet_variables
+        return build_state(trainables, variables)
 
     def forward(params, collections, frozen, batch, rng):
         del frozen, rng

@@ -64,6 +64,54 @@ def test_scale_range_crops_each_photo_at_a_drawn_scale(photos, config_for):
         config_for("domain_b", scale_range=(0.8, 0.5))
 
 
+def test_zoomed_detection_records_shrink_damage_drawn_at_the_photos_scale(photos, config_for):
+    """detection_zoom_range: the damage is drawn on a window of crop / zoom px and shrunk as the
+    detection input is; at zoom 1 the record is the plain one (same draws); bad ranges fail."""
+    plain = TrainingRecords(config_for("detection"), photos)
+    unit = TrainingRecords(config_for("detection", detection_zoom_range=(1.0, 1.0)), photos)
+    for index in (0, 1, 5):
+        for key, value in plain(index).items():
+            np.testing.assert_array_equal(unit(index)[key], value)
+    config = config_for("detection", detection_zoom_range=(0.5, 0.5), empty_mask_p=0.0)
+    zoomed = TrainingRecords(config, photos)
+    again = TrainingRecords(config, photos)
+    for index in range(4):
+        record = zoomed(index)
+        check_image(record["image"], config.crop_size, channels=1)
+        assert record["mask"].dtype == np.uint8 and record["mask"].shape == (
+            config.crop_size, config.crop_size, 1)
+        assert set(np.unique(record["mask"])) <= {0, 1}
+        for key, value in again(index).items():
+            np.testing.assert_array_equal(record[key], value)
+    assert any(zoomed(i)["mask"].any() for i in range(4))
+    for bad in ((0.0, 1.0), (0.8, 0.5), (0.5, 1.5)):
+        with pytest.raises(ValueError, match="detection_zoom_range"):
+            config_for("detection", detection_zoom_range=bad)
+    with pytest.raises(ValueError, match="detection_zoom_coverage"):
+        config_for("detection", detection_zoom_coverage=0.0)
+
+
+def test_shrink_for_detection_resizes_as_the_detection_input_and_labels_by_coverage():
+    from oldphoto_jax.pipeline import preprocess
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 64, 1), dtype=np.uint8)
+    mask = np.zeros((64, 64), np.float32)
+    mask[10:12, :] = 1.0   # two window rows: one full row at half size
+    mask[30, :] = 1.0      # one window row: half of a row at half size
+    mask[:, 50] = 1.0      # one window column: half of a column
+    shrunk, label = transforms.shrink_for_detection(image, mask, 32, coverage=0.25)
+    expected = preprocess.resize_bilinear_numpy(image[None].astype(np.float32), (32, 32))[0]
+    np.testing.assert_array_equal(shrunk, np.clip(np.rint(expected), 0, 255).astype(np.uint8))
+    assert label.shape == (32, 32, 1) and label.dtype == np.uint8
+    assert label[5].all() and label[15].all() and label[:, 25].all()
+    assert label.sum() == 3 * 32 - 2                      # three lines, two crossings
+    _, strict = transforms.shrink_for_detection(image, mask, 32, coverage=0.75)
+    assert strict[5].all() and strict[15].sum() == 1 and strict[:, 25].sum() == 2  # crossings
+    same, whole = transforms.shrink_for_detection(image, mask, 64, coverage=0.25)
+    assert same is image and np.array_equal(whole[..., 0], mask.astype(np.uint8))
+
+
 def test_records_are_pure_functions_of_seed_and_index(photos, config_for):
     for records in ("domain_a", "mapping", "mapping_mask"):
         a = TrainingRecords(config_for(records), photos)

@@ -38,6 +38,7 @@ BEFORE = pathlib.Path(__file__).parent / "data" / "config_dumps_before.json"
 INIT_FROM = {"init_from.checkpoint", "init_from.role", "init_from.embed"}
 ADDED = {"vae_a": {"model.name", "loss.latent_gan"} | INIT_FROM,
          "vae_b": INIT_FROM,
+         "scratch": INIT_FROM,
          "mapping": INIT_FROM | {"loss.image_l1", "model.stats_residual",
                              "model.stats_correction"}}
 # param_sharding / fsdp_min_size: parameters sharded over the data axis (issue 17), off by default.
@@ -45,8 +46,11 @@ ADDED = {"vae_a": {"model.name", "loss.latent_gan"} | INIT_FROM,
 # as inference paints it (issue 14), off as before.
 PAINTED_HOLES = {"input.paint_holes", "input.hole_dilation"}
 # optim.frozen: parameters held fixed while the rest trains (issue 14); empty = all trained as before.
+# input.detection_zoom_range / _coverage: detection records drawn as inference's detection sees
+# damage, shrunk (issue 14); off (None) as before.
+DETECTION_ZOOM = {"input.detection_zoom_range", "input.detection_zoom_coverage"}
 ADDED_TO_EVERY_STAGE = ({"model.name", "param_sharding", "fsdp_min_size", "optim.frozen"}
-                        | PAINTED_HOLES)
+                        | PAINTED_HOLES | DETECTION_ZOOM)
 MOVED = {"model.query_chunk": "attention_chunk"}
 RENAMED = {"stage": "task", "input.stage": "input.records"}
 MORE_DATA = ",<repo>/../shared/photos/clean_more"

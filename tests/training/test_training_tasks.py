@@ -620,6 +620,28 @@ def test_colour_vae_b_starts_from_a_trained_plain_vae_b(tmp_path, capsys):
         build_task(config)
 
 
+def test_scratch_detector_starts_from_a_trained_one(tmp_path, capsys):
+    """config.init_from: every parameter and running statistic of the trained detector."""
+    from oldphoto_jax.models.registry import build_model
+
+    config = small_config("scratch")
+    module = build_model(config.model)
+    size = config.input.crop_size
+    variables = module.init(jax.random.PRNGKey(5), jnp.zeros((1, size, size, 1)))
+    variables = jax.tree.map(lambda x: x + 0.25, variables)  # running stats unlike a fresh init
+    source_dir = model_files.save_model(tmp_path / "trained",
+                                        {"scratch_detector": (module, variables)})
+    config.init_from.checkpoint = str(source_dir)
+    state = build_task(config).init_state(jax.random.PRNGKey(0), make_batch(config))
+    for collection, ours in (("params", state["params"]["unet"]),
+                             ("batch_stats", state["collections"]["unet"]["batch_stats"])):
+        theirs = jax.tree.leaves(variables[collection])
+        assert len(jax.tree.leaves(ours)) == len(theirs) > 0
+        for a, b in zip(jax.tree.leaves(ours), theirs):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert "scratch starts from" in capsys.readouterr().out
+
+
 def test_mapping_image_l1_adds_its_weight_times_the_image_l1_to_the_objective():
     runs = {}
     for weight in (0.0, 5.0):
