@@ -247,3 +247,17 @@ def test_undecodable_names_with_a_strict_utf8_stdout(model_dir, tmp_path):
     assert result.returncode == 0, result.stderr.decode("utf-8", "replace")
     assert "3 restored" in stdout and "caf\\udce9.png" in stdout
     assert len(os.listdir(tmp_path / "out" / stage_runner.FINAL)) == 3
+
+
+def test_mask_folder_flag_reaches_the_pipeline_and_needs_with_scratch(model_dir, one_photo,
+                                                                      tmp_path):
+    """``--mask_folder`` without ``--with_scratch``: one error line, exit 2, nothing written."""
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    result = subprocess.run([sys.executable, str(REPO / "infer.py"), "--input_folder", one_photo,
+                             "--output_folder", tmp_path / "out", "--checkpoint_dir", model_dir,
+                             "--no_faces", "--mask_folder", masks], capture_output=True,
+                            text=True)
+    assert result.returncode == 2, result.stderr
+    assert "--mask_folder needs --with_scratch" in result.stderr
+    assert not (tmp_path / "out" / stage_runner.FINAL).exists()
