@@ -125,9 +125,11 @@ class TrainingRecords:
     def _layout_rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng(record_seed(self.config, index, LAYOUT_STREAM))
 
-    def _window(self, image: np.ndarray, rng: np.random.Generator) -> tuple[int, int, bool]:
-        """(top, left, flip) of the record's crop."""
-        top, left = transforms.crop_offset(*image.shape[:2], self.config.crop_size, rng)
+    def _window(self, image: np.ndarray, rng: np.random.Generator,
+                size: int | None = None) -> tuple[int, int, bool]:
+        """(top, left, flip) of the record's crop (``size`` px, default the crop size)."""
+        size = self.config.crop_size if size is None else size
+        top, left = transforms.crop_offset(*image.shape[:2], size, rng)
         return top, left, bool(rng.random() < self.config.flip_p)
 
     def _cut(self, image: np.ndarray, window: tuple[int, int, bool]) -> np.ndarray:
@@ -245,8 +247,7 @@ class TrainingRecords:
         zoom = np.random.default_rng(record_seed(self.config, index, ZOOM_STREAM)).uniform(
             *self.config.detection_zoom_range)
         side = min(max(size, round(size / zoom)), *photo.shape[:2])
-        top, left = transforms.crop_offset(*photo.shape[:2], side, rng)
-        flip = bool(rng.random() < self.config.flip_p)
+        top, left, flip = self._window(photo, rng, side)
         window = transforms.crop(photo, top, left, side)
         sample = data_synth.degrade(window, record_seed(self.config, index, DEGRADE_STREAM),
                                     recipe)

@@ -275,6 +275,15 @@ class StageRunner:
                                     "(--mask_folder needs --with_scratch)")
             if not pathlib.Path(options.mask_folder).is_dir():
                 raise PipelineError(f"mask folder {options.mask_folder} is not a folder")
+            try:  # listed once: every chunk of photos looks its masks up here
+                self.mask_paths, notes = given_masks.mask_paths(options.mask_folder)
+            except OSError as error:
+                raise PipelineError(f"mask folder {options.mask_folder} cannot be read: "
+                                    f"{error.strerror or error}") from None
+            for note in notes:
+                self.log(f"note: mask folder: {note}")
+        else:
+            self.mask_paths = {}
         face_role = f"face_{options.face_size}"
         self.face_enabled = options.faces and model.has(face_role)
         if options.faces and not self.face_enabled:
@@ -431,19 +440,10 @@ class StageRunner:
 
     def _use_given_masks(self, jobs: list[Job], output: pathlib.Path | None) -> None:
         """Jobs whose photo has a mask in ``options.mask_folder`` take it (and skip detection)."""
-        if self.options.mask_folder is None:
-            return
-        try:
-            paths, notes = given_masks.mask_paths(self.options.mask_folder)
-        except OSError as error:
-            raise PipelineError(f"mask folder {self.options.mask_folder} cannot be read: "
-                                f"{error.strerror or error}") from None
-        for note in notes:
-            self.log(f"note: mask folder: {note}")
         for job in jobs:
-            if not job.error and job.path.stem in paths:
+            if not job.error and job.path.stem in self.mask_paths:
                 self._guard(job, "reading its mask", self._given_mask, job,
-                            paths[job.path.stem], output)
+                            self.mask_paths[job.path.stem], output)
 
     def _given_mask(self, job: Job, path: pathlib.Path, output: pathlib.Path | None) -> None:
         job.origin = preprocess.restoration_origin(Image.fromarray(job.rgb))
