@@ -35,7 +35,8 @@ from oldphoto_jax import cpu_tuning
 
 cpu_tuning.apply()  # the fast CPU flags, before anything starts the JAX backend
 
-from oldphoto_jax import bundled, compile_cache, model_files, photo_files  # noqa: E402
+from oldphoto_jax import (bundled, compile_cache, model_files, params_cache,  # noqa: E402
+                          photo_files)
 from oldphoto_jax.pipeline import stage_runner as pipeline
 
 Options = pipeline.Options
@@ -111,6 +112,7 @@ class Restorer:
                  options: Options | None = None, *, mesh=None,
                  log: Callable[[str], None] | None = None, **overrides: Any):
         compile_cache.enable()
+        params_cache.enable()
         if model is None:
             model = bundled.DEFAULT_DIR
         self.model = model if isinstance(model, model_files.Model) \

@@ -47,7 +47,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from oldphoto_jax import compile_cache, cpu_tuning
+from oldphoto_jax import compile_cache, cpu_tuning, params_cache
 from oldphoto_jax.inference_defaults import ATTENTION_CHUNK
 from oldphoto_jax.pipeline import stage_runner
 from oldphoto_jax.roles import MODE_ROLES
@@ -218,9 +218,10 @@ def run_case(checkpoint_dir: str, stage: str, size: int, repeats: int,
     """Measures one case in this process (call it in a fresh one for a clean peak)."""
     import jax
 
-    from oldphoto_jax import compile_cache, model_files
+    from oldphoto_jax import compile_cache, model_files, params_cache
 
     compile_cache.enable()  # as infer.py: a warm cache skips XLA's compilation
+    params_cache.enable()  # and the weights are read without orbax
     model = model_files.load_model(checkpoint_dir)
     fn, args, side = _case_function(model, stage, size, attention_chunk)
     cpu_tuning.release_free_memory()  # as the pipeline does after loading and compiling
@@ -412,6 +413,8 @@ def main(argv):
     print(cpu_tuning.describe())
     print(f"compilation cache: {compile_cache.chosen_directory() or 'off'} "
           f"({compile_cache.SWITCH}=0: off; =DIR: another folder)")
+    print(f"parameter cache: {params_cache.chosen_directory() or 'off'} "
+          f"({params_cache.SWITCH}=0: off; =DIR: another folder)")
     results = []
     for stage in stages:
         sizes = ([FACE_SIDES[stage]] if stage in FACE_SIDES

@@ -48,6 +48,7 @@ from typing import Any, Mapping
 import flax.linen as nn
 import numpy as np
 
+from oldphoto_jax import params_cache
 from oldphoto_jax.roles import ROLES
 from oldphoto_jax.models.registry import (EXECUTION_FIELDS, architecture, build_model,
                                           build_network, model_name)
@@ -219,20 +220,31 @@ def load_network(directory: str | os.PathLike,
     first; without them, those recorded in ``config.json`` (a network saved alone) are.
     """
     directory = pathlib.Path(directory).absolute()
-    if checksums is not None:
-        verify_checksums(directory, checksums)
     config = read_network_config(directory)
     if checksums is None and isinstance(config.get("checksums"), Mapping):
-        verify_checksums(directory, config["checksums"])
+        checksums = config["checksums"]  # a network saved alone: its params/ files
+    cache_key = params_cache.key_of(checksums) if checksums and params_cache.directory() else None
+    cached = params_cache.read(cache_key) if cache_key else None
+    if cached is not None:
+        # The entry holds what the params files held when their checksums were verified; the
+        # other files (config.json) are read now, so they are verified now.
+        verify_checksums(directory, {path: digest for path, digest in checksums.items()
+                                     if not path.startswith("params/")})
+    elif checksums is not None:
+        verify_checksums(directory, checksums)
     module = _build_network(directory / "config.json", config)
+    if cached is not None:
+        return module, cached
     params_dir = directory / "params"
     if not params_dir.is_dir():
         raise CheckpointError(f"{params_dir} is missing")
     try:
-        variables = _restore_on_device(_one_process_checkpointer(), params_dir)
+        variables = _as_dicts(_restore_on_device(_one_process_checkpointer(), params_dir))
     except Exception as e:  # orbax/tensorstore errors vary; the file names the problem
         raise CheckpointError(f"{params_dir} cannot be restored ({error_line(e)})") from None
-    return module, _as_dicts(variables)
+    if cache_key:
+        params_cache.write(cache_key, variables)
+    return module, variables
 
 
 def _restore_on_device(checkpointer, params_dir: pathlib.Path):

@@ -3,12 +3,13 @@
 ``OLDPHOTO_JAX_CPU_TUNING=0`` runs it without."""
 import os
 
-from oldphoto_jax import compile_cache, cpu_tuning
+from oldphoto_jax import compile_cache, cpu_tuning, params_cache
 
 cpu_tuning.apply()
 # The entry points the tests call write no persistent compilation cache into the home folder
 # (tests/test_compile_cache.py switches it on in folders of its own).
 os.environ.setdefault(compile_cache.SWITCH, "0")
+os.environ.setdefault(params_cache.SWITCH, "0")  # nor a parameter cache
 
 
 import pytest  # noqa: E402

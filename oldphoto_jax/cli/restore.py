@@ -94,10 +94,11 @@ def main(argv):
 
 def run() -> None:
     """The console script's entry point (and ``infer.py``'s)."""
-    from oldphoto_jax import compile_cache, cpu_tuning
+    from oldphoto_jax import compile_cache, cpu_tuning, params_cache
 
     cpu_tuning.apply()  # before the JAX backend starts
     compile_cache.enable()
+    params_cache.enable()
     app.run(main)
 
 

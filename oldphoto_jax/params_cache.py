@@ -1,0 +1,209 @@
+"""Networks' parameters kept as plain arrays in a cache folder, read back without orbax.
+
+Reading a network's orbax checkpoint imports orbax and tensorstore and leaves their buffers
+resident for the rest of the program: for the official-width quality networks (144 MiB of
+weights) the process held 402 MiB after loading them through orbax and 353 MiB after reading
+the same arrays from a plain file (benchmarks/README.md, issue 18). So the inference entry
+points (``infer.py``, the Python API, the web server, the benchmark) call :func:`enable`, and
+:func:`oldphoto_jax.model_files.load_network` then reads each network from orbax once, writes
+its arrays here, and reads them from here on every later load.
+
+An entry is one file, ``<key>.params``: the arrays' bytes (each aligned to 64 bytes), then a
+JSON header (the tree of names, dtypes, shapes and offsets, and the SHA-256 of the bytes), then
+the header's length and a magic word. The key is the SHA-256 of the network's recorded file
+checksums (the model's manifest, or the network's ``config.json``), so an entry is used only
+for exactly the files it was made from, and networks without recorded checksums are never
+cached. Entries are written to a temporary file and renamed into place; on reading, the bytes
+are hashed and compared with the header, and an entry that does not match is ignored (the
+network is read from its orbax files again and the entry rewritten). A folder that cannot be
+written is reported once and skipped.
+
+The folder is ``$OLDPHOTO_JAX_PARAMS_CACHE`` when that names a folder, else
+``$XDG_CACHE_HOME/oldphoto_jax/params`` (``~/.cache/oldphoto_jax/params``);
+``OLDPHOTO_JAX_PARAMS_CACHE=0`` switches it off. An entry is as large as the network's weights
+(the bundled model's networks: ~29 MB together; the official ones: ~1.4 GB if all are used);
+deleting the folder is always safe.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pathlib
+import struct
+import tempfile
+from typing import Any, Mapping
+
+import numpy as np
+
+SWITCH = "OLDPHOTO_JAX_PARAMS_CACHE"
+FORMAT = "oldphoto-jax-params-cache"
+VERSION = 1
+MAGIC = b"OPJXPRM1"
+ALIGNMENT = 64
+_TRAILER = struct.Struct("<Q8s")  # header length, magic
+
+_log = logging.getLogger(__name__)
+_directory: pathlib.Path | None = None
+_reported: set[str] = set()
+
+
+def default_directory(environ: Mapping[str, str] = os.environ) -> pathlib.Path:
+    base = environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
+    return pathlib.Path(base) / "oldphoto_jax" / "params"
+
+
+def chosen_directory(environ: Mapping[str, str] = os.environ) -> pathlib.Path | None:
+    """The folder :func:`enable` uses, or None when switched off."""
+    value = environ.get(SWITCH, "").strip()
+    if value.lower() in ("0", "false", "no", "off"):
+        return None
+    if value and value.lower() not in ("1", "true", "yes", "on"):
+        return pathlib.Path(value).expanduser()
+    return default_directory(environ)
+
+
+def enable(environ: Mapping[str, str] = os.environ) -> str | None:
+    """Use :func:`chosen_directory` for the loads of this process from now on. Returns the
+    folder in use, or None when off."""
+    global _directory
+    _directory = chosen_directory(environ)
+    return None if _directory is None else str(_directory)
+
+
+def disable() -> None:
+    global _directory
+    _directory = None
+
+
+def directory() -> pathlib.Path | None:
+    """The folder in use (None unless :func:`enable` switched the cache on)."""
+    return _directory
+
+
+def key_of(checksums: Mapping[str, str]) -> str:
+    """The entry name for a network whose files have these checksums (relative path -> sha256)."""
+    text = json.dumps({"format": FORMAT, "version": VERSION, "files": dict(sorted(checksums.items()))},
+                      sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _leaves(tree: Mapping, prefix: tuple[str, ...] = ()):
+    for name in sorted(tree):
+        value = tree[name]
+        if isinstance(value, Mapping):
+            yield from _leaves(value, prefix + (name,))
+        else:
+            yield prefix + (name,), value
+
+
+def _insert(tree: dict, path: list[str], value) -> None:
+    for name in path[:-1]:
+        tree = tree.setdefault(name, {})
+    tree[path[-1]] = value
+
+
+def _report(folder: pathlib.Path, what: str) -> None:
+    if str(folder) not in _reported:
+        _reported.add(str(folder))
+        _log.warning("parameter cache %s skipped: %s", folder, what)
+
+
+def write(key: str, variables: Mapping, folder: pathlib.Path | None = None) -> pathlib.Path | None:
+    """Write ``variables`` (nested dicts of arrays) as the entry ``key``; returns its path, or
+    None when the cache is off or the folder cannot be written (reported once)."""
+    folder = folder if folder is not None else _directory
+    if folder is None:
+        return None
+    leaves, offset = [], 0
+    for path, value in _leaves(variables):
+        array = np.asarray(value)
+        offset = -(-offset // ALIGNMENT) * ALIGNMENT
+        leaves.append((path, array, offset))
+        offset += array.nbytes
+    digest = hashlib.sha256()
+    tmp = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "wb") as f:
+            header_leaves = []
+            for path, array, start in leaves:
+                if f.tell() < start:
+                    f.write(b"\0" * (start - f.tell()))
+                data = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
+                f.write(data)
+                digest.update(data)
+                header_leaves.append({"path": list(path), "dtype": array.dtype.name,
+                                      "shape": list(array.shape), "offset": start})
+            header = json.dumps({"format": FORMAT, "version": VERSION, "key": key,
+                                 "sha256": digest.hexdigest(), "leaves": header_leaves}).encode()
+            f.write(header)
+            f.write(_TRAILER.pack(len(header), MAGIC))
+        target = folder / f"{key}.params"
+        os.replace(tmp, target)
+        return target
+    except OSError as e:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        _report(folder, e.strerror or str(e))
+        return None
+
+
+def read(key: str, device=None, folder: pathlib.Path | None = None) -> dict | None:
+    """The variables of entry ``key`` as arrays on ``device`` (default: this process's first),
+    or None when the cache is off, the entry is missing, or it does not match its header."""
+    folder = folder if folder is not None else _directory
+    if folder is None:
+        return None
+    path = folder / f"{key}.params"
+    try:
+        with open(path, "rb") as f:
+            return _read_entry(f, key, device)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        _log.warning("parameter cache entry %s ignored: %s", path, e)
+        return None
+
+
+def _read_entry(f, key: str, device) -> dict | None:
+    import jax
+
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    if size < _TRAILER.size:
+        raise ValueError("too short")
+    f.seek(size - _TRAILER.size)
+    header_length, magic = _TRAILER.unpack(f.read(_TRAILER.size))
+    if magic != MAGIC or header_length > size - _TRAILER.size:
+        raise ValueError("not a parameter cache entry")
+    f.seek(size - _TRAILER.size - header_length)
+    header: dict[str, Any] = json.loads(f.read(header_length))
+    if header.get("format") != FORMAT or header.get("version") != VERSION or header.get("key") != key:
+        raise ValueError("written by another version or for another network")
+    if device is None:
+        device = jax.local_devices()[0]
+    digest = hashlib.sha256()
+    tree: dict = {}
+    f.seek(0)
+    for leaf in header["leaves"]:
+        # By name: jax has registered ml_dtypes' names (bfloat16) with numpy.
+        array = np.empty(leaf["shape"], np.dtype(leaf["dtype"]))
+        gap = leaf["offset"] - f.tell()
+        if gap < 0:
+            raise ValueError("overlapping arrays")
+        f.seek(gap, os.SEEK_CUR)
+        view = memoryview(array.reshape(-1).view(np.uint8))
+        if f.readinto(view) != array.nbytes:
+            raise ValueError("truncated")
+        digest.update(view)
+        _insert(tree, leaf["path"], jax.device_put(array, device))
+        del array, view
+    if digest.hexdigest() != header["sha256"]:
+        raise ValueError("content does not match its checksum")
+    return tree
