@@ -26,7 +26,10 @@ of each of its other files, a network written alone (``save_network``) records t
 ``params/`` files in its ``config.json``. Loading a network verifies them first, so a damaged or
 missing file is an error naming it rather than silently different weights. Models written before
 checksums were recorded still load, with a note (``Model.notes``). Every problem with a model
-directory is a one-line ``CheckpointError`` naming the file.
+directory is a one-line ``CheckpointError`` naming the file. Where the inference entry points
+have switched on :mod:`oldphoto_jax.params_cache`, a network whose params files were read and
+verified once is read from its cache entry instead (named by those checksums, verified by its
+own), without importing orbax.
 
 ``restored_range`` says how global restoration's output becomes an image: ``"minmax"`` (the
 default, and what a manifest without the key means) is the official ``test.py``, which writes
