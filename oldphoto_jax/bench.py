@@ -29,7 +29,10 @@ Per case the table also gives the CPU seconds of one run (``user s``, ``sys s``:
 ``getrusage``, all threads, averaged over the timed runs), its minor page faults (``faults``: a
 high count with a high ``sys s`` means the allocator maps and unmaps large buffers on every run)
 and, where the official PyTorch code was measured on the same machine (:data:`OFFICIAL`), its time
-and peak memory and our ratio to them. Every entry point applies :mod:`oldphoto_jax.cpu_tuning`
+and peak memory and our ratio to them. ``GFLOP`` is one run's matrix-product and convolution
+work as computed (:mod:`oldphoto_jax.flop_count`: Winograd layers count their transformed
+products), ``GFLOP/s`` that over ``run s``, and ``% of peak`` the share of the device's float32 peak (known GPUs: :data:`DEVICE_PEAK_TFLOPS`; a CPU's
+with ``--peak_tflops``). Every entry point applies :mod:`oldphoto_jax.cpu_tuning`
 first (``OLDPHOTO_JAX_CPU_TUNING=0`` measures without it); the header line says which.
 """
 from __future__ import annotations
@@ -98,6 +101,39 @@ OFFICIAL_EPYC = {
     ("face_256", 256): (2.61, 1207),
     ("face_512", 512): (10.25, 2022),
 }
+
+
+# Dense float32 peak of the accelerators this project is lent, TFLOP/s (NVIDIA's datasheets: the
+# CUDA cores' FP32 rate, not the tensor cores' TF32 one, since infer.py's default matmul
+# precision is "highest", i.e. true float32). (substring of jax's device_kind, peak), the first
+# match wins. A CPU's peak depends on its clock and vector units: give it with --peak_tflops.
+DEVICE_PEAK_TFLOPS = (
+    ("H200 NVL", 60.0),
+    ("H200", 67.0),     # H200 SXM
+    ("H100 NVL", 60.0),
+    ("H100 PCIe", 51.0),
+    ("H100", 67.0),     # H100 SXM ("NVIDIA H100 80GB HBM3")
+    ("A100", 19.5),
+)
+
+
+def device_peak_tflops(device_kind: str) -> float | None:
+    """The float32 peak of a device from :data:`DEVICE_PEAK_TFLOPS`, or None if unknown."""
+    for name, peak in DEVICE_PEAK_TFLOPS:
+        if name in device_kind:
+            return peak
+    return None
+
+
+def rate_fields(flops: float | None, run_s: float, peak_tflops: float | None) -> dict:
+    """``gflop`` per run, achieved ``gflop_per_s`` and, with a peak, ``peak_fraction``."""
+    if not flops or run_s <= 0:
+        return {}
+    fields = {"gflop": flops / 1e9, "gflop_per_s": flops / run_s / 1e9}
+    if peak_tflops:
+        fields["peak_tflops"] = peak_tflops
+        fields["peak_fraction"] = fields["gflop_per_s"] / (peak_tflops * 1e3)
+    return fields
 
 
 def cpu_model_name() -> str:
@@ -214,11 +250,13 @@ def restoration_case(model, stage: str, photo: np.ndarray, mask: np.ndarray, pre
 
 
 def run_case(checkpoint_dir: str, stage: str, size: int, repeats: int,
-             attention_chunk: int) -> dict:
-    """Measures one case in this process (call it in a fresh one for a clean peak)."""
+             attention_chunk: int, peak_tflops: float = 0.0) -> dict:
+    """Measures one case in this process (call it in a fresh one for a clean peak).
+    ``peak_tflops``: the device's float32 peak for ``peak_fraction`` (0: from
+    :data:`DEVICE_PEAK_TFLOPS`, none for a CPU)."""
     import jax
 
-    from oldphoto_jax import compile_cache, model_files, params_cache
+    from oldphoto_jax import compile_cache, flop_count, model_files, params_cache
 
     compile_cache.enable()  # as infer.py: a warm cache skips XLA's compilation
     params_cache.enable()  # and the weights are read without orbax
@@ -253,6 +291,9 @@ def run_case(checkpoint_dir: str, stage: str, size: int, repeats: int,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
     result.update(official_comparison(result, official_reference()[0]))
+    # Traced once more after the peak was read (tracing allocates a little).
+    result.update(rate_fields(flop_count.function_flops(fn, *args), result["run_s"],
+                              peak_tflops or device_peak_tflops(result["device"])))
     stats = jax.devices()[0].memory_stats() or {}
     if "peak_bytes_in_use" in stats:
         result["device_peak_mib"] = stats["peak_bytes_in_use"] / 2 ** 20
@@ -326,6 +367,7 @@ def result_of_worker(target, args, timeout: float | None = None,
 
 TABLE_HEADER = ("stage", "photo side", "network input side", "compile s", "first run s", "run s",
                 "user s", "sys s", "faults", "peak RSS MiB", "rss0 MiB", "device peak MiB",
+                "GFLOP", "GFLOP/s", "% of peak",
                 "official s", "× official", "official peak MiB", "peak × official")
 
 
@@ -347,6 +389,8 @@ def markdown_table(results: list[dict]) -> str:
                  cell("first_run_s", ".2f"), cell("run_s", ".2f"), cell("user_s", ".2f"),
                  cell("sys_s", ".2f"), cell("minor_faults", ",.0f"), cell("peak_rss_mib", ",.0f"),
                  cell("rss0_mib", ",.0f"), cell("device_peak_mib", ",.0f"),
+                 cell("gflop", ",.1f"), cell("gflop_per_s", ",.0f"),
+                 format(100 * r["peak_fraction"], ".1f") if "peak_fraction" in r else "–",
                  cell("official_s", ".2f"), cell("vs_official", ".2f"),
                  cell("official_peak_mib", ",.0f"), cell("peak_vs_official", ".2f")]
         lines.append("| " + " | ".join(cells) + " |")
@@ -385,6 +429,9 @@ def define_flags() -> None:
                          "Query rows per block of the attention (as infer.py).")
     flags.DEFINE_float("case_timeout", 3600, "Seconds before a case is abandoned.")
     flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+    flags.DEFINE_float("peak_tflops", 0.0, "The device's float32 peak in TFLOP/s for the '%% of "
+                       "peak' column (0: known GPUs from bench.DEVICE_PEAK_TFLOPS; none on a "
+                       "CPU unless given).")
 
 
 def main(argv):
@@ -422,7 +469,8 @@ def main(argv):
         for size in (int(s) for s in sizes):
             print(f"{stage} at {size}x{size} ...", flush=True)
             result = run_in_subprocess(str(model.directory), stage, size, FLAGS.repeats,
-                                       FLAGS.attention_chunk, timeout=FLAGS.case_timeout)
+                                       FLAGS.attention_chunk, FLAGS.peak_tflops,
+                                       timeout=FLAGS.case_timeout)
             result.setdefault("stage", stage)
             result.setdefault("size", size)
             results.append(result)
@@ -430,7 +478,9 @@ def main(argv):
                           f"compile {result['compile_s']:.2f} s, run {result['run_s']:.2f} s "
                           f"(user {result['user_s']:.2f} s, sys {result['sys_s']:.2f} s, "
                           f"{result['minor_faults']:,.0f} faults), "
-                          f"peak RSS {result['peak_rss_mib']:,.0f} MiB"), flush=True)
+                          f"peak RSS {result['peak_rss_mib']:,.0f} MiB"
+                          + (f", {result['gflop_per_s']:,.0f} GFLOP/s" if "gflop_per_s" in result
+                             else "")), flush=True)
     print()
     print(markdown_table(results))
     if any("official_s" in r for r in results):

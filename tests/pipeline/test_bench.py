@@ -45,6 +45,25 @@ def test_restore_case_runs_the_pipeline_function_at_full_size(model_dir):
     assert result["user_s"] >= 0 and result["sys_s"] >= 0 and result["minor_faults"] >= 0
     assert "official_s" not in result  # the official code was not measured at 48 px
     assert "xla_flags" in result
+    assert result["gflop"] > 0 and result["gflop_per_s"] == pytest.approx(
+        result["gflop"] / result["run_s"])
+    assert "peak_fraction" not in result  # no peak is known for a CPU
+
+
+def test_the_peak_share_is_of_the_known_device():
+    assert bench.device_peak_tflops("NVIDIA H100 80GB HBM3") == 67.0
+    assert bench.device_peak_tflops("NVIDIA H100 PCIe") == 51.0
+    assert bench.device_peak_tflops("NVIDIA H200") == 67.0
+    assert bench.device_peak_tflops("cpu") is None
+    fields = bench.rate_fields(2e12, 0.5, 67.0)
+    assert fields["gflop"] == 2000 and fields["gflop_per_s"] == 4000
+    assert fields["peak_fraction"] == pytest.approx(4 / 67)
+    assert "peak_fraction" not in bench.rate_fields(2e12, 0.5, None)
+    assert bench.rate_fields(None, 0.5, 67.0) == {}
+    row = bench.markdown_table([{"stage": "detect", "size": 256, "network_side": 256,
+                                 **fields}]).splitlines()[2].split(" | ")
+    assert row[bench.TABLE_HEADER.index("% of peak")] == "6.0"
+    assert row[bench.TABLE_HEADER.index("GFLOP/s")] == "4,000"
 
 
 def test_detect_case_in_a_fresh_process_and_the_table(model_dir):
