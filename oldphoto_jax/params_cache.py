@@ -21,8 +21,10 @@ written is reported once and skipped.
 The folder is ``$OLDPHOTO_JAX_PARAMS_CACHE`` when that names a folder, else
 ``$XDG_CACHE_HOME/oldphoto_jax/params`` (``~/.cache/oldphoto_jax/params``);
 ``OLDPHOTO_JAX_PARAMS_CACHE=0`` switches it off. An entry is as large as the network's weights
-(the bundled model's networks: ~29 MB together; the official ones: ~1.4 GB if all are used);
-deleting the folder is always safe.
+(the bundled model's networks: ~29 MB together; the official ones: ~1.4 GB if all are used).
+The folder is kept under ``$OLDPHOTO_JAX_PARAMS_CACHE_LIMIT_GB`` (default 3): after each write
+the entries read or written longest ago are deleted until it fits (the new entry always stays).
+Deleting the folder is always safe.
 """
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ from typing import Any, Mapping
 import numpy as np
 
 SWITCH = "OLDPHOTO_JAX_PARAMS_CACHE"
+LIMIT = "OLDPHOTO_JAX_PARAMS_CACHE_LIMIT_GB"
+DEFAULT_LIMIT_GB = 3.0
 FORMAT = "oldphoto-jax-params-cache"
 VERSION = 1
 MAGIC = b"OPJXPRM1"
@@ -46,6 +50,7 @@ _TRAILER = struct.Struct("<Q8s")  # header length, magic
 
 _log = logging.getLogger(__name__)
 _directory: pathlib.Path | None = None
+_limit: int = int(DEFAULT_LIMIT_GB * 1e9)
 _reported: set[str] = set()
 
 
@@ -64,11 +69,27 @@ def chosen_directory(environ: Mapping[str, str] = os.environ) -> pathlib.Path | 
     return default_directory(environ)
 
 
+def limit_bytes(environ: Mapping[str, str] = os.environ) -> int:
+    """The most the folder may hold (``$OLDPHOTO_JAX_PARAMS_CACHE_LIMIT_GB``, default 3 GB)."""
+    value = environ.get(LIMIT, "").strip()
+    try:
+        gigabytes = float(value) if value else DEFAULT_LIMIT_GB
+    except ValueError:
+        raise ValueError(f"{LIMIT} must be a number of gigabytes, got {value!r}") from None
+    return int(max(gigabytes, 0.0) * 1e9)
+
+
 def enable(environ: Mapping[str, str] = os.environ) -> str | None:
     """Use :func:`chosen_directory` for the loads of this process from now on. Returns the
     folder in use, or None when off."""
-    global _directory
+    global _directory, _limit
     _directory = chosen_directory(environ)
+    try:
+        _limit = limit_bytes(environ)
+    except ValueError as e:  # a cache setting never stops a restoration
+        _log.warning("%s; the parameter cache keeps the default limit, %g GB", e,
+                     DEFAULT_LIMIT_GB)
+        _limit = int(DEFAULT_LIMIT_GB * 1e9)
     return None if _directory is None else str(_directory)
 
 
@@ -143,6 +164,7 @@ def write(key: str, variables: Mapping, folder: pathlib.Path | None = None) -> p
             f.write(_TRAILER.pack(len(header), MAGIC))
         target = folder / f"{key}.params"
         os.replace(tmp, target)
+        evict(folder, _limit, keep=target)
         return target
     except OSError as e:
         if tmp is not None:
@@ -154,6 +176,32 @@ def write(key: str, variables: Mapping, folder: pathlib.Path | None = None) -> p
         return None
 
 
+def evict(folder: pathlib.Path, limit: int, keep: pathlib.Path | None = None) -> list[str]:
+    """Delete the entries of ``folder`` used longest ago (modification time: reads touch it)
+    until the rest hold at most ``limit`` bytes, never ``keep``. Returns the deleted names."""
+    entries = []
+    for path in folder.glob("*.params"):
+        try:
+            info = path.stat()
+        except OSError:  # deleted meanwhile by another process
+            continue
+        entries.append((info.st_mtime, info.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    deleted = []
+    for _, size, path in sorted(entries, key=lambda e: e[0]):
+        if total <= limit:
+            break
+        if keep is not None and path == keep:
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        total -= size
+        deleted.append(path.name)
+    return deleted
+
+
 def read(key: str, device=None, folder: pathlib.Path | None = None) -> dict | None:
     """The variables of entry ``key`` as arrays on ``device`` (default: this process's first),
     or None when the cache is off, the entry is missing, or it does not match its header."""
@@ -163,7 +211,9 @@ def read(key: str, device=None, folder: pathlib.Path | None = None) -> dict | No
     path = folder / f"{key}.params"
     try:
         with open(path, "rb") as f:
-            return _read_entry(f, key, device)
+            tree = _read_entry(f, key, device)
+        os.utime(path)  # recently used: evicted last
+        return tree
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as e:

@@ -72,6 +72,25 @@ def test_an_unwritable_folder_is_reported_once_and_skipped(tmp_path, caplog):
     assert caplog.text.count("parameter cache") == 1
 
 
+def test_the_entries_used_longest_ago_go_first_when_the_folder_is_full(tmp_path):
+    one = np.zeros(1000, np.uint8)
+    for age, key in enumerate(["new", "mid", "old"]):
+        path = params_cache.write(key, {"a": one}, folder=tmp_path)
+        os.utime(path, (1e9 - age * 100, 1e9 - age * 100))
+    params_cache.read("old", folder=tmp_path)  # a read makes it the most recent
+    size = (tmp_path / "old.params").stat().st_size
+    assert params_cache.evict(tmp_path, 2 * size) == ["mid.params"]
+    assert params_cache.evict(tmp_path, 0, keep=tmp_path / "old.params") == ["new.params"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.params"]
+
+
+def test_the_limit_from_the_environment():
+    assert params_cache.limit_bytes({}) == 3_000_000_000
+    assert params_cache.limit_bytes({params_cache.LIMIT: "0.5"}) == 500_000_000
+    with pytest.raises(ValueError, match="gigabytes"):
+        params_cache.limit_bytes({params_cache.LIMIT: "lots"})
+
+
 @pytest.fixture
 def cache_in(tmp_path):
     folder = tmp_path / "cache"
@@ -89,6 +108,23 @@ def test_a_model_network_is_cached_and_read_back_equal(tmp_path, cache_in):
     _same(again[1], first[1])
     assert "batch_stats" in again[1]
     assert sorted(cache_in.iterdir()) == entries
+
+
+def test_a_write_past_the_limit_deletes_older_entries(tmp_path, caplog):
+    write_random_model(tmp_path / "m", roles=["vae_a", "scratch_detector"])
+    folder = tmp_path / "cache"
+    params_cache.enable({params_cache.SWITCH: str(folder), params_cache.LIMIT: "1e-9"})
+    try:
+        model = model_files.load_model(tmp_path / "m")
+        model.network("vae_a")
+        first = sorted(folder.iterdir())
+        model.network("scratch_detector")
+        left = sorted(folder.iterdir())
+        assert len(first) == len(left) == 1 and first != left  # only the newest entry stays
+        params_cache.enable({params_cache.SWITCH: str(folder), params_cache.LIMIT: "lots"})
+        assert "default limit" in caplog.text and params_cache._limit == 3_000_000_000
+    finally:
+        params_cache.disable()
 
 
 def test_a_cached_network_still_has_its_config_verified(tmp_path, cache_in):
