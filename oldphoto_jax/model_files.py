@@ -223,18 +223,18 @@ def load_network(directory: str | os.PathLike,
     first; without them, those recorded in ``config.json`` (a network saved alone) are.
     """
     directory = pathlib.Path(directory).absolute()
+    if checksums is not None:  # the files read now (config.json) before reading them
+        verify_checksums(directory, {path: digest for path, digest in checksums.items()
+                                     if not path.startswith("params/")})
     config = read_network_config(directory)
     if checksums is None and isinstance(config.get("checksums"), Mapping):
         checksums = config["checksums"]  # a network saved alone: its params/ files
     cache_key = params_cache.key_of(checksums) if checksums and params_cache.directory() else None
+    # A cache entry holds what the params files held when their checksums were last verified.
     cached = params_cache.read(cache_key) if cache_key else None
-    if cached is not None:
-        # The entry holds what the params files held when their checksums were verified; the
-        # other files (config.json) are read now, so they are verified now.
+    if cached is None and checksums is not None:
         verify_checksums(directory, {path: digest for path, digest in checksums.items()
-                                     if not path.startswith("params/")})
-    elif checksums is not None:
-        verify_checksums(directory, checksums)
+                                     if path.startswith("params/")})
     module = _build_network(directory / "config.json", config)
     if cached is not None:
         return module, cached
