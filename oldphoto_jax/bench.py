@@ -31,9 +31,10 @@ high count with a high ``sys s`` means the allocator maps and unmaps large buffe
 and, where the official PyTorch code was measured on the same machine (:data:`OFFICIAL`), its time
 and peak memory and our ratio to them. ``GFLOP`` is one run's matrix-product and convolution
 work as computed (:mod:`oldphoto_jax.flop_count`: Winograd layers count their transformed
-products), ``GFLOP/s`` that over ``run s``, and ``% of peak`` the share of the device's float32 peak (known GPUs: :data:`DEVICE_PEAK_TFLOPS`; a CPU's
-with ``--peak_tflops``). Every entry point applies :mod:`oldphoto_jax.cpu_tuning`
-first (``OLDPHOTO_JAX_CPU_TUNING=0`` measures without it); the header line says which.
+products), ``GFLOP/s`` that over ``run s``, and ``% of peak`` the share of the device's float32
+peak (known GPUs: :data:`DEVICE_PEAK_TFLOPS`; a CPU's with ``--peak_tflops``). Every entry point
+applies :mod:`oldphoto_jax.cpu_tuning` first (``OLDPHOTO_JAX_CPU_TUNING=0`` measures without
+it); the header line says which.
 """
 from __future__ import annotations
 

@@ -35,6 +35,7 @@ import os
 import pathlib
 import struct
 import tempfile
+import time
 from typing import Any, Mapping
 
 import numpy as np
@@ -46,6 +47,7 @@ FORMAT = "oldphoto-jax-params-cache"
 VERSION = 1
 MAGIC = b"OPJXPRM1"
 ALIGNMENT = 64
+STALE_TMP_SECONDS = 3600
 _TRAILER = struct.Struct("<Q8s")  # header length, magic
 
 _log = logging.getLogger(__name__)
@@ -105,8 +107,8 @@ def directory() -> pathlib.Path | None:
 
 def key_of(checksums: Mapping[str, str]) -> str:
     """The entry name for a network whose files have these checksums (relative path -> sha256)."""
-    text = json.dumps({"format": FORMAT, "version": VERSION, "files": dict(sorted(checksums.items()))},
-                      sort_keys=True)
+    text = json.dumps({"format": FORMAT, "version": VERSION,
+                       "files": dict(sorted(checksums.items()))}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -178,7 +180,14 @@ def write(key: str, variables: Mapping, folder: pathlib.Path | None = None) -> p
 
 def evict(folder: pathlib.Path, limit: int, keep: pathlib.Path | None = None) -> list[str]:
     """Delete the entries of ``folder`` used longest ago (modification time: reads touch it)
-    until the rest hold at most ``limit`` bytes, never ``keep``. Returns the deleted names."""
+    until the rest hold at most ``limit`` bytes, never ``keep``, and temporary files of writes
+    that never finished (older than an hour). Returns the deleted entries' names."""
+    for stale in folder.glob(".*.tmp"):  # left by a process killed while writing
+        try:
+            if time.time() - stale.stat().st_mtime > STALE_TMP_SECONDS:
+                stale.unlink()
+        except OSError:
+            pass
     entries = []
     for path in folder.glob("*.params"):
         try:
@@ -234,7 +243,7 @@ def _read_entry(f, key: str, device) -> dict | None:
         raise ValueError("not a parameter cache entry")
     f.seek(size - _TRAILER.size - header_length)
     header: dict[str, Any] = json.loads(f.read(header_length))
-    if header.get("format") != FORMAT or header.get("version") != VERSION or header.get("key") != key:
+    if (header.get("format"), header.get("version"), header.get("key")) != (FORMAT, VERSION, key):
         raise ValueError("written by another version or for another network")
     if device is None:
         device = jax.local_devices()[0]

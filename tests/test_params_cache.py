@@ -82,6 +82,12 @@ def test_the_entries_used_longest_ago_go_first_when_the_folder_is_full(tmp_path)
     assert params_cache.evict(tmp_path, 2 * size) == ["mid.params"]
     assert params_cache.evict(tmp_path, 0, keep=tmp_path / "old.params") == ["new.params"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.params"]
+    fresh, stale = tmp_path / ".k.1.tmp", tmp_path / ".k.2.tmp"  # writes in progress / killed
+    fresh.write_bytes(b"x")
+    stale.write_bytes(b"x")
+    os.utime(stale, (1e9, 1e9))
+    params_cache.evict(tmp_path, 10 ** 9)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".k.1.tmp", "old.params"]
 
 
 def test_the_limit_from_the_environment():
