@@ -23,24 +23,20 @@ import os
 import pathlib
 from typing import Mapping
 
+from oldphoto_jax import cache_folders
+
 SWITCH = "OLDPHOTO_JAX_COMPILE_CACHE"
 # Compilations shorter than this are not written (the small pre- and post-processing jits).
 MIN_COMPILE_SECONDS = 0.25
 
 
 def default_directory(environ: Mapping[str, str] = os.environ) -> pathlib.Path:
-    base = environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
-    return pathlib.Path(base) / "oldphoto_jax" / "xla"
+    return cache_folders.default_directory("xla", environ)
 
 
 def chosen_directory(environ: Mapping[str, str] = os.environ) -> pathlib.Path | None:
     """The cache folder :func:`enable` uses, or None when switched off."""
-    value = environ.get(SWITCH, "").strip()
-    if value.lower() in ("0", "false", "no", "off"):
-        return None
-    if value and value.lower() not in ("1", "true", "yes", "on"):
-        return pathlib.Path(value).expanduser()
-    return default_directory(environ)
+    return cache_folders.chosen_directory(SWITCH, "xla", environ)
 
 
 def enable(environ: Mapping[str, str] = os.environ) -> str | None:

@@ -40,6 +40,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from oldphoto_jax import cache_folders
+
 SWITCH = "OLDPHOTO_JAX_PARAMS_CACHE"
 LIMIT = "OLDPHOTO_JAX_PARAMS_CACHE_LIMIT_GB"
 DEFAULT_LIMIT_GB = 3.0
@@ -57,18 +59,12 @@ _reported: set[str] = set()
 
 
 def default_directory(environ: Mapping[str, str] = os.environ) -> pathlib.Path:
-    base = environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache"
-    return pathlib.Path(base) / "oldphoto_jax" / "params"
+    return cache_folders.default_directory("params", environ)
 
 
 def chosen_directory(environ: Mapping[str, str] = os.environ) -> pathlib.Path | None:
     """The folder :func:`enable` uses, or None when switched off."""
-    value = environ.get(SWITCH, "").strip()
-    if value.lower() in ("0", "false", "no", "off"):
-        return None
-    if value and value.lower() not in ("1", "true", "yes", "on"):
-        return pathlib.Path(value).expanduser()
-    return default_directory(environ)
+    return cache_folders.chosen_directory(SWITCH, "params", environ)
 
 
 def limit_bytes(environ: Mapping[str, str] = os.environ) -> int:
