@@ -266,8 +266,11 @@ def run_case(checkpoint_dir: str, stage: str, size: int, repeats: int,
     cpu_tuning.release_free_memory()  # as the pipeline does after loading and compiling
     rss0 = _status_mib("VmRSS")
     began = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
+    traced = jax.jit(fn).trace(*args)
+    compiled = traced.lower().compile()
     compile_s = time.perf_counter() - began
+    flops = flop_count.jaxpr_flops(traced.jaxpr)  # the traced function's, not traced again
+    del traced
     cpu_tuning.release_free_memory()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     began = time.perf_counter()
@@ -292,8 +295,7 @@ def run_case(checkpoint_dir: str, stage: str, size: int, repeats: int,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
     result.update(official_comparison(result, official_reference()[0]))
-    # Traced once more after the peak was read (tracing allocates a little).
-    result.update(rate_fields(flop_count.function_flops(fn, *args), result["run_s"],
+    result.update(rate_fields(flops, result["run_s"],
                               peak_tflops or device_peak_tflops(result["device"])))
     stats = jax.devices()[0].memory_stats() or {}
     if "peak_bytes_in_use" in stats:

@@ -30,10 +30,6 @@ SWITCH = "OLDPHOTO_JAX_COMPILE_CACHE"
 MIN_COMPILE_SECONDS = 0.25
 
 
-def default_directory(environ: Mapping[str, str] = os.environ) -> pathlib.Path:
-    return cache_folders.default_directory("xla", environ)
-
-
 def chosen_directory(environ: Mapping[str, str] = os.environ) -> pathlib.Path | None:
     """The cache folder :func:`enable` uses, or None when switched off."""
     return cache_folders.chosen_directory(SWITCH, "xla", environ)

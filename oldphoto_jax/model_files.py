@@ -220,7 +220,9 @@ def load_network(directory: str | os.PathLike,
     this process's first device: ``np.asarray`` gives a host copy).
 
     ``checksums`` (paths relative to ``directory``, from the model's manifest) are verified
-    first; without them, those recorded in ``config.json`` (a network saved alone) are.
+    first; without them, those recorded in ``config.json`` (a network saved alone) are. With
+    :mod:`oldphoto_jax.params_cache` on, a network found in the cache is read from its entry
+    (verified by its own checksum) and its ``params/`` files are neither read nor verified.
     """
     directory = pathlib.Path(directory).absolute()
     if checksums is not None:  # the files read now (config.json) before reading them

@@ -45,6 +45,7 @@ from oldphoto_jax import cache_folders
 SWITCH = "OLDPHOTO_JAX_PARAMS_CACHE"
 LIMIT = "OLDPHOTO_JAX_PARAMS_CACHE_LIMIT_GB"
 DEFAULT_LIMIT_GB = 3.0
+DEFAULT_LIMIT_BYTES = int(DEFAULT_LIMIT_GB * 1e9)
 FORMAT = "oldphoto-jax-params-cache"
 VERSION = 1
 MAGIC = b"OPJXPRM1"
@@ -54,12 +55,8 @@ _TRAILER = struct.Struct("<Q8s")  # header length, magic
 
 _log = logging.getLogger(__name__)
 _directory: pathlib.Path | None = None
-_limit: int = int(DEFAULT_LIMIT_GB * 1e9)
+_limit: int = DEFAULT_LIMIT_BYTES
 _reported: set[str] = set()
-
-
-def default_directory(environ: Mapping[str, str] = os.environ) -> pathlib.Path:
-    return cache_folders.default_directory("params", environ)
 
 
 def chosen_directory(environ: Mapping[str, str] = os.environ) -> pathlib.Path | None:
@@ -71,10 +68,10 @@ def limit_bytes(environ: Mapping[str, str] = os.environ) -> int:
     """The most the folder may hold (``$OLDPHOTO_JAX_PARAMS_CACHE_LIMIT_GB``, default 3 GB)."""
     value = environ.get(LIMIT, "").strip()
     try:
-        gigabytes = float(value) if value else DEFAULT_LIMIT_GB
+        gigabytes = float(value) if value else None
     except ValueError:
         raise ValueError(f"{LIMIT} must be a number of gigabytes, got {value!r}") from None
-    return int(max(gigabytes, 0.0) * 1e9)
+    return DEFAULT_LIMIT_BYTES if gigabytes is None else int(max(gigabytes, 0.0) * 1e9)
 
 
 def enable(environ: Mapping[str, str] = os.environ) -> str | None:
@@ -87,7 +84,7 @@ def enable(environ: Mapping[str, str] = os.environ) -> str | None:
     except ValueError as e:  # a cache setting never stops a restoration
         _log.warning("%s; the parameter cache keeps the default limit, %g GB", e,
                      DEFAULT_LIMIT_GB)
-        _limit = int(DEFAULT_LIMIT_GB * 1e9)
+        _limit = DEFAULT_LIMIT_BYTES
     return None if _directory is None else str(_directory)
 
 
@@ -226,7 +223,7 @@ def read(key: str, device=None, folder: pathlib.Path | None = None) -> dict | No
         return None
 
 
-def _read_entry(f, key: str, device) -> dict | None:
+def _read_entry(f, key: str, device) -> dict:
     import jax
 
     f.seek(0, os.SEEK_END)
